@@ -1,0 +1,325 @@
+//! `config.json` in the pilot home: read, edit and write it without losing anything.
+//!
+//! The file is a JSON object. Keys pilot does not own (`registry`, `beacon`, `hostname`, ...)
+//! are kept exactly as they were, in their order. Writes are atomic (a temp file in the same
+//! directory, fsync, rename, fsync of the directory) and mode 0600, and read-modify-write cycles
+//! hold an exclusive lock on `config.json.lock` so concurrent writers never lose each other's
+//! keys. A file that does not parse is never overwritten: every access fails with an error that
+//! names the file and the parse error.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+/// What went wrong with `config.json`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} is not valid JSON: {source} (fix or remove the file; pilot will not overwrite it)")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("config file {path} must hold a JSON object, like {{\"webhook\": \"http://localhost:8080/events\"}} (pilot will not overwrite it)")]
+    NotObject { path: PathBuf },
+    #[error("config file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("config file {path}: key {key:?}: {message}")]
+    InvalidValue {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The contents of `config.json`, with the path they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    path: PathBuf,
+    values: Map<String, Value>,
+}
+
+impl ConfigFile {
+    /// An empty config that will be written to `path`.
+    pub fn empty(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            values: Map::new(),
+        }
+    }
+
+    /// Reads `path`. A missing file is an empty config; an empty, malformed or non-object
+    /// file is an error, and the file is left as it is.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::empty(path)),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let value: Value = match serde_json::from_slice(&text) {
+            Ok(v) => v,
+            Err(source) => return Err(ConfigError::Parse { path, source }),
+        };
+        match value {
+            Value::Object(values) => Ok(Self { path, values }),
+            _ => Err(ConfigError::NotObject { path }),
+        }
+    }
+
+    /// Locks the config, loads it, lets `edit` change it, and writes it back atomically if
+    /// `edit` succeeds. Concurrent `update`s (across processes) run one at a time.
+    pub fn update<T, E>(
+        path: impl Into<PathBuf>,
+        edit: impl FnOnce(&mut ConfigFile) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<ConfigError>,
+    {
+        let path = path.into();
+        let _lock = lock(&path)?;
+        let mut config = Self::load(path)?;
+        let out = edit(&mut config)?;
+        config.save()?;
+        Ok(out)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every key and value, in file order.
+    pub fn values(&self) -> &Map<String, Value> {
+        &self.values
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    /// A string value (`None` when absent or not a string).
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.values.get(key).and_then(Value::as_str)
+    }
+
+    /// Sets `key`, keeping its place if it existed.
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.values.insert(key.to_string(), value);
+    }
+
+    /// Removes `key`, keeping the others in order; returns the old value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.values.shift_remove(key)
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            path: self.path.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The persisted webhook URL (absent or empty: none).
+    pub fn webhook(&self) -> Option<&str> {
+        self.get_str("webhook").filter(|s| !s.is_empty())
+    }
+
+    /// An unsigned integer value.
+    pub fn get_u64(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.invalid(key, "expected a whole number >= 0")),
+            Some(_) => Err(self.invalid(key, "expected a whole number >= 0")),
+        }
+    }
+
+    /// The node id (`node_id`), if set.
+    pub fn node_id(&self) -> Result<Option<u32>, ConfigError> {
+        match self.get_u64("node_id")? {
+            None => Ok(None),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| self.invalid("node_id", "must fit in 32 bits")),
+        }
+    }
+
+    /// A duration value written like `"5s"` or `"500ms"`.
+    pub fn get_duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => crate::duration::parse(s)
+                .map(Some)
+                .map_err(|e| self.invalid(key, e.to_string())),
+            Some(_) => {
+                Err(self.invalid(key, "expected a duration string like \"5s\" or \"500ms\""))
+            }
+        }
+    }
+
+    /// Writes the config atomically with mode 0600 (2-space pretty JSON).
+    pub fn save(&self) -> Result<(), ConfigError> {
+        let io_err = |source| ConfigError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut text = serde_json::to_vec_pretty(&self.values).map_err(|e| io_err(e.into()))?;
+        text.push(b'\n');
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".config.json.")
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&dir)
+            .map_err(io_err)?;
+        tmp.write_all(&text).map_err(io_err)?;
+        tmp.as_file().sync_all().map_err(io_err)?;
+        tmp.persist(&self.path).map_err(|e| io_err(e.error))?;
+        // The rename is durable only once the directory entry is.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// An exclusive, blocking lock on `<config>.lock`, released when dropped.
+fn lock(config: &Path) -> Result<fs::File, ConfigError> {
+    let mut name = config.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let io_err = |source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err)?;
+    file.lock().map_err(io_err)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_an_empty_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = ConfigFile::load(tmp.path().join("config.json")).unwrap();
+        assert!(c.values().is_empty());
+        assert_eq!(c.webhook(), None);
+    }
+
+    #[test]
+    fn update_keeps_unknown_keys_in_order_and_writes_0600_pretty_json() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        fs::write(
+            &path,
+            r#"{"registry":"34.71.57.205:9000","beacon":"34.71.57.205:9001","hostname":"n1","extra":{"x":[1,2]}}"#,
+        )
+        .unwrap();
+        ConfigFile::update(&path, |c| {
+            c.set("webhook", "http://localhost:8080/events".into());
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"registry\": \"34.71.57.205:9000\",\n  \"beacon\": \"34.71.57.205:9001\",\n  \"hostname\": \"n1\",\n  \"extra\": {\n    \"x\": [\n      1,\n      2\n    ]\n  },\n  \"webhook\": \"http://localhost:8080/events\"\n}\n"
+        );
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        ConfigFile::update(&path, |c| {
+            c.remove("webhook");
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        let c = ConfigFile::load(&path).unwrap();
+        let keys: Vec<&str> = c.values().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["registry", "beacon", "hostname", "extra"]);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_and_is_never_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        for bad in ["{\"webhook\": ", "", "[1,2]", "\"s\""] {
+            fs::write(&path, bad).unwrap();
+            let err = ConfigFile::update(&path, |c| {
+                c.set("webhook", "http://x/".into());
+                Ok::<_, ConfigError>(())
+            })
+            .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), bad);
+        }
+    }
+
+    #[test]
+    fn typed_values_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        fs::write(
+            &path,
+            r#"{"node_id":5,"backoff":"500ms","queue_size":"big","webhook_timeout":3}"#,
+        )
+        .unwrap();
+        let c = ConfigFile::load(&path).unwrap();
+        assert_eq!(c.node_id().unwrap(), Some(5));
+        assert_eq!(
+            c.get_duration("backoff").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert!(c
+            .get_u64("queue_size")
+            .unwrap_err()
+            .to_string()
+            .contains("queue_size"));
+        assert!(c.get_duration("webhook_timeout").is_err());
+        assert_eq!(c.get_duration("circuit_cooldown").unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_updates_never_lose_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    ConfigFile::update(&path, |c| {
+                        c.set(&format!("k{i}"), i.into());
+                        c.set("webhook", format!("http://h{i}/").into());
+                        Ok::<_, ConfigError>(())
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let c = ConfigFile::load(&path).unwrap();
+        for i in 0..16 {
+            assert_eq!(c.get_u64(&format!("k{i}")).unwrap(), Some(i));
+        }
+        assert!(c.webhook().unwrap().starts_with("http://h"));
+    }
+}

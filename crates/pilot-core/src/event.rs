@@ -1,0 +1,320 @@
+//! The event envelope: what the bus carries and what a webhook receives, one event per body.
+//!
+//! The JSON shape is fixed (Pilot-compatible): `event_id`, `event`, `node_id`, `timestamp`,
+//! `data`, in that order; the timestamp is RFC 3339 UTC with `Z` and trailing fractional zeros
+//! trimmed; `data` is left out when the event has none. An event is encoded at most once and
+//! the bytes are shared by every consumer (webhook retries, IPC streams).
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Longest accepted event name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest accepted `data` object, in bytes of JSON.
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+
+/// Why an event name or its data was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("event name is empty")]
+    EmptyName,
+    #[error("event name {name:?} is longer than {MAX_NAME_LEN} characters")]
+    NameTooLong { name: String },
+    #[error(
+        "event name {name:?} is not lowercase dotted words (like `handshake.received`): \
+         use a-z, 0-9 and _ in at least two dot-separated parts"
+    )]
+    BadName { name: String },
+    #[error("event data is {len} bytes; the limit is {MAX_DATA_BYTES}")]
+    DataTooLarge { len: usize },
+    #[error("event data must be a JSON object, like {{\"key\":\"value\"}}")]
+    DataNotObject,
+    #[error("event data is not valid JSON: {0}")]
+    DataNotJson(String),
+}
+
+/// Checks an event name: lowercase dotted words, at least two parts, at most 128 bytes.
+pub fn validate_name(name: &str) -> Result<(), EventError> {
+    if name.is_empty() {
+        return Err(EventError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(EventError::NameTooLong {
+            name: name.chars().take(32).collect::<String>() + "...",
+        });
+    }
+    let mut parts = 0;
+    for part in name.split('.') {
+        parts += 1;
+        let ok = !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(EventError::BadName { name: name.into() });
+        }
+    }
+    if parts < 2 {
+        return Err(EventError::BadName { name: name.into() });
+    }
+    Ok(())
+}
+
+/// Checks event data given as JSON text: an object of at most [`MAX_DATA_BYTES`].
+pub fn parse_data(json: &str) -> Result<Box<RawValue>, EventError> {
+    if json.len() > MAX_DATA_BYTES {
+        return Err(EventError::DataTooLarge { len: json.len() });
+    }
+    let raw: Box<RawValue> =
+        serde_json::from_str(json).map_err(|e| EventError::DataNotJson(e.to_string()))?;
+    check_data(&raw)?;
+    Ok(raw)
+}
+
+/// Checks already-parsed JSON: an object of at most [`MAX_DATA_BYTES`].
+pub fn check_data(raw: &RawValue) -> Result<(), EventError> {
+    let text = raw.get();
+    if text.len() > MAX_DATA_BYTES {
+        return Err(EventError::DataTooLarge { len: text.len() });
+    }
+    if !text.trim_start().starts_with('{') {
+        return Err(EventError::DataNotObject);
+    }
+    Ok(())
+}
+
+/// Builds `data` from a `serde_json::Value`, which must be an object.
+pub fn data_from_value(value: &serde_json::Value) -> Result<Box<RawValue>, EventError> {
+    if !value.is_object() {
+        return Err(EventError::DataNotObject);
+    }
+    let raw = serde_json::value::to_raw_value(value)
+        .map_err(|e| EventError::DataNotJson(e.to_string()))?;
+    check_data(&raw)?;
+    Ok(raw)
+}
+
+/// One thing that happened on the node.
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    /// Per-daemon sequence number, from 1, strictly increasing.
+    pub event_id: u64,
+    /// Lowercase dotted name, like `handshake.received`.
+    pub event: String,
+    /// The node this daemon runs as.
+    pub node_id: u32,
+    /// When the bus accepted the event (UTC).
+    #[serde(with = "timestamp")]
+    pub timestamp: jiff::Timestamp,
+    /// Event details: a JSON object, or none.
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
+    #[serde(skip)]
+    encoded: OnceLock<Bytes>,
+}
+
+impl Clone for Event {
+    fn clone(&self) -> Self {
+        Self {
+            event_id: self.event_id,
+            event: self.event.clone(),
+            node_id: self.node_id,
+            timestamp: self.timestamp,
+            data: self.data.clone(),
+            encoded: self.encoded.clone(),
+        }
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_id == other.event_id
+            && self.event == other.event
+            && self.node_id == other.node_id
+            && self.timestamp == other.timestamp
+            && self.data.as_ref().map(|d| d.get()) == other.data.as_ref().map(|d| d.get())
+    }
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    event_id: u64,
+    event: &'a str,
+    node_id: u32,
+    #[serde(with = "timestamp")]
+    timestamp: jiff::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            event_id: self.event_id,
+            event: &self.event,
+            node_id: self.node_id,
+            timestamp: self.timestamp,
+            data: self.data.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+impl Event {
+    /// An event as the bus stamps it.
+    pub fn new(
+        event_id: u64,
+        event: impl Into<String>,
+        node_id: u32,
+        timestamp: jiff::Timestamp,
+        data: Option<Box<RawValue>>,
+    ) -> Self {
+        Self {
+            event_id,
+            event: event.into(),
+            node_id,
+            timestamp,
+            data,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The JSON body of this event, encoded once and shared.
+    pub fn payload(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| {
+                // Serializing plain strings, integers and already-valid raw JSON cannot fail.
+                Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+            })
+            .clone()
+    }
+
+    /// The timestamp in the wire format (RFC 3339, UTC, `Z`, trailing zeros trimmed).
+    pub fn timestamp_string(&self) -> String {
+        timestamp::format(self.timestamp)
+    }
+
+    /// The data as a `serde_json::Value` (an empty object when there is none).
+    pub fn data_value(&self) -> serde_json::Value {
+        self.data
+            .as_ref()
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+}
+
+/// RFC 3339 UTC timestamps with `Z` and the fractional part's trailing zeros trimmed.
+pub mod timestamp {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `2026-01-15T12:34:56.789Z`; whole seconds print without a fraction.
+    pub fn format(ts: jiff::Timestamp) -> String {
+        // jiff prints UTC with `Z` and the shortest fraction that is exact.
+        ts.to_string()
+    }
+
+    pub fn serialize<S: Serializer>(ts: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{ts}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<jiff::Timestamp, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn payload_has_pilot_field_order_and_trimmed_timestamp() {
+        let data =
+            parse_data(r#"{"peer_node_id":7,"justification":"want to collaborate"}"#).unwrap();
+        let ev = Event::new(
+            1,
+            "handshake.received",
+            5,
+            ts("2026-01-15T12:34:56.789Z"),
+            Some(data),
+        );
+        assert_eq!(
+            std::str::from_utf8(&ev.payload()).unwrap(),
+            r#"{"event_id":1,"event":"handshake.received","node_id":5,"timestamp":"2026-01-15T12:34:56.789Z","data":{"peer_node_id":7,"justification":"want to collaborate"}}"#
+        );
+    }
+
+    #[test]
+    fn data_is_omitted_when_none_and_whole_seconds_have_no_fraction() {
+        let ev = Event::new(2, "node.deregistered", 0, ts("2026-01-15T12:34:56Z"), None);
+        assert_eq!(
+            std::str::from_utf8(&ev.payload()).unwrap(),
+            r#"{"event_id":2,"event":"node.deregistered","node_id":0,"timestamp":"2026-01-15T12:34:56Z"}"#
+        );
+        let ev = Event::new(3, "a.b", 0, ts("2026-01-15T12:34:56.120000Z"), None);
+        assert_eq!(ev.timestamp_string(), "2026-01-15T12:34:56.12Z");
+    }
+
+    #[test]
+    fn event_round_trips_through_json() {
+        let ev = Event::new(
+            9,
+            "pubsub.published",
+            3,
+            ts("2026-01-15T12:34:56.000001Z"),
+            Some(parse_data(r#"{"topic":"t","size":3}"#).unwrap()),
+        );
+        let back: Event = serde_json::from_slice(&ev.payload()).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("handshake.received").is_ok());
+        assert!(validate_name("conn.syn_received").is_ok());
+        assert!(validate_name("a.b.c").is_ok());
+        assert_eq!(validate_name(""), Err(EventError::EmptyName));
+        for bad in [
+            "single",
+            "Upper.case",
+            "a..b",
+            ".a",
+            "a.",
+            "sp ace.x",
+            "a.b/c",
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(EventError::BadName { .. })),
+                "{bad}"
+            );
+        }
+        let long = format!("a.{}", "b".repeat(MAX_NAME_LEN));
+        assert!(matches!(
+            validate_name(&long),
+            Err(EventError::NameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn data_must_be_a_small_object() {
+        assert!(parse_data(r#"{"a":1}"#).is_ok());
+        assert_eq!(parse_data("[1,2]").unwrap_err(), EventError::DataNotObject);
+        assert_eq!(parse_data("3").unwrap_err(), EventError::DataNotObject);
+        assert!(matches!(
+            parse_data("{nope"),
+            Err(EventError::DataNotJson(_))
+        ));
+        let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(MAX_DATA_BYTES));
+        assert!(matches!(
+            parse_data(&big),
+            Err(EventError::DataTooLarge { .. })
+        ));
+    }
+}

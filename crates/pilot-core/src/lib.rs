@@ -1,0 +1,21 @@
+//! pilot-core: what happened on this node, and where pilot keeps its files.
+//!
+//! The core knows nothing of HTTP, sockets or the command line. It offers the event envelope
+//! ([`Event`]), the in-process event bus ([`Bus`]) with its subscription patterns ([`Pattern`]),
+//! the files under the pilot home ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
+
+pub mod bus;
+pub mod config;
+pub mod duration;
+pub mod event;
+pub mod paths;
+pub mod pattern;
+
+pub use bus::{Bus, SubscriberCounters, SubscriberInfo, Subscription};
+pub use config::{ConfigError, ConfigFile};
+pub use event::{Event, EventError, MAX_DATA_BYTES, MAX_NAME_LEN};
+pub use paths::PilotHome;
+pub use pattern::Pattern;
+
+/// The version of every pilot crate and binary.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
