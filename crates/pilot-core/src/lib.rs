@@ -10,6 +10,7 @@ pub mod duration;
 pub mod event;
 pub mod paths;
 pub mod pattern;
+pub mod webhook_url;
 
 pub use bus::{Bus, SubscriberCounters, SubscriberInfo, Subscription};
 pub use config::{ConfigError, ConfigFile};

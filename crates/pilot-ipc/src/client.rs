@@ -1,0 +1,374 @@
+//! The async client: connect, say hello, send requests, read replies, stream events.
+//!
+//! Replies come back in request order, so [`Client::emit_pipelined`] keeps many `emit`s in
+//! flight on one connection and waits on the socket's flow control instead of giving up.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use pilot_core::Event;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::frame::{self, FrameError};
+use crate::protocol::{
+    EmitReply, ErrorCode, HelloReply, InfoReply, Request, Response, ShutdownReply, SubscribeReply,
+    WebhookReply, PROTOCOL_VERSION, RESPONSE_TYPES,
+};
+use crate::transport::{self, Stream};
+
+/// How long [`Client::connect`] waits for the connection and the hello reply.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many `emit`s [`Client::emit_pipelined`] keeps in flight.
+pub const PIPELINE_WINDOW: usize = 512;
+
+/// What went wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no daemon is running at {path} (start one with `pilotctl daemon start`)")]
+    NotRunning { path: PathBuf },
+    #[error("cannot connect to the daemon at {path}: {source}")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("connection to the daemon failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the daemon closed the connection")]
+    Closed,
+    #[error("the daemon sent a reply this client does not understand: {0}")]
+    Protocol(String),
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
+    #[error("the daemon did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ClientError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::NotRunning { .. } => "not_running",
+            ClientError::Connect { .. } => "connect_failed",
+            ClientError::Io(_) | ClientError::Closed => "connection_lost",
+            ClientError::Protocol(_) => "protocol_error",
+            ClientError::Remote { code, .. } => code.as_str(),
+            ClientError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+/// One event to publish.
+#[derive(Debug, Clone)]
+pub struct EmitItem {
+    pub event: String,
+    pub data: Option<Box<RawValue>>,
+}
+
+/// What a pipelined emit published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmitSummary {
+    pub count: u64,
+    pub first_event_id: Option<u64>,
+    pub last_event_id: Option<u64>,
+}
+
+impl EmitSummary {
+    fn add(&mut self, id: u64) {
+        self.count += 1;
+        self.first_event_id.get_or_insert(id);
+        self.last_event_id = Some(id);
+    }
+}
+
+/// A pipelined emit that stopped at item `index` (0-based).
+#[derive(Debug, thiserror::Error)]
+#[error("item {index}: {error}")]
+pub struct EmitFailure {
+    pub index: usize,
+    pub error: ClientError,
+    /// What was published before (and, for items already in flight, after) the failure.
+    pub summary: EmitSummary,
+}
+
+/// A connection to the daemon, past the hello.
+#[derive(Debug)]
+pub struct Client {
+    framed: Framed<Stream, LengthDelimitedCodec>,
+    server: HelloReply,
+    path: PathBuf,
+}
+
+impl Client {
+    /// Connects to the daemon at `path` and says hello.
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let client_name = format!("pilot-ipc/{}", pilot_core::VERSION);
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(path, client_name)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(CONNECT_TIMEOUT)),
+        }
+    }
+
+    async fn connect_inner(path: &Path, client: String) -> Result<Client, ClientError> {
+        let stream = transport::connect(path)
+            .await
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotRunning { path: path.into() }
+                }
+                _ => ClientError::Connect {
+                    path: path.into(),
+                    source,
+                },
+            })?;
+        let mut framed = Framed::new(stream, frame::codec());
+        framed
+            .send(frame::encode(&Request::Hello {
+                version: PROTOCOL_VERSION,
+                client,
+            }))
+            .await?;
+        let server = match read_response(&mut framed).await? {
+            Response::Hello(h) => h,
+            Response::Error { code, message } => return Err(ClientError::Remote { code, message }),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected hello, got {other:?}"
+                )))
+            }
+        };
+        Ok(Client {
+            framed,
+            server,
+            path: path.into(),
+        })
+    }
+
+    /// What the daemon said of itself in its hello.
+    pub fn server(&self) -> &HelloReply {
+        &self.server
+    }
+
+    /// The socket this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends one request and decodes the `ok` reply's data as `T`.
+    pub async fn call<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
+        self.framed.send(frame::encode(req)).await?;
+        ok_data(read_response(&mut self.framed).await?)
+    }
+
+    pub async fn info(&mut self) -> Result<InfoReply, ClientError> {
+        self.call(&Request::Info).await
+    }
+
+    pub async fn set_webhook(&mut self, url: &str) -> Result<WebhookReply, ClientError> {
+        self.call(&Request::SetWebhook { url: url.into() }).await
+    }
+
+    pub async fn clear_webhook(&mut self) -> Result<WebhookReply, ClientError> {
+        self.call(&Request::ClearWebhook).await
+    }
+
+    /// Publishes one event.
+    pub async fn emit(
+        &mut self,
+        event: &str,
+        data: Option<Box<RawValue>>,
+    ) -> Result<EmitReply, ClientError> {
+        self.call(&Request::Emit {
+            event: event.into(),
+            data,
+        })
+        .await
+    }
+
+    /// Publishes every item over this connection with up to [`PIPELINE_WINDOW`] in flight.
+    /// Stops sending at the first item the daemon refuses; replies already in flight are
+    /// still read and counted.
+    pub async fn emit_pipelined(
+        &mut self,
+        items: impl IntoIterator<Item = EmitItem>,
+    ) -> Result<EmitSummary, EmitFailure> {
+        let mut items = items.into_iter().enumerate();
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let mut summary = EmitSummary::default();
+        let mut failure: Option<(usize, ClientError)> = None;
+        let mut exhausted = false;
+        loop {
+            if failure.is_none() && !exhausted {
+                let mut fed = false;
+                while in_flight.len() < PIPELINE_WINDOW {
+                    let Some((i, item)) = items.next() else {
+                        exhausted = true;
+                        break;
+                    };
+                    let req = Request::Emit {
+                        event: item.event,
+                        data: item.data,
+                    };
+                    if let Err(e) = self.framed.feed(frame::encode(&req)).await {
+                        failure = Some((i, ClientError::Io(e)));
+                        break;
+                    }
+                    in_flight.push_back(i);
+                    fed = true;
+                }
+                if fed {
+                    if let Err(e) = SinkExt::<bytes::Bytes>::flush(&mut self.framed).await {
+                        let i = in_flight.front().copied().unwrap_or(0);
+                        return Err(EmitFailure {
+                            index: i,
+                            error: ClientError::Io(e),
+                            summary,
+                        });
+                    }
+                }
+            }
+            let Some(index) = in_flight.pop_front() else {
+                break;
+            };
+            let reply = read_response(&mut self.framed)
+                .await
+                .and_then(ok_data::<EmitReply>);
+            match reply {
+                Ok(r) => summary.add(r.event_id),
+                Err(e @ (ClientError::Remote { .. } | ClientError::Protocol(_))) => {
+                    if failure.is_none() {
+                        failure = Some((index, e));
+                    }
+                }
+                Err(e) => {
+                    return Err(EmitFailure {
+                        index,
+                        error: e,
+                        summary,
+                    })
+                }
+            }
+        }
+        match failure {
+            None => Ok(summary),
+            Some((index, error)) => Err(EmitFailure {
+                index,
+                error,
+                summary,
+            }),
+        }
+    }
+
+    /// Asks the daemon to shut down; it answers before it stops.
+    pub async fn shutdown(&mut self, reason: Option<&str>) -> Result<ShutdownReply, ClientError> {
+        self.call(&Request::Shutdown {
+            reason: reason.map(Into::into),
+        })
+        .await
+    }
+
+    /// Turns this connection into a stream of the events `pattern` matches.
+    pub async fn subscribe(mut self, pattern: &str) -> Result<EventStream, ClientError> {
+        let reply: SubscribeReply = self
+            .call(&Request::Subscribe {
+                pattern: pattern.into(),
+            })
+            .await?;
+        Ok(EventStream {
+            framed: self.framed,
+            reply,
+        })
+    }
+}
+
+/// The events of a subscription, in bus order.
+#[derive(Debug)]
+pub struct EventStream {
+    framed: Framed<Stream, LengthDelimitedCodec>,
+    reply: SubscribeReply,
+}
+
+impl EventStream {
+    /// The daemon's answer to the subscribe request.
+    pub fn subscription(&self) -> &SubscribeReply {
+        &self.reply
+    }
+
+    /// The next event's JSON (the webhook payload shape); `None` when the daemon hangs up.
+    pub async fn next_raw(&mut self) -> Option<Result<Box<RawValue>, ClientError>> {
+        match read_response(&mut self.framed).await {
+            Ok(Response::Event { event }) => Some(Ok(event)),
+            Ok(Response::Error { code, message }) => {
+                Some(Err(ClientError::Remote { code, message }))
+            }
+            Ok(other) => Some(Err(ClientError::Protocol(format!(
+                "expected an event, got {other:?}"
+            )))),
+            Err(ClientError::Closed) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The next event, decoded.
+    pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
+        let raw = self.next_raw().await?;
+        Some(raw.and_then(|r| {
+            serde_json::from_str(r.get()).map_err(|e| ClientError::Protocol(e.to_string()))
+        }))
+    }
+}
+
+async fn read_response(
+    framed: &mut Framed<Stream, LengthDelimitedCodec>,
+) -> Result<Response, ClientError> {
+    match framed.next().await {
+        None => Err(ClientError::Closed),
+        Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Protocol(
+            format!("bad frame from the daemon: {e}"),
+        )),
+        Some(Err(e)) => Err(ClientError::Io(e)),
+        Some(Ok(body)) => Ok(frame::decode(&body, RESPONSE_TYPES)?),
+    }
+}
+
+fn ok_data<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
+    match resp {
+        Response::Ok { data } => serde_json::from_str(data.get())
+            .map_err(|e| ClientError::Protocol(format!("unexpected reply data: {e}"))),
+        Response::Error { code, message } => Err(ClientError::Remote { code, message }),
+        other => Err(ClientError::Protocol(format!(
+            "expected ok or error, got {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connecting_to_nothing_says_not_running() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("none.sock");
+        let err = Client::connect(&path).await.unwrap_err();
+        assert_eq!(err.code(), "not_running");
+        assert!(err.to_string().contains("none.sock"));
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_file_says_not_running() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let err = Client::connect(&path).await.unwrap_err();
+        assert_eq!(err.code(), "not_running");
+    }
+}

@@ -1,0 +1,394 @@
+//! The messages of the control protocol and their replies.
+//!
+//! Every message is a JSON object with a `type`. A connection starts with `hello` (carrying
+//! [`PROTOCOL_VERSION`]); after that the client sends requests and the daemon answers each one
+//! in order with `ok` (with `data`) or `error` (with a machine `code` and a `message`). After
+//! `subscribe` is answered, the daemon sends only `event` messages on that connection.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub use pilot_core::SubscriberInfo;
+
+/// The protocol version this build speaks. A peer with another version is refused with
+/// [`ErrorCode::VersionMismatch`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message from a client.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "RequestWire")]
+pub enum Request {
+    /// The first message of every connection.
+    Hello { version: u32, client: String },
+    /// Everything the daemon knows of itself.
+    Info,
+    /// Deliver events published after the reply to `url`.
+    SetWebhook { url: String },
+    /// Stop delivering.
+    ClearWebhook,
+    /// Publish an event onto the bus.
+    Emit {
+        event: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<Box<RawValue>>,
+    },
+    /// Turn this connection into a stream of the events `pattern` matches.
+    Subscribe { pattern: String },
+    /// Shut the daemon down (it replies first).
+    Shutdown {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// Every request type, for telling a newer client's message from garbage.
+pub const REQUEST_TYPES: &[&str] = &[
+    "hello",
+    "info",
+    "set_webhook",
+    "clear_webhook",
+    "emit",
+    "subscribe",
+    "shutdown",
+];
+
+/// A message from the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "ResponseWire")]
+pub enum Response {
+    /// The answer to `hello`.
+    Hello(HelloReply),
+    /// A request succeeded; `data`'s shape depends on the request.
+    Ok { data: Box<RawValue> },
+    /// A request failed.
+    Error { code: ErrorCode, message: String },
+    /// One event of a subscription, in the webhook payload shape.
+    Event { event: Box<RawValue> },
+}
+
+/// Every response type.
+pub const RESPONSE_TYPES: &[&str] = &["hello", "ok", "error", "event"];
+
+// serde cannot put a `RawValue` inside an internally tagged enum when deserializing, so the
+// messages are read through flat structs that name every field, then checked by type.
+
+#[derive(Deserialize)]
+struct RequestWire {
+    #[serde(rename = "type")]
+    kind: String,
+    version: Option<u32>,
+    client: Option<String>,
+    url: Option<String>,
+    event: Option<String>,
+    data: Option<Box<RawValue>>,
+    pattern: Option<String>,
+    reason: Option<String>,
+}
+
+fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, String> {
+    v.ok_or_else(|| format!("`{kind}` needs the field `{field}`"))
+}
+
+impl TryFrom<RequestWire> for Request {
+    type Error = String;
+
+    fn try_from(w: RequestWire) -> Result<Self, String> {
+        let k = w.kind.as_str();
+        Ok(match k {
+            "hello" => Request::Hello {
+                version: required(w.version, k, "version")?,
+                client: w.client.unwrap_or_default(),
+            },
+            "info" => Request::Info,
+            "set_webhook" => Request::SetWebhook {
+                url: required(w.url, k, "url")?,
+            },
+            "clear_webhook" => Request::ClearWebhook,
+            "emit" => Request::Emit {
+                event: required(w.event, k, "event")?,
+                data: w.data.filter(|d| d.get() != "null"),
+            },
+            "subscribe" => Request::Subscribe {
+                pattern: required(w.pattern, k, "pattern")?,
+            },
+            "shutdown" => Request::Shutdown { reason: w.reason },
+            other => return Err(format!("unknown request type {other:?}")),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseWire {
+    #[serde(rename = "type")]
+    kind: String,
+    version: Option<u32>,
+    server: Option<String>,
+    pid: Option<u32>,
+    data: Option<Box<RawValue>>,
+    code: Option<ErrorCode>,
+    message: Option<String>,
+    event: Option<Box<RawValue>>,
+}
+
+impl TryFrom<ResponseWire> for Response {
+    type Error = String;
+
+    fn try_from(w: ResponseWire) -> Result<Self, String> {
+        let k = w.kind.as_str();
+        Ok(match k {
+            "hello" => Response::Hello(HelloReply {
+                version: required(w.version, k, "version")?,
+                server: w.server.unwrap_or_default(),
+                pid: w.pid.unwrap_or_default(),
+            }),
+            "ok" => Response::Ok {
+                data: required(w.data, k, "data")?,
+            },
+            "error" => Response::Error {
+                code: w.code.unwrap_or(ErrorCode::Unknown),
+                message: w.message.unwrap_or_default(),
+            },
+            "event" => Response::Event {
+                event: required(w.event, k, "event")?,
+            },
+            other => return Err(format!("unknown response type {other:?}")),
+        })
+    }
+}
+
+/// The body of an `ok` reply, for the sending side.
+#[derive(Debug, Serialize)]
+pub struct OkReply<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: &'a T,
+}
+
+impl<'a, T: Serialize> OkReply<'a, T> {
+    pub fn new(data: &'a T) -> Self {
+        Self { kind: "ok", data }
+    }
+}
+
+/// The body of an `error` reply, for the sending side.
+#[derive(Debug, Serialize)]
+pub struct ErrorReply<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub code: ErrorCode,
+    pub message: &'a str,
+}
+
+impl<'a> ErrorReply<'a> {
+    pub fn new(code: ErrorCode, message: &'a str) -> Self {
+        Self {
+            kind: "error",
+            code,
+            message,
+        }
+    }
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A request's argument is invalid (bad URL, event name, data...).
+    InvalidArgument,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The first message was not `hello`.
+    HandshakeRequired,
+    /// The client said nothing for too long after connecting.
+    HandshakeTimeout,
+    /// The frame was not a valid message.
+    MalformedRequest,
+    /// The message type is unknown (a newer client?).
+    UnknownRequest,
+    /// The frame was larger than the limit.
+    FrameTooLarge,
+    /// The peer is not allowed to use this daemon (another user).
+    PermissionDenied,
+    /// The daemon is shutting down.
+    ShuttingDown,
+    /// Something failed inside the daemon.
+    Internal,
+    /// A code this build does not know (from a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::HandshakeRequired => "handshake_required",
+            ErrorCode::HandshakeTimeout => "handshake_timeout",
+            ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The daemon's answer to `hello`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HelloReply {
+    pub version: u32,
+    pub server: String,
+    pub pid: u32,
+}
+
+/// The answer to `info`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InfoReply {
+    pub pid: u32,
+    pub version: String,
+    pub node_id: u32,
+    pub socket: String,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub webhook: WebhookStatus,
+    pub bus: BusStatus,
+}
+
+/// The bus part of `info`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BusStatus {
+    /// Events published since the daemon started.
+    pub published: u64,
+    /// The newest event id.
+    pub last_event_id: u64,
+    /// Every live subscriber with its counters.
+    pub subscribers: Vec<SubscriberInfo>,
+}
+
+/// The webhook part of `info`: configuration and counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WebhookStatus {
+    /// The URL events go to; `None` when no webhook is set.
+    pub url: Option<String>,
+    /// `closed` (delivering), `open` (skipping until the cooldown ends) or `half_open` (probing).
+    pub circuit: String,
+    /// Events waiting in the queue now.
+    pub queue_depth: u64,
+    /// The queue's capacity.
+    pub queue_capacity: u64,
+    /// Events handed to the webhook queue.
+    pub queued: u64,
+    /// Events answered with a 2xx.
+    pub delivered: u64,
+    /// Events that failed every attempt, or got a 4xx/3xx.
+    pub failed: u64,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Events dropped: queue full, or pending when the webhook was cleared or the daemon stopped.
+    pub dropped: u64,
+    /// Events skipped without an attempt while the circuit was open.
+    pub circuit_skips: u64,
+    /// The latest delivery error, and when it happened (RFC 3339).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// The options in force.
+    pub options: WebhookOptionsInfo,
+}
+
+/// Webhook options as `info` shows them (durations as `5s`, `500ms`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct WebhookOptionsInfo {
+    pub queue_size: u64,
+    pub timeout: String,
+    pub max_attempts: u32,
+    pub backoff: String,
+    pub circuit_threshold: u32,
+    pub circuit_cooldown: String,
+}
+
+/// The answer to `set_webhook` and `clear_webhook`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookReply {
+    /// The URL now in force (`""` when cleared).
+    pub webhook: String,
+}
+
+/// The answer to `emit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EmitReply {
+    pub event_id: u64,
+}
+
+/// The answer to `subscribe`, before the events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscribeReply {
+    pub subscriber_id: u64,
+    pub pattern: String,
+}
+
+/// The answer to `shutdown`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShutdownReply {
+    pub pid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_snake_case_type_tag() {
+        let r = Request::SetWebhook {
+            url: "http://localhost:8080/events".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"type":"set_webhook","url":"http://localhost:8080/events"}"#
+        );
+        let e: Request =
+            serde_json::from_str(r#"{"type":"emit","event":"a.b","data":{"k":1}}"#).unwrap();
+        match e {
+            Request::Emit { event, data } => {
+                assert_eq!(event, "a.b");
+                assert_eq!(data.unwrap().get(), r#"{"k":1}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn replies_encode_as_documented() {
+        let ok = OkReply::new(&EmitReply { event_id: 7 });
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            r#"{"type":"ok","data":{"event_id":7}}"#
+        );
+        let err = ErrorReply::new(ErrorCode::InvalidArgument, "bad");
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","code":"invalid_argument","message":"bad"}"#
+        );
+        let back: Response =
+            serde_json::from_str(r#"{"type":"error","code":"from_the_future","message":"m"}"#)
+                .unwrap();
+        assert!(matches!(
+            back,
+            Response::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
+    }
+}
