@@ -7,7 +7,7 @@ use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{ConnectOptions, GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 
-pub use interprocess::local_socket::tokio::{Listener, Stream};
+pub use interprocess::local_socket::tokio::{prelude, Listener, Stream};
 
 /// Connects to the socket at `path`.
 pub async fn connect(path: &Path) -> io::Result<Stream> {

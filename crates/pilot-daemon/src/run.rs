@@ -1,0 +1,108 @@
+//! The daemon's life: claim the home, start the bus and the webhook plugin, serve the socket,
+//! and shut down in order.
+//!
+//! Shutdown order (signal or IPC request): publish `daemon.shutting_down`, let the webhook
+//! plugin drain (bounded), close client connections, remove the socket and the pid file.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use pilot_core::Bus;
+use pilot_webhook::WebhookPlugin;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::Args;
+use crate::pidfile::PidFile;
+use crate::settings::Settings;
+use crate::state::Daemon;
+
+/// Runs the daemon until it is asked to stop. Errors are start-up failures.
+pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
+    let pid_file = PidFile::acquire(&settings.home.pid_file())?;
+    let listener = match crate::socket::claim(&settings.socket).await {
+        Ok(l) => l,
+        Err(e) => {
+            pid_file.remove();
+            return Err(e.into());
+        }
+    };
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let bus = Bus::new(settings.node_id);
+    let webhook = Arc::new(WebhookPlugin::start(
+        bus.clone(),
+        settings.webhook.clone(),
+        settings.webhook_options.clone(),
+    ));
+    let daemon = Arc::new(Daemon::new(
+        bus.clone(),
+        webhook.clone(),
+        settings.socket.clone(),
+    ));
+
+    let stop_connections = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        daemon.clone(),
+        args.handshake_timeout,
+        stop_connections.clone(),
+        tracker.clone(),
+    ));
+
+    tracing::info!(
+        pid = daemon.pid,
+        socket = %settings.socket.display(),
+        node_id = settings.node_id,
+        webhook = settings.webhook.as_ref().map(|u| u.as_str()).unwrap_or(""),
+        "pilot-daemon {} ready",
+        pilot_core::VERSION
+    );
+    bus.publish(
+        "daemon.started",
+        pilot_core::event::data_from_value(&serde_json::json!({
+            "pid": daemon.pid,
+            "version": pilot_core::VERSION,
+            "socket": settings.socket.display().to_string(),
+        }))
+        .ok(),
+    );
+
+    tokio::select! {
+        _ = sigterm.recv() => daemon.request_shutdown("SIGTERM"),
+        _ = sigint.recv() => daemon.request_shutdown("SIGINT"),
+        _ = daemon.shutdown.cancelled() => {}
+    }
+    let reason = daemon.shutdown_reason();
+    tracing::info!(%reason, "shutting down");
+
+    daemon.mark_stopping();
+    bus.publish(
+        "daemon.shutting_down",
+        pilot_core::event::data_from_value(&serde_json::json!({
+            "uptime_seconds": daemon.uptime_secs(),
+            "reason": reason,
+        }))
+        .ok(),
+    );
+    webhook.shutdown().await;
+
+    stop_connections.cancel();
+    tracker.close();
+    let _ = server.await;
+    // Handlers finish their last write; a client that stopped reading cannot hold us up.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tracker.wait()).await;
+    let stats = webhook.stats();
+    tracing::info!(
+        delivered = stats.delivered,
+        failed = stats.failed,
+        dropped = stats.dropped,
+        "pilot-daemon stopped"
+    );
+    let _ = std::fs::remove_file(&settings.socket);
+    pid_file.remove();
+    Ok(())
+}

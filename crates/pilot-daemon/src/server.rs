@@ -1,0 +1,337 @@
+//! The control socket server: accepts local clients and answers their requests.
+//!
+//! Each connection must come from the daemon's own uid (peer credentials) and say `hello` with
+//! our protocol version within the handshake timeout. Garbage, an oversized or cut frame, or a
+//! silent client costs only that connection. Replies go out in request order; a run of
+//! pipelined requests is answered with one flush.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use pilot_core::{Event, Pattern};
+use pilot_ipc::frame::{self, FrameError};
+use pilot_ipc::protocol::{
+    EmitReply, ErrorCode, ErrorReply, HelloReply, OkReply, Request, ShutdownReply, SubscribeReply,
+    WebhookReply, PROTOCOL_VERSION, REQUEST_TYPES,
+};
+use pilot_ipc::transport::prelude::*;
+use pilot_ipc::transport::{self, Listener, Stream};
+use serde::Serialize;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::Daemon;
+
+type Conn = Framed<Stream, LengthDelimitedCodec>;
+
+/// Events buffered per `subscribe` client before the bus drops (and counts) for it.
+const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// Accepts connections until `stop` is cancelled; handlers are spawned on `tracker`.
+pub async fn serve(
+    listener: Listener,
+    daemon: Arc<Daemon>,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(stream) => {
+                let daemon = daemon.clone();
+                let stop = stop.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = connection(stream, daemon, handshake_timeout, stop).await {
+                        tracing::debug!(error = %e, "control connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a control connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn flush(conn: &mut Conn) -> io::Result<()> {
+    SinkExt::<Bytes>::flush(conn).await
+}
+
+fn ok<T: Serialize>(data: &T) -> Bytes {
+    frame::encode(&OkReply::new(data))
+}
+
+fn err(code: ErrorCode, message: &str) -> Bytes {
+    frame::encode(&ErrorReply::new(code, message))
+}
+
+fn frame_error_reply(e: &io::Error) -> Bytes {
+    if e.kind() == io::ErrorKind::InvalidData {
+        err(
+            ErrorCode::FrameTooLarge,
+            &format!("frame rejected: {e} (limit {} bytes)", frame::MAX_FRAME),
+        )
+    } else {
+        err(ErrorCode::MalformedRequest, &format!("bad frame: {e}"))
+    }
+}
+
+fn decode_error_reply(e: &FrameError) -> Bytes {
+    match e {
+        FrameError::UnknownType(_) => err(ErrorCode::UnknownRequest, &e.to_string()),
+        _ => err(ErrorCode::MalformedRequest, &e.to_string()),
+    }
+}
+
+async fn connection(
+    stream: Stream,
+    daemon: Arc<Daemon>,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let peer = transport::peer_uid(&stream);
+    let mut conn = Framed::new(stream, frame::codec());
+    match peer {
+        Ok(Some(uid)) if uid == daemon.uid => {}
+        Ok(Some(uid)) => {
+            tracing::warn!(
+                peer_uid = uid,
+                "refused a control connection from another user"
+            );
+            let msg = format!(
+                "uid {uid} may not use this daemon (it runs as uid {})",
+                daemon.uid
+            );
+            return conn.send(err(ErrorCode::PermissionDenied, &msg)).await;
+        }
+        Ok(None) => {
+            tracing::warn!("the platform does not report peer credentials; refusing");
+            return conn
+                .send(err(
+                    ErrorCode::PermissionDenied,
+                    "peer credentials unavailable",
+                ))
+                .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; refusing");
+            return conn
+                .send(err(
+                    ErrorCode::PermissionDenied,
+                    "peer credentials unavailable",
+                ))
+                .await;
+        }
+    }
+
+    // The handshake: the first frame must be a hello with our version.
+    let first = match tokio::time::timeout(handshake_timeout, conn.next()).await {
+        Err(_) => {
+            let msg = format!("no hello within {handshake_timeout:?}");
+            return conn.send(err(ErrorCode::HandshakeTimeout, &msg)).await;
+        }
+        Ok(None) => return Ok(()),
+        Ok(Some(Err(e))) => return conn.send(frame_error_reply(&e)).await,
+        Ok(Some(Ok(body))) => body,
+    };
+    match frame::decode::<Request>(&first, REQUEST_TYPES) {
+        Ok(Request::Hello { version, .. }) if version == PROTOCOL_VERSION => {
+            conn.send(hello(&daemon)).await?;
+        }
+        Ok(Request::Hello { version, .. }) => {
+            let msg = format!(
+                "client speaks protocol version {version}, this daemon speaks {PROTOCOL_VERSION}: \
+                 use a pilotctl of the same release as pilot-daemon {}",
+                pilot_core::VERSION
+            );
+            return conn.send(err(ErrorCode::VersionMismatch, &msg)).await;
+        }
+        Ok(_) => {
+            return conn
+                .send(err(
+                    ErrorCode::HandshakeRequired,
+                    "the first message must be a hello",
+                ))
+                .await
+        }
+        Err(e) => return conn.send(decode_error_reply(&e)).await,
+    }
+
+    loop {
+        // Answer a run of pipelined requests with one flush: flush only before waiting.
+        let next = match conn.next().now_or_never() {
+            Some(n) => n,
+            None => {
+                flush(&mut conn).await?;
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    n = conn.next() => n,
+                }
+            }
+        };
+        let body = match next {
+            None => return flush(&mut conn).await,
+            Some(Err(e)) => {
+                // The framing is lost (oversized length): answer and hang up.
+                conn.feed(frame_error_reply(&e)).await?;
+                return flush(&mut conn).await;
+            }
+            Some(Ok(body)) => body,
+        };
+        let request = match frame::decode::<Request>(&body, REQUEST_TYPES) {
+            Ok(r) => r,
+            Err(e) => {
+                conn.feed(decode_error_reply(&e)).await?;
+                continue;
+            }
+        };
+        if let Request::Subscribe { pattern } = request {
+            let pattern: Pattern = match pattern.parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    conn.feed(err(ErrorCode::InvalidArgument, &e.to_string()))
+                        .await?;
+                    continue;
+                }
+            };
+            return stream_events(conn, &daemon, pattern, stop).await;
+        }
+        let reply = handle(&daemon, request);
+        conn.feed(reply).await?;
+    }
+}
+
+fn hello(daemon: &Daemon) -> Bytes {
+    #[derive(Serialize)]
+    struct Hello<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(flatten)]
+        reply: &'a HelloReply,
+    }
+    frame::encode(&Hello {
+        kind: "hello",
+        reply: &HelloReply {
+            version: PROTOCOL_VERSION,
+            server: format!("pilot-daemon/{}", pilot_core::VERSION),
+            pid: daemon.pid,
+        },
+    })
+}
+
+/// Answers one request (everything but `subscribe`).
+fn handle(daemon: &Daemon, request: Request) -> Bytes {
+    match request {
+        Request::Hello { .. } => hello(daemon),
+        Request::Info => ok(&daemon.info()),
+        Request::SetWebhook { url } => match pilot_webhook::validate_url(&url) {
+            Ok(url) => {
+                let shown = url.to_string();
+                tracing::info!(webhook = %pilot_webhook::redact_url(&url), "webhook set");
+                daemon.webhook.set_url(Some(url));
+                ok(&WebhookReply { webhook: shown })
+            }
+            Err(e) => err(ErrorCode::InvalidArgument, &e.to_string()),
+        },
+        Request::ClearWebhook => {
+            daemon.webhook.set_url(None);
+            tracing::info!("webhook cleared");
+            ok(&WebhookReply {
+                webhook: String::new(),
+            })
+        }
+        Request::Emit { event, data } => {
+            if daemon.is_stopping() {
+                return err(ErrorCode::ShuttingDown, "the daemon is shutting down");
+            }
+            if let Err(e) = pilot_core::event::validate_name(&event) {
+                return err(ErrorCode::InvalidArgument, &e.to_string());
+            }
+            if let Some(d) = &data {
+                if let Err(e) = pilot_core::event::check_data(d) {
+                    return err(ErrorCode::InvalidArgument, &e.to_string());
+                }
+            }
+            let ev = daemon.bus.publish(event, data);
+            ok(&EmitReply {
+                event_id: ev.event_id,
+            })
+        }
+        Request::Shutdown { reason } => {
+            let reason = reason.unwrap_or_else(|| "shutdown requested over IPC".into());
+            tracing::info!(%reason, "shutdown requested");
+            daemon.request_shutdown(&reason);
+            ok(&ShutdownReply { pid: daemon.pid })
+        }
+        Request::Subscribe { .. } => err(ErrorCode::Internal, "subscribe is handled elsewhere"),
+    }
+}
+
+fn event_frame(ev: &Event) -> Bytes {
+    let payload = ev.payload();
+    let mut b = BytesMut::with_capacity(payload.len() + 26);
+    b.put_slice(b"{\"type\":\"event\",\"event\":");
+    b.put_slice(&payload);
+    b.put_u8(b'}');
+    b.freeze()
+}
+
+/// Sends every event `pattern` matches until the client leaves or the daemon stops.
+async fn stream_events(
+    mut conn: Conn,
+    daemon: &Daemon,
+    pattern: Pattern,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let label = match conn.get_ref().peer_creds().ok().and_then(|c| c.pid()) {
+        Some(pid) => format!("ipc subscriber (pid {pid})"),
+        None => "ipc subscriber".to_string(),
+    };
+    let mut sub = daemon
+        .bus
+        .subscribe(label, pattern.clone(), SUBSCRIBER_BUFFER);
+    conn.send(ok(&SubscribeReply {
+        subscriber_id: sub.id(),
+        pattern: pattern.to_string(),
+    }))
+    .await?;
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            n = sub.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return Ok(());
+                }
+                for ev in batch.drain(..) {
+                    conn.feed(event_frame(&ev)).await?;
+                }
+                flush(&mut conn).await?;
+            }
+            incoming = conn.next() => match incoming {
+                // The client hung up (or broke the framing): end the subscription.
+                None | Some(Err(_)) => return Ok(()),
+                Some(Ok(_)) => {
+                    conn.send(err(ErrorCode::InvalidArgument,
+                        "this connection is a subscription; open another one for requests")).await?;
+                }
+            },
+            _ = stop.cancelled() => {
+                // Deliver what is already buffered (e.g. daemon.shutting_down), then close.
+                while let Some(ev) = sub.try_recv() {
+                    conn.feed(event_frame(&ev)).await?;
+                }
+                return flush(&mut conn).await;
+            }
+        }
+    }
+}

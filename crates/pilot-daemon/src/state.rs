@@ -1,0 +1,121 @@
+//! The daemon's shared state and what it answers about itself (`info`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pilot_core::Bus;
+use pilot_ipc::protocol::{BusStatus, InfoReply, WebhookOptionsInfo, WebhookStatus};
+use pilot_webhook::WebhookPlugin;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What every connection handler shares.
+pub struct Daemon {
+    pub bus: Bus,
+    pub webhook: Arc<WebhookPlugin>,
+    pub pid: u32,
+    pub uid: u32,
+    pub socket: PathBuf,
+    pub started_at: jiff::Timestamp,
+    pub started: Instant,
+    /// Cancelled when a shutdown is requested (signal or IPC).
+    pub shutdown: CancellationToken,
+    shutdown_reason: Mutex<Option<String>>,
+    stopping: AtomicBool,
+}
+
+impl Daemon {
+    pub fn new(bus: Bus, webhook: Arc<WebhookPlugin>, socket: PathBuf) -> Daemon {
+        Daemon {
+            bus,
+            webhook,
+            pid: std::process::id(),
+            uid: rustix::process::geteuid().as_raw(),
+            socket,
+            started_at: jiff::Timestamp::now(),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            shutdown_reason: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks for a shutdown; the first reason given wins.
+    pub fn request_shutdown(&self, reason: &str) {
+        let mut r = self
+            .shutdown_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_string());
+        }
+        self.shutdown.cancel();
+    }
+
+    pub fn shutdown_reason(&self) -> String {
+        self.shutdown_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// From here on, new events are refused.
+    pub fn mark_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Everything `pilotctl info` shows.
+    pub fn info(&self) -> InfoReply {
+        InfoReply {
+            pid: self.pid,
+            version: pilot_core::VERSION.to_string(),
+            node_id: self.bus.node_id(),
+            socket: self.socket.display().to_string(),
+            started_at: self.started_at.to_string(),
+            uptime_secs: self.uptime_secs(),
+            webhook: webhook_status(&self.webhook),
+            bus: BusStatus {
+                published: self.bus.published(),
+                last_event_id: self.bus.last_event_id(),
+                subscribers: self.bus.subscribers(),
+            },
+        }
+    }
+}
+
+fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
+    let s = plugin.stats();
+    let o = plugin.options();
+    WebhookStatus {
+        url: s.url,
+        circuit: s.circuit.as_str().to_string(),
+        queue_depth: s.queue_depth,
+        queue_capacity: s.queue_capacity,
+        queued: s.queued,
+        delivered: s.delivered,
+        failed: s.failed,
+        retries: s.retries,
+        dropped: s.dropped,
+        circuit_skips: s.circuit_skips,
+        last_error: s.last_error,
+        last_error_at: s.last_error_at.map(|t| t.to_string()),
+        options: WebhookOptionsInfo {
+            queue_size: o.queue_size as u64,
+            timeout: pilot_core::duration::format(o.timeout),
+            max_attempts: o.max_attempts,
+            backoff: pilot_core::duration::format(o.backoff),
+            circuit_threshold: o.circuit_threshold,
+            circuit_cooldown: pilot_core::duration::format(o.circuit_cooldown),
+        },
+    }
+}

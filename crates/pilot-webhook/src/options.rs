@@ -1,0 +1,96 @@
+//! The plugin's tunables ([`WebhookOptions`]) and their Pilot defaults.
+
+use std::time::Duration;
+
+/// How the webhook plugin queues, retries and guards delivery. Every field has the Pilot default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookOptions {
+    /// Capacity of the webhook queue (the bus subscription buffer). Default 1024; 0 counts as 1.
+    pub queue_size: usize,
+    /// Bound for one attempt, from sending the request until the response headers. Default 5 s.
+    pub timeout: Duration,
+    /// Attempts per event, the first included. Default 3; 0 counts as 1.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles for each further retry and restarts per event
+    /// (1 s, 2 s by default).
+    pub backoff: Duration,
+    /// Consecutive failed events that open the circuit. Default 5; 0 disables the breaker.
+    pub circuit_threshold: u32,
+    /// How long an open circuit skips events before it lets a probe through. Default 30 s.
+    pub circuit_cooldown: Duration,
+    /// Bound for draining a queue on a URL swap and on shutdown. Default 5 s.
+    pub drain_timeout: Duration,
+    /// The `User-Agent` header. Default `pilot-daemon/<version>`.
+    pub user_agent: String,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        Self {
+            queue_size: 1024,
+            timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            backoff: Duration::from_secs(1),
+            circuit_threshold: 5,
+            circuit_cooldown: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+            user_agent: format!("pilot-daemon/{}", pilot_core::VERSION),
+        }
+    }
+}
+
+impl WebhookOptions {
+    /// The options with out-of-range values brought into range (queue and attempts at least 1).
+    pub fn normalized(mut self) -> Self {
+        self.queue_size = self.queue_size.max(1);
+        self.max_attempts = self.max_attempts.max(1);
+        self
+    }
+
+    /// The wait before attempt `attempt` (2, 3, ...): `backoff * 2^(attempt - 2)`, saturating.
+    pub fn backoff_before(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(2);
+        self.backoff.saturating_mul(2u32.saturating_pow(doublings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_pilots() {
+        let o = WebhookOptions::default();
+        assert_eq!(o.queue_size, 1024);
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.max_attempts, 3);
+        assert_eq!(o.backoff, Duration::from_secs(1));
+        assert_eq!(o.circuit_threshold, 5);
+        assert_eq!(o.circuit_cooldown, Duration::from_secs(30));
+        assert_eq!(o.drain_timeout, Duration::from_secs(5));
+        assert_eq!(
+            o.user_agent,
+            format!("pilot-daemon/{}", pilot_core::VERSION)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_per_retry_and_saturates() {
+        let o = WebhookOptions::default();
+        assert_eq!(o.backoff_before(2), Duration::from_secs(1));
+        assert_eq!(o.backoff_before(3), Duration::from_secs(2));
+        assert_eq!(o.backoff_before(4), Duration::from_secs(4));
+        assert!(o.backoff_before(200) >= Duration::from_secs(u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn normalized_keeps_at_least_one_slot_and_attempt() {
+        let o = WebhookOptions {
+            queue_size: 0,
+            max_attempts: 0,
+            ..Default::default()
+        }
+        .normalized();
+        assert_eq!((o.queue_size, o.max_attempts), (1, 1));
+    }
+}

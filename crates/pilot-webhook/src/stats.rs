@@ -1,0 +1,132 @@
+//! Delivery counters ([`Counters`], shared by the current and the draining workers) and the
+//! [`Stats`] snapshot the daemon shows in `info`.
+//!
+//! Every event that enters the webhook queue ends in exactly one bucket, so at any quiet moment
+//! `queued = delivered + failed + circuit_skips + (dropped - dropped_queue_full) + queue_depth +
+//! in_flight`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pilot_core::SubscriberCounters;
+use serde::Serialize;
+
+use crate::circuit::CircuitState;
+
+/// A snapshot of the plugin's state and counters (cumulative for the plugin's life).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Stats {
+    /// The URL in force, its password (if any) shown as `***`; `None` when no webhook is set.
+    pub url: Option<String>,
+    /// The current URL's circuit breaker.
+    pub circuit: CircuitState,
+    /// Events waiting in the queue (including queues still draining after a swap).
+    pub queue_depth: u64,
+    /// Capacity of the live queue (0 when no webhook is set).
+    pub queue_capacity: u64,
+    /// Events put into the webhook queue.
+    pub queued: u64,
+    /// Events answered with a 2xx.
+    pub delivered: u64,
+    /// Events that failed: every attempt failed, or a 3xx/4xx, or a blocked address.
+    pub failed: u64,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Events dropped: queue full, or pending when the URL was cleared, a drain ran out of
+    /// time, or the plugin shut down.
+    pub dropped: u64,
+    /// The part of `dropped` that never entered the queue because it was full.
+    pub dropped_queue_full: u64,
+    /// Events skipped without an attempt while the circuit was open.
+    pub circuit_skips: u64,
+    /// Events taken from the queue whose delivery is under way.
+    pub in_flight: u64,
+    /// The latest delivery error.
+    pub last_error: Option<String>,
+    /// When `last_error` happened.
+    pub last_error_at: Option<jiff::Timestamp>,
+}
+
+impl Stats {
+    /// Whether every queued event is accounted for (exact when nothing is moving).
+    pub fn is_balanced(&self) -> bool {
+        let settled = self.delivered
+            + self.failed
+            + self.circuit_skips
+            + self.dropped.saturating_sub(self.dropped_queue_full)
+            + self.queue_depth
+            + self.in_flight;
+        self.queued == settled
+    }
+}
+
+/// The counters, shared by every worker the plugin ever ran.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Given to the bus for every subscription: `queued` and queue-full `dropped`.
+    pub(crate) bus: Arc<SubscriberCounters>,
+    /// Events taken out of a queue, by a worker or by discarding.
+    pub(crate) taken: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    /// Dropped after entering the queue (clear, drain timeout, shutdown).
+    pub(crate) dropped: AtomicU64,
+    pub(crate) circuit_skips: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    last_error: Mutex<Option<(String, jiff::Timestamp)>>,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Records the latest error with the current time.
+    pub(crate) fn set_last_error(&self, message: String) {
+        let mut slot = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some((message, jiff::Timestamp::now()));
+    }
+
+    /// Counts `n` events taken from a queue and dropped without an attempt.
+    pub(crate) fn discard(&self, n: u64) {
+        self.taken.fetch_add(n, Ordering::Relaxed);
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters part of a [`Stats`] (url, circuit and capacity are left default).
+    pub(crate) fn snapshot(&self) -> Stats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // Outcomes first, then what is still moving, then what came in: a snapshot taken while
+        // events move may briefly be off by the few in transit, never by more.
+        let delivered = load(&self.delivered);
+        let failed = load(&self.failed);
+        let circuit_skips = load(&self.circuit_skips);
+        let dropped_after = load(&self.dropped);
+        let retries = load(&self.retries);
+        let in_flight = load(&self.in_flight);
+        let taken = load(&self.taken);
+        let queued = load(&self.bus.queued);
+        let dropped_queue_full = load(&self.bus.dropped);
+        let (last_error, last_error_at) =
+            match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some((m, t)) => (Some(m.clone()), Some(*t)),
+                None => (None, None),
+            };
+        Stats {
+            queue_depth: queued.saturating_sub(taken),
+            queued,
+            delivered,
+            failed,
+            retries,
+            dropped: dropped_after + dropped_queue_full,
+            dropped_queue_full,
+            circuit_skips,
+            in_flight,
+            last_error,
+            last_error_at,
+            ..Stats::default()
+        }
+    }
+}

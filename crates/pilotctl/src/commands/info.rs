@@ -1,0 +1,161 @@
+//! `info`: everything the running daemon knows of itself, as its JSON reply or a readable
+//! summary (process, webhook URL, circuit, counters and options, bus and subscribers).
+
+use pilot_ipc::protocol::{InfoReply, WebhookStatus};
+use pilot_ipc::{Client, Request};
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::output::{aligned, format_uptime, CliError, Output};
+
+/// `info`.
+pub async fn run(ctx: &Context) -> Result<Output, CliError> {
+    let socket = ctx.socket()?;
+    let mut client = Client::connect(&socket).await?;
+    // The reply as sent, so fields of a newer daemon are shown too.
+    let data: Value = client.call(&Request::Info).await?;
+    let text = match serde_json::from_value::<InfoReply>(data.clone()) {
+        Ok(info) => info_text(&info),
+        Err(_) => serde_json::to_string_pretty(&data).unwrap_or_default(),
+    };
+    Ok(Output::Report { data, text })
+}
+
+/// The text form of an info reply.
+pub fn info_text(info: &InfoReply) -> String {
+    let mut out = aligned(
+        &[
+            ("pid", info.pid.to_string()),
+            ("version", info.version.clone()),
+            ("node", info.node_id.to_string()),
+            (
+                "uptime",
+                format!(
+                    "{} (since {})",
+                    format_uptime(info.uptime_secs),
+                    info.started_at
+                ),
+            ),
+            ("socket", info.socket.clone()),
+        ],
+        0,
+    );
+    out.push_str("\n\n");
+    out.push_str(&webhook_text(&info.webhook));
+    out.push_str("\n\n");
+    let bus = &info.bus;
+    out.push_str("bus\n");
+    out.push_str(&aligned(
+        &[
+            ("published", bus.published.to_string()),
+            ("last event id", bus.last_event_id.to_string()),
+            ("subscribers", bus.subscribers.len().to_string()),
+        ],
+        2,
+    ));
+    for s in &bus.subscribers {
+        let label = if s.label.is_empty() { "-" } else { &s.label };
+        out.push_str(&format!(
+            "\n    #{} {label} pattern={} buffered={}/{} queued={} dropped={}",
+            s.id, s.pattern, s.buffered, s.capacity, s.queued, s.dropped
+        ));
+    }
+    out
+}
+
+fn webhook_text(w: &WebhookStatus) -> String {
+    let mut rows = vec![
+        ("url", w.url.clone().unwrap_or_else(|| "(none)".into())),
+        ("circuit", w.circuit.clone()),
+        ("queue", format!("{}/{}", w.queue_depth, w.queue_capacity)),
+        ("queued", w.queued.to_string()),
+        ("delivered", w.delivered.to_string()),
+        ("failed", w.failed.to_string()),
+        ("retries", w.retries.to_string()),
+        ("dropped", w.dropped.to_string()),
+        ("circuit skips", w.circuit_skips.to_string()),
+    ];
+    if let Some(e) = &w.last_error {
+        let at = w
+            .last_error_at
+            .as_deref()
+            .map(|t| format!(" (at {t})"))
+            .unwrap_or_default();
+        rows.push(("last error", format!("{e}{at}")));
+    }
+    let o = &w.options;
+    rows.push((
+        "options",
+        format!(
+            "queue_size={} timeout={} max_attempts={} backoff={} circuit_threshold={} \
+             circuit_cooldown={}",
+            o.queue_size,
+            o.timeout,
+            o.max_attempts,
+            o.backoff,
+            o.circuit_threshold,
+            o.circuit_cooldown
+        ),
+    ));
+    format!("webhook\n{}", aligned(&rows, 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_reads_well() {
+        let info: InfoReply = serde_json::from_value(serde_json::json!({
+            "pid": 42, "version": "0.1.0", "node_id": 5, "socket": "/h/pilot.sock",
+            "started_at": "2026-01-15T12:00:00Z", "uptime_secs": 3725,
+            "webhook": {
+                "url": "http://localhost:8080/events", "circuit": "closed",
+                "queue_depth": 1, "queue_capacity": 1024, "queued": 10, "delivered": 8,
+                "failed": 1, "retries": 2, "dropped": 0, "circuit_skips": 0,
+                "last_error": "HTTP 500", "last_error_at": "2026-01-15T12:01:00Z",
+                "options": {"queue_size": 1024, "timeout": "5s", "max_attempts": 3,
+                            "backoff": "1s", "circuit_threshold": 5, "circuit_cooldown": "30s"}
+            },
+            "bus": {"published": 10, "last_event_id": 10, "subscribers": [
+                {"id": 1, "label": "webhook", "pattern": "*", "capacity": 1024,
+                 "buffered": 0, "queued": 10, "dropped": 3}
+            ]}
+        }))
+        .unwrap();
+        let text = info_text(&info);
+        let expected = "\
+pid:     42
+version: 0.1.0
+node:    5
+uptime:  1h 2m 5s (since 2026-01-15T12:00:00Z)
+socket:  /h/pilot.sock
+
+webhook
+  url:           http://localhost:8080/events
+  circuit:       closed
+  queue:         1/1024
+  queued:        10
+  delivered:     8
+  failed:        1
+  retries:       2
+  dropped:       0
+  circuit skips: 0
+  last error:    HTTP 500 (at 2026-01-15T12:01:00Z)
+  options:       queue_size=1024 timeout=5s max_attempts=3 backoff=1s circuit_threshold=5 circuit_cooldown=30s
+
+bus
+  published:     10
+  last event id: 10
+  subscribers:   1
+    #1 webhook pattern=* buffered=0/1024 queued=10 dropped=3";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn no_webhook_says_none() {
+        let text = webhook_text(&WebhookStatus::default());
+        assert!(text.contains("url:           (none)"), "{text}");
+        assert!(!text.contains("last error"));
+    }
+}
