@@ -129,13 +129,22 @@ impl Client {
                 },
             })?;
         let mut framed = Framed::new(stream, frame::codec());
-        framed
+        let sent = framed
             .send(frame::encode(&Request::Hello {
                 version: PROTOCOL_VERSION,
                 client,
             }))
-            .await?;
-        let server = match read_response(&mut framed).await? {
+            .await;
+        // A daemon that refuses us (another uid) answers and hangs up before reading our hello:
+        // its error reply is still there to read, and says more than a broken pipe.
+        let reply = read_response(&mut framed).await;
+        if let Err(e) = sent {
+            return match reply {
+                Ok(Response::Error { code, message }) => Err(ClientError::Remote { code, message }),
+                _ => Err(ClientError::Io(e)),
+            };
+        }
+        let server = match reply? {
             Response::Hello(h) => h,
             Response::Error { code, message } => return Err(ClientError::Remote { code, message }),
             other => {

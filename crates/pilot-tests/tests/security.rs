@@ -1,0 +1,114 @@
+//! Security end to end: DNS answers that point at blocked addresses are refused at connect
+//! time, and another user's process cannot use the control socket.
+//!
+//! Both tests need root (a private mount namespace for /etc/hosts; switching to `nobody`). When
+//! they cannot run they say so on stderr and pass without checking anything else.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pilot_tests::env::Spawned;
+use pilot_tests::{wait_until, Env, Receiver};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn can_unshare() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_hostname_resolving_to_a_blocked_address_is_refused_at_connect_time() {
+    if !is_root() || !can_unshare() {
+        eprintln!("SKIPPED: needs root and `unshare --mount` to give the daemon its own /etc/hosts");
+        return;
+    }
+    let env = Env::new();
+    let rx = Receiver::start();
+    let port = rx.addr().port();
+    // `sneaky.test` resolves to 0.0.0.0, which on Linux reaches a listener on 127.0.0.1:
+    // without the connect-time check the receiver would get the event.
+    let hosts = env.tmp.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n0.0.0.0 sneaky.test\n169.254.169.254 metadata.test\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&env.pilot_home).unwrap();
+    let script = format!(
+        "mount --bind '{}' /etc/hosts && exec '{}' --webhook 'http://sneaky.test:{port}/events' --max-attempts 1",
+        hosts.display(),
+        env.daemon_bin().display()
+    );
+    let _daemon = Spawned(
+        env.command(std::path::Path::new("unshare"))
+            .args(["--mount", "sh", "-c", &script])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(WAIT, || env.ctl(&["daemon", "status", "--check"]).code == 0));
+    assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 1));
+    let w = env.info()["webhook"].clone();
+    let err = w["last_error"].as_str().unwrap();
+    assert!(err.contains("sneaky.test") && err.contains("0.0.0.0"), "{err}");
+    assert_eq!(rx.count(), 0, "the blocked address was reached");
+
+    // The same for a hostname that points at the metadata address, set at runtime.
+    env.ctl_json(&["set-webhook", &format!("http://metadata.test:{port}/x")])
+        .data();
+    env.emit("test.after_swap", None);
+    assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 2));
+    let err = env.info()["webhook"]["last_error"].as_str().unwrap().to_string();
+    assert!(err.contains("169.254.169.254"), "{err}");
+    assert_eq!(rx.count(), 0);
+}
+
+#[test]
+fn another_users_process_is_refused() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run a client as another user (nobody)");
+        return;
+    }
+    let env = Env::new();
+    // A socket in a directory `nobody` can reach, opened up so only the peer check remains.
+    let dir = tempfile::Builder::new().prefix("pilot-sock-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("pilot.sock");
+    env.start(&["--socket", socket.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let other_home = tempfile::Builder::new().prefix("pilot-nobody-").tempdir().unwrap();
+    std::fs::set_permissions(other_home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new(env.pilotctl_bin())
+        .env_clear()
+        .env("HOME", other_home.path())
+        .env("PILOT_HOME", other_home.path().join(".pilot"))
+        .env("PILOT_SOCKET", &socket)
+        .args(["--json", "info"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission_denied"), "{stderr}");
+    // The owner still gets in.
+    let run = env.ctl_json(&["--socket", socket.to_str().unwrap(), "info"]);
+    run.data();
+    env.ctl_json(&["--socket", socket.to_str().unwrap(), "daemon", "stop"])
+        .data();
+}
