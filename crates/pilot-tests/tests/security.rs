@@ -29,7 +29,9 @@ fn can_unshare() -> bool {
 #[test]
 fn a_hostname_resolving_to_a_blocked_address_is_refused_at_connect_time() {
     if !is_root() || !can_unshare() {
-        eprintln!("SKIPPED: needs root and `unshare --mount` to give the daemon its own /etc/hosts");
+        eprintln!(
+            "SKIPPED: needs root and `unshare --mount` to give the daemon its own /etc/hosts"
+        );
         return;
     }
     let env = Env::new();
@@ -56,11 +58,17 @@ fn a_hostname_resolving_to_a_blocked_address_is_refused_at_connect_time() {
             .spawn()
             .unwrap(),
     );
-    assert!(wait_until(WAIT, || env.ctl(&["daemon", "status", "--check"]).code == 0));
+    assert!(wait_until(WAIT, || env
+        .ctl(&["daemon", "status", "--check"])
+        .code
+        == 0));
     assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 1));
     let w = env.info()["webhook"].clone();
     let err = w["last_error"].as_str().unwrap();
-    assert!(err.contains("sneaky.test") && err.contains("0.0.0.0"), "{err}");
+    assert!(
+        err.contains("sneaky.test") && err.contains("0.0.0.0"),
+        "{err}"
+    );
     assert_eq!(rx.count(), 0, "the blocked address was reached");
 
     // The same for a hostname that points at the metadata address, set at runtime.
@@ -68,7 +76,10 @@ fn a_hostname_resolving_to_a_blocked_address_is_refused_at_connect_time() {
         .data();
     env.emit("test.after_swap", None);
     assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 2));
-    let err = env.info()["webhook"]["last_error"].as_str().unwrap().to_string();
+    let err = env.info()["webhook"]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(err.contains("169.254.169.254"), "{err}");
     assert_eq!(rx.count(), 0);
 }
@@ -81,7 +92,10 @@ fn another_users_process_is_refused() {
     }
     let env = Env::new();
     // A socket in a directory `nobody` can reach, opened up so only the peer check remains.
-    let dir = tempfile::Builder::new().prefix("pilot-sock-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pilot-sock-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.path().join("pilot.sock");
     env.start(&["--socket", socket.to_str().unwrap()]);
@@ -91,7 +105,10 @@ fn another_users_process_is_refused() {
     );
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
 
-    let other_home = tempfile::Builder::new().prefix("pilot-nobody-").tempdir().unwrap();
+    let other_home = tempfile::Builder::new()
+        .prefix("pilot-nobody-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(other_home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = std::process::Command::new(env.pilotctl_bin())
         .env_clear()
