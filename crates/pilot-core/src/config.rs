@@ -8,8 +8,8 @@
 //! names the file and the parse error.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -169,25 +169,9 @@ impl ConfigFile {
             path: self.path.clone(),
             source,
         };
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let mut text = serde_json::to_vec_pretty(&self.values).map_err(|e| io_err(e.into()))?;
         text.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".config.json.")
-            .suffix(".tmp")
-            .permissions(fs::Permissions::from_mode(0o600))
-            .tempfile_in(&dir)
-            .map_err(io_err)?;
-        tmp.write_all(&text).map_err(io_err)?;
-        tmp.as_file().sync_all().map_err(io_err)?;
-        tmp.persist(&self.path).map_err(|e| io_err(e.error))?;
-        // The rename is durable only once the directory entry is.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        crate::fsutil::write_atomic(&self.path, &text).map_err(io_err)?;
         Ok(())
     }
 }
@@ -215,6 +199,7 @@ fn lock(config: &Path) -> Result<fs::File, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_missing_file_is_an_empty_config() {

@@ -8,8 +8,11 @@ pub mod bus;
 pub mod config;
 pub mod duration;
 pub mod event;
+pub mod fsutil;
 pub mod paths;
 pub mod pattern;
+pub mod secrets;
+pub mod webhook_settings;
 pub mod webhook_url;
 
 pub use bus::{Bus, SubscriberCounters, SubscriberInfo, Subscription};
@@ -17,6 +20,8 @@ pub use config::{ConfigError, ConfigFile};
 pub use event::{Event, EventError, MAX_DATA_BYTES, MAX_NAME_LEN};
 pub use paths::PilotHome;
 pub use pattern::Pattern;
+pub use secrets::SecretStore;
+pub use webhook_settings::WebhookSettings;
 
 /// The version of every pilot crate and binary.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -60,6 +60,14 @@ impl PilotHome {
     pub fn default_socket(&self) -> PathBuf {
         self.dir.join("pilot.sock")
     }
+    /// The webhook signing secrets (mode 0600).
+    pub fn secret_file(&self) -> PathBuf {
+        self.dir.join("webhook_secret.json")
+    }
+    /// The durable webhook spool.
+    pub fn spool_file(&self) -> PathBuf {
+        self.dir.join("webhook-spool.redb")
+    }
 
     /// Creates the home if needed and makes it owner-only (0700).
     pub fn ensure(&self) -> Result<(), HomeError> {

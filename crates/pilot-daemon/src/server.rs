@@ -234,7 +234,7 @@ fn handle(daemon: &Daemon, request: Request) -> Bytes {
     match request {
         Request::Hello { .. } => hello(daemon),
         Request::Info => ok(&daemon.info()),
-        Request::SetWebhook { url } => match pilot_webhook::validate_url(&url) {
+        Request::SetWebhook { url, .. } => match pilot_webhook::validate_url(&url) {
             Ok(url) => {
                 let shown = url.to_string();
                 tracing::info!(webhook = %pilot_webhook::redact_url(&url), "webhook set");
@@ -274,6 +274,13 @@ fn handle(daemon: &Daemon, request: Request) -> Bytes {
             ok(&ShutdownReply { pid: daemon.pid })
         }
         Request::Subscribe { .. } => err(ErrorCode::Internal, "subscribe is handled elsewhere"),
+        Request::ReloadSecrets
+        | Request::Deliveries { .. }
+        | Request::TestWebhook
+        | Request::Redeliver { .. } => err(
+            ErrorCode::UnknownRequest,
+            "this daemon does not support that request yet",
+        ),
     }
 }
 

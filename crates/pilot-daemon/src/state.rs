@@ -117,5 +117,6 @@ fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
             circuit_threshold: o.circuit_threshold,
             circuit_cooldown: pilot_core::duration::format(o.circuit_cooldown),
         },
+        ..WebhookStatus::default()
     }
 }

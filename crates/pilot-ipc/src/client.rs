@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use pilot_core::Event;
+use pilot_core::{Event, WebhookSettings};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -181,7 +181,24 @@ impl Client {
     }
 
     pub async fn set_webhook(&mut self, url: &str) -> Result<WebhookReply, ClientError> {
-        self.call(&Request::SetWebhook { url: url.into() }).await
+        self.call(&Request::SetWebhook {
+            url: url.into(),
+            settings: WebhookSettings::default(),
+        })
+        .await
+    }
+
+    /// Sets the webhook with per-webhook settings.
+    pub async fn set_webhook_with(
+        &mut self,
+        url: &str,
+        settings: WebhookSettings,
+    ) -> Result<WebhookReply, ClientError> {
+        self.call(&Request::SetWebhook {
+            url: url.into(),
+            settings,
+        })
+        .await
     }
 
     pub async fn clear_webhook(&mut self) -> Result<WebhookReply, ClientError> {

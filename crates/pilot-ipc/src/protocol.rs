@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use pilot_core::SubscriberInfo;
+pub use pilot_core::{SubscriberInfo, WebhookSettings};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// [`ErrorCode::VersionMismatch`].
@@ -22,8 +22,12 @@ pub enum Request {
     Hello { version: u32, client: String },
     /// Everything the daemon knows of itself.
     Info,
-    /// Deliver events published after the reply to `url`.
-    SetWebhook { url: String },
+    /// Deliver events published after the reply to `url`, with these settings.
+    SetWebhook {
+        url: String,
+        #[serde(default, skip_serializing_if = "WebhookSettings::is_default")]
+        settings: WebhookSettings,
+    },
     /// Stop delivering.
     ClearWebhook,
     /// Publish an event onto the bus.
@@ -39,6 +43,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Re-read the signing secrets from the secret file.
+    ReloadSecrets,
+    /// The most recent delivery attempts, newest last.
+    Deliveries {
+        #[serde(default)]
+        failed_only: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Send a signed `webhook.test` event now and report how it went.
+    TestWebhook,
+    /// Deliver a past event again (durable mode, or while its payload is in the log).
+    Redeliver { event_id: u64 },
 }
 
 /// Every request type, for telling a newer client's message from garbage.
@@ -50,6 +67,10 @@ pub const REQUEST_TYPES: &[&str] = &[
     "emit",
     "subscribe",
     "shutdown",
+    "reload_secrets",
+    "deliveries",
+    "test_webhook",
+    "redeliver",
 ];
 
 /// A message from the daemon.
@@ -83,6 +104,10 @@ struct RequestWire {
     data: Option<Box<RawValue>>,
     pattern: Option<String>,
     reason: Option<String>,
+    settings: Option<WebhookSettings>,
+    failed_only: Option<bool>,
+    limit: Option<usize>,
+    event_id: Option<u64>,
 }
 
 fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, String> {
@@ -102,6 +127,7 @@ impl TryFrom<RequestWire> for Request {
             "info" => Request::Info,
             "set_webhook" => Request::SetWebhook {
                 url: required(w.url, k, "url")?,
+                settings: w.settings.unwrap_or_default(),
             },
             "clear_webhook" => Request::ClearWebhook,
             "emit" => Request::Emit {
@@ -112,6 +138,15 @@ impl TryFrom<RequestWire> for Request {
                 pattern: required(w.pattern, k, "pattern")?,
             },
             "shutdown" => Request::Shutdown { reason: w.reason },
+            "reload_secrets" => Request::ReloadSecrets,
+            "deliveries" => Request::Deliveries {
+                failed_only: w.failed_only.unwrap_or(false),
+                limit: w.limit,
+            },
+            "test_webhook" => Request::TestWebhook,
+            "redeliver" => Request::Redeliver {
+                event_id: required(w.event_id, k, "event_id")?,
+            },
             other => return Err(format!("unknown request type {other:?}")),
         })
     }
@@ -304,6 +339,93 @@ pub struct WebhookStatus {
     pub last_error_at: Option<String>,
     /// The options in force.
     pub options: WebhookOptionsInfo,
+    /// The per-webhook settings in force (header values masked).
+    pub settings: WebhookSettings,
+    /// Whether requests are signed (the secrets themselves are never shown).
+    pub signing: bool,
+    /// Set when the endpoint answered 410 Gone: delivery stopped until the next set-webhook.
+    pub disabled: Option<String>,
+    pub disabled_at: Option<String>,
+    /// Events not delivered because the webhook's filters exclude them.
+    pub filtered: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// The durable spool (durable mode only).
+    pub spool: Option<SpoolStatus>,
+}
+
+/// The durable spool part of `info`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SpoolStatus {
+    pub path: String,
+    /// Events waiting on disk.
+    pub depth: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Oldest events dropped because the spool was full.
+    pub dropped_full: u64,
+    /// Events dropped because they were older than discard_after.
+    pub expired: u64,
+}
+
+/// One delivery attempt, as `deliveries` lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DeliveryInfo {
+    pub event_id: u64,
+    pub event: String,
+    pub webhook_id: String,
+    pub url: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    /// When the attempt started (RFC 3339).
+    pub at: String,
+    pub ok: bool,
+}
+
+/// The answer to `deliveries`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeliveriesReply {
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+/// The answer to `test_webhook`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TestReply {
+    pub url: String,
+    pub event_id: u64,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub signed: bool,
+}
+
+/// The answer to `redeliver`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RedeliverReply {
+    pub event_id: u64,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+/// The answer to `reload_secrets`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ReloadSecretsReply {
+    /// Whether requests are now signed.
+    pub signing: bool,
+    /// How many secrets sign each request (more than 1 during a rotation's grace period).
+    pub active_secrets: usize,
 }
 
 /// Webhook options as `info` shows them (durations as `5s`, `500ms`).

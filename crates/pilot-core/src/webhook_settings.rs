@@ -1,0 +1,212 @@
+//! Per-webhook settings beyond the URL: filters, durability, headers, auth, TLS, batching.
+//!
+//! `pilotctl set-webhook URL [flags]` writes them to config.json under `webhook_settings`
+//! (replacing the whole object; `clear-webhook` removes it) and sends them to the daemon with
+//! the URL. `pilotctl daemon start` flags override fields for one run. All fields are optional;
+//! the defaults are Pilot's behaviour (every event, in memory, no extra headers).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pattern::{Pattern, PatternError};
+
+/// Settings of one webhook. Unknown keys in the JSON are ignored (newer versions' settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Deliver only events matching one of these patterns (empty: every event).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Never deliver events matching one of these patterns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Spool events on disk until a 2xx (at-least-once) instead of dropping them.
+    #[serde(skip_serializing_if = "is_false")]
+    pub durable: bool,
+    /// Extra request headers, `Name: value`, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    /// A file holding a bearer token (sent as `Authorization: Bearer <token>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A file holding `user:password` (sent as `Authorization: Basic ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Accept any TLS certificate (for testing only).
+    #[serde(skip_serializing_if = "is_false")]
+    pub insecure_tls: bool,
+    /// Send up to this many events per request as `{"events":[...]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_max: Option<usize>,
+    /// How long a batch may wait to fill up.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub batch_wait: Option<Duration>,
+    /// Requests in flight at once (unordered when above 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// Durable mode: the spool's size limit in bytes (oldest dropped and counted past it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_spool_bytes: Option<u64>,
+    /// Durable mode: events older than this are dropped and counted.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub discard_after: Option<Duration>,
+    /// Durable mode: the longest wait between retries of one event.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub max_backoff: Option<Duration>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("header {0:?} must look like `Name: value` (a token name, no line breaks)")]
+    Header(String),
+    #[error("give at most one of a bearer token file and a basic auth file")]
+    TwoAuths,
+    #[error("{what} must be at least 1")]
+    Zero { what: &'static str },
+}
+
+impl WebhookSettings {
+    /// Checks patterns, headers and numbers.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.filters()?;
+        for h in &self.headers {
+            parse_header(h)?;
+        }
+        if self.bearer_token_file.is_some() && self.basic_auth_file.is_some() {
+            return Err(SettingsError::TwoAuths);
+        }
+        if self.batch_max == Some(0) {
+            return Err(SettingsError::Zero { what: "batch max" });
+        }
+        if self.concurrency == Some(0) {
+            return Err(SettingsError::Zero {
+                what: "concurrency",
+            });
+        }
+        Ok(())
+    }
+
+    /// The parsed include and exclude patterns.
+    pub fn filters(&self) -> Result<(Vec<Pattern>, Vec<Pattern>), PatternError> {
+        let parse = |v: &[String]| v.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>();
+        Ok((parse(&self.events)?, parse(&self.exclude)?))
+    }
+
+    /// Whether every field is at its default.
+    pub fn is_default(&self) -> bool {
+        *self == WebhookSettings::default()
+    }
+
+    /// A copy safe to show (header values and file paths are kept, header values masked).
+    pub fn redacted(&self) -> WebhookSettings {
+        let mut s = self.clone();
+        s.headers = s
+            .headers
+            .iter()
+            .map(|h| match parse_header(h) {
+                Ok((name, _)) => format!("{name}: ***"),
+                Err(_) => "***".into(),
+            })
+            .collect();
+        s
+    }
+}
+
+/// Splits `Name: value` into its parts, checking the name is an HTTP token.
+pub fn parse_header(h: &str) -> Result<(String, String), SettingsError> {
+    let err = || SettingsError::Header(h.chars().take(40).collect());
+    let (name, value) = h.split_once(':').ok_or_else(err)?;
+    let name = name.trim();
+    let value = value.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) || value.contains(['\r', '\n']) {
+        return Err(err());
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&crate::duration::format(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| crate::duration::parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serialize_to_an_empty_object() {
+        assert_eq!(serde_json::to_string(&WebhookSettings::default()).unwrap(), "{}");
+        assert!(WebhookSettings::default().is_default());
+    }
+
+    #[test]
+    fn round_trips_with_human_durations() {
+        let s = WebhookSettings {
+            events: vec!["handshake.*".into(), "trust.*".into()],
+            exclude: vec!["data.datagram".into()],
+            durable: true,
+            headers: vec!["X-Team: blue".into()],
+            batch_max: Some(256),
+            batch_wait: Some(Duration::from_millis(50)),
+            discard_after: Some(Duration::from_secs(86400)),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["batch_wait"], "50ms");
+        assert_eq!(json["discard_after"], "1day");
+        let back: WebhookSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad = |f: fn(&mut WebhookSettings)| {
+            let mut s = WebhookSettings::default();
+            f(&mut s);
+            s.validate().unwrap_err()
+        };
+        bad(|s| s.events = vec!["a*".into()]);
+        bad(|s| s.headers = vec!["no colon".into()]);
+        bad(|s| s.headers = vec!["Bad Name: v".into()]);
+        bad(|s| s.headers = vec!["X: a\r\nInjected: b".into()]);
+        bad(|s| s.batch_max = Some(0));
+        bad(|s| {
+            s.bearer_token_file = Some("/a".into());
+            s.basic_auth_file = Some("/b".into());
+        });
+    }
+
+    #[test]
+    fn redaction_masks_header_values() {
+        let s = WebhookSettings {
+            headers: vec!["X-Api-Key: hunter2".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.redacted().headers, ["X-Api-Key: ***"]);
+    }
+}
