@@ -474,6 +474,7 @@ mod tests {
     fn requests_have_a_snake_case_type_tag() {
         let r = Request::SetWebhook {
             url: "http://localhost:8080/events".into(),
+            settings: WebhookSettings::default(),
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
