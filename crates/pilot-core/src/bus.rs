@@ -4,13 +4,20 @@
 //! is dropped for that subscriber and counted in its [`SubscriberCounters`] (never silently).
 //! Event ids are assigned and fanned out under one short lock, so every subscriber sees events
 //! in strictly increasing `event_id` order.
+//!
+//! Durability watermark: a consumer that persists events (the webhook spool) registers a
+//! [`DurableSink`] and advances it as events reach the disk; [`Bus::wait_durable`] lets a
+//! publisher wait until every registered sink holds its event. This lives beside the publish
+//! path, not on it: `publish` never looks at the sinks, and with no sink registered
+//! `wait_durable` returns at once.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::event::Event;
 use crate::pattern::Pattern;
@@ -56,6 +63,8 @@ struct Shared {
     node_id: u32,
     published: AtomicU64,
     inner: Mutex<Inner>,
+    /// The durable sinks' watermarks; never touched by `publish`.
+    durable: watch::Sender<Watermarks>,
 }
 
 /// A handle to the bus; clones share it.
@@ -87,6 +96,7 @@ impl Bus {
                 next_sub: 1,
                 subs: Vec::new(),
             }),
+            durable: watch::Sender::new(Watermarks::default()),
         }))
     }
 
@@ -234,6 +244,307 @@ impl Bus {
                 dropped: s.counters.dropped.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+/// Why [`Bus::wait_durable`] could not confirm that an event is durable.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DurabilityError {
+    /// The sink cannot persist events right now (disk full, read-only, ...). The event may
+    /// still be persisted later (the sink keeps it in memory and retries), but it is not yet.
+    #[error("event not persisted: {sink} cannot write: {reason}")]
+    Failed { sink: String, reason: String },
+    /// The event never reached the sink (for example its buffer overflowed) and never will.
+    #[error("event {event_id} was not persisted by {sink}: {reason}")]
+    Lost {
+        sink: String,
+        event_id: u64,
+        reason: String,
+    },
+}
+
+/// What `pilotctl info` can show of one durable sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DurableSinkInfo {
+    pub label: String,
+    /// Every event up to this id is durable for this sink.
+    pub durable_event_id: u64,
+    /// Why the sink cannot persist right now, if it cannot.
+    pub failed: Option<String>,
+}
+
+/// How many lost ranges the bus remembers. Waiters ask about events that were just published,
+/// so only the newest ranges matter; older ones are forgotten (their waiters are long gone).
+const LOST_RANGES_KEPT: usize = 256;
+
+/// Events `first..=last` that a sink reported lost. Kept on the bus, not on the sink, so the
+/// verdict outlives the sink (a waiter woken after the sink is dropped still sees it).
+#[derive(Debug)]
+struct LostRange {
+    first: u64,
+    last: u64,
+    sink: String,
+    reason: Arc<str>,
+}
+
+/// One sink's watermark.
+#[derive(Debug)]
+struct SinkMark {
+    label: String,
+    durable: u64,
+    failed: Option<String>,
+    /// Poked by a waiter that waits for an id past `durable`, so an idle sink can catch up.
+    wanted: Arc<Notify>,
+}
+
+/// Every registered sink's watermark (the value of the bus's watch channel).
+#[derive(Debug, Default)]
+struct Watermarks {
+    next_sink: u64,
+    sinks: BTreeMap<u64, SinkMark>,
+    /// Newest last.
+    lost: VecDeque<LostRange>,
+}
+
+impl Watermarks {
+    /// `Some(result)` once `event_id` is settled for every sink, `None` while one is behind.
+    fn check(&self, event_id: u64) -> Option<Result<(), DurabilityError>> {
+        if let Some(lost) = self
+            .lost
+            .iter()
+            .rev()
+            .find(|r| (r.first..=r.last).contains(&event_id))
+        {
+            return Some(Err(DurabilityError::Lost {
+                sink: lost.sink.clone(),
+                event_id,
+                reason: lost.reason.to_string(),
+            }));
+        }
+        let mut pending = false;
+        for mark in self.sinks.values() {
+            if mark.durable >= event_id {
+                continue;
+            }
+            if let Some(reason) = &mark.failed {
+                return Some(Err(DurabilityError::Failed {
+                    sink: mark.label.clone(),
+                    reason: reason.clone(),
+                }));
+            }
+            pending = true;
+        }
+        (!pending).then_some(Ok(()))
+    }
+
+    /// Pokes every sink that is behind `event_id`.
+    fn poke_behind(&self, event_id: u64) {
+        for mark in self.sinks.values().filter(|m| m.durable < event_id) {
+            mark.wanted.notify_one();
+        }
+    }
+}
+
+impl Bus {
+    /// Registers a durable sink. It starts at [`Bus::last_event_id`]: events published before
+    /// this call are not waited for; every later one is, until the sink advances past it (or
+    /// is dropped). Prefer [`Bus::subscribe_durable`], which also subscribes at the same point.
+    pub fn durable_sink(&self, label: impl Into<String>) -> DurableSink {
+        let inner = self.lock();
+        self.register_sink(label.into(), inner.last_id)
+    }
+
+    /// Subscribes and registers a durable sink at the same point of the stream, atomically:
+    /// the subscription receives exactly the matching events the sink will be waited for.
+    pub fn subscribe_durable(
+        &self,
+        label: impl Into<String>,
+        pattern: Pattern,
+        capacity: usize,
+        counters: Arc<SubscriberCounters>,
+    ) -> (Subscription, DurableSink) {
+        let label = label.into();
+        let mut inner = self.lock();
+        let sink = self.register_sink(label.clone(), inner.last_id);
+        let sub = self.add(&mut inner, label, pattern, capacity, counters);
+        (sub, sink)
+    }
+
+    fn register_sink(&self, label: String, start: u64) -> DurableSink {
+        let wanted = Arc::new(Notify::new());
+        let mut id = 0;
+        self.0.durable.send_modify(|w| {
+            id = w.next_sink;
+            w.next_sink += 1;
+            w.sinks.insert(
+                id,
+                SinkMark {
+                    label: label.clone(),
+                    durable: start,
+                    failed: None,
+                    wanted: wanted.clone(),
+                },
+            );
+        });
+        DurableSink {
+            id,
+            label,
+            wanted,
+            bus: self.clone(),
+        }
+    }
+
+    /// Waits until `event_id` is durable for every registered sink.
+    ///
+    /// Resolves at once when no sink is registered or every sink is at `>= event_id`. A sink
+    /// dropped while this waits no longer counts. Errs when a sink reported the event lost
+    /// ([`DurabilityError::Lost`]) or a sink behind `event_id` has failed
+    /// ([`DurabilityError::Failed`]). Cancel-safe.
+    pub async fn wait_durable(&self, event_id: u64) -> Result<(), DurabilityError> {
+        {
+            let marks = self.0.durable.borrow();
+            if let Some(result) = marks.check(event_id) {
+                return result;
+            }
+            marks.poke_behind(event_id);
+        }
+        let mut rx = self.0.durable.subscribe();
+        let mut outcome = None;
+        // `wait_for` fails only when the sender is dropped; it lives in `Shared`, which `self`
+        // keeps alive, so the fallback below is never taken.
+        let _ = rx
+            .wait_for(|marks| {
+                outcome = marks.check(event_id);
+                outcome.is_some()
+            })
+            .await;
+        outcome.unwrap_or(Ok(()))
+    }
+
+    /// A snapshot of every registered durable sink.
+    pub fn durable_sinks(&self) -> Vec<DurableSinkInfo> {
+        self.0
+            .durable
+            .borrow()
+            .sinks
+            .values()
+            .map(|m| DurableSinkInfo {
+                label: m.label.clone(),
+                durable_event_id: m.durable,
+                failed: m.failed.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A durable consumer's watermark on the bus (the webhook spooler registers one).
+///
+/// While any sink is registered, [`Bus::wait_durable`] waits until every registered sink has
+/// advanced to the event. Dropping the sink unregisters it and releases its waiters: the sink
+/// no longer vouches for anything, so they resolve `Ok` (the in-memory guarantee) unless the
+/// sink reported their events [lost](DurableSink::lost) first.
+pub struct DurableSink {
+    id: u64,
+    label: String,
+    wanted: Arc<Notify>,
+    bus: Bus,
+}
+
+impl std::fmt::Debug for DurableSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableSink")
+            .field("label", &self.label)
+            .field("durable", &self.durable())
+            .finish()
+    }
+}
+
+impl DurableSink {
+    fn modify(&self, f: impl FnOnce(&mut SinkMark) -> bool) {
+        self.bus
+            .0
+            .durable
+            .send_if_modified(|w| w.sinks.get_mut(&self.id).is_some_and(f));
+    }
+
+    /// Every event up to `event_id` is durable for this sink; clears a failure. The watermark
+    /// never moves back.
+    pub fn advance(&self, event_id: u64) {
+        self.modify(|m| {
+            let moved = event_id > m.durable;
+            if moved {
+                m.durable = event_id;
+            }
+            moved | m.failed.take().is_some()
+        });
+    }
+
+    /// This sink cannot persist: waiters for events past its watermark get
+    /// [`DurabilityError::Failed`] until it advances again.
+    pub fn fail(&self, reason: String) {
+        self.modify(|m| {
+            let changed = m.failed.as_deref() != Some(reason.as_str());
+            m.failed = Some(reason);
+            changed
+        });
+    }
+
+    /// Events `first..=last` will never become durable through this sink (they did not reach
+    /// it, or it gave up on them): their waiters get [`DurabilityError::Lost`], also after the
+    /// sink is dropped. Only the newest ranges are remembered.
+    pub fn lost(&self, first: u64, last: u64, reason: &str) {
+        if first > last {
+            return;
+        }
+        let range = LostRange {
+            first,
+            last,
+            sink: self.label.clone(),
+            reason: Arc::from(reason),
+        };
+        self.bus.0.durable.send_modify(|w| {
+            if w.lost.len() >= LOST_RANGES_KEPT {
+                w.lost.pop_front();
+            }
+            w.lost.push_back(range);
+        });
+    }
+
+    /// Every event up to this id is durable for this sink.
+    pub fn durable(&self) -> u64 {
+        self.bus
+            .0
+            .durable
+            .borrow()
+            .sinks
+            .get(&self.id)
+            .map_or(0, |m| m.durable)
+    }
+
+    /// Completes when a waiter waits for an event past this sink's watermark (one stored
+    /// wake-up at most), so a sink with nothing to read can still confirm events it will never
+    /// see (ones its subscription's pattern leaves out).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// The label given at registration.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The bus this sink is registered on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+}
+
+impl Drop for DurableSink {
+    fn drop(&mut self) {
+        self.bus
+            .0
+            .durable
+            .send_if_modified(|w| w.sinks.remove(&self.id).is_some());
     }
 }
 
@@ -406,6 +717,198 @@ mod tests {
         bus.publish("a.c", None);
         assert_eq!(sub.recv().await.unwrap().event, "a.b");
         assert!(sub.recv().await.is_none());
+    }
+
+    /// Polls a future once: `Some(output)` if it is ready now.
+    fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        let waker = std::task::Waker::noop();
+        match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    async fn settles<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(5), f)
+            .await
+            .expect("the wait never settled")
+    }
+
+    #[tokio::test]
+    async fn without_a_sink_wait_durable_resolves_at_once() {
+        let bus = Bus::new(0);
+        let ev = bus.publish("a.b", None);
+        assert_eq!(ready_now(bus.wait_durable(ev.event_id)), Some(Ok(())));
+        assert_eq!(ready_now(bus.wait_durable(1_000)), Some(Ok(())));
+        assert!(bus.durable_sinks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sink_starts_at_the_last_event_and_advance_releases_waiters() {
+        let bus = Bus::new(0);
+        let before = bus.publish("a.b", None);
+        let sink = bus.durable_sink("spool");
+        assert_eq!(sink.durable(), before.event_id);
+        assert_eq!(ready_now(bus.wait_durable(before.event_id)), Some(Ok(())));
+
+        let ev = bus.publish("a.c", None);
+        let waiter = tokio::spawn({
+            let bus = bus.clone();
+            let id = ev.event_id;
+            async move { bus.wait_durable(id).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "the sink is behind: the waiter waits"
+        );
+        sink.advance(ev.event_id - 1);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "still behind");
+        sink.advance(ev.event_id);
+        assert_eq!(settles(waiter).await.unwrap(), Ok(()));
+        sink.advance(1);
+        assert_eq!(
+            sink.durable(),
+            ev.event_id,
+            "the watermark never moves back"
+        );
+        let info = bus.durable_sinks();
+        assert_eq!(info.len(), 1);
+        assert_eq!(info[0].label, "spool");
+        assert_eq!(info[0].durable_event_id, ev.event_id);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_sink_releases_its_waiters() {
+        let bus = Bus::new(0);
+        let sink = bus.durable_sink("spool");
+        let ev = bus.publish("a.b", None);
+        let waiter = tokio::spawn({
+            let bus = bus.clone();
+            let id = ev.event_id;
+            async move { bus.wait_durable(id).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(sink);
+        assert_eq!(settles(waiter).await.unwrap(), Ok(()));
+        assert!(bus.durable_sinks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_sink_fails_waiters_until_it_advances() {
+        let bus = Bus::new(0);
+        let sink = bus.durable_sink("spool");
+        let ev = bus.publish("a.b", None);
+        let waiter = tokio::spawn({
+            let bus = bus.clone();
+            let id = ev.event_id;
+            async move { bus.wait_durable(id).await }
+        });
+        tokio::task::yield_now().await;
+        sink.fail("disk full".into());
+        let failed = DurabilityError::Failed {
+            sink: "spool".into(),
+            reason: "disk full".into(),
+        };
+        assert_eq!(settles(waiter).await.unwrap(), Err(failed.clone()));
+        assert_eq!(ready_now(bus.wait_durable(ev.event_id)), Some(Err(failed)));
+        assert_eq!(bus.durable_sinks()[0].failed.as_deref(), Some("disk full"));
+        // Events already durable stay fine while the sink fails.
+        assert_eq!(ready_now(bus.wait_durable(0)), Some(Ok(())));
+        sink.advance(ev.event_id);
+        assert_eq!(ready_now(bus.wait_durable(ev.event_id)), Some(Ok(())));
+        assert_eq!(bus.durable_sinks()[0].failed, None);
+        let next = bus.publish("a.c", None);
+        assert_eq!(
+            ready_now(bus.wait_durable(next.event_id)),
+            None,
+            "pending again, not failed"
+        );
+    }
+
+    #[tokio::test]
+    async fn lost_events_fail_their_waiters_only() {
+        let bus = Bus::new(0);
+        let sink = bus.durable_sink("spool");
+        for _ in 0..5 {
+            bus.publish("a.b", None);
+        }
+        sink.lost(2, 3, "buffer overflow");
+        sink.advance(5);
+        assert_eq!(ready_now(bus.wait_durable(1)), Some(Ok(())));
+        assert_eq!(
+            ready_now(bus.wait_durable(3)),
+            Some(Err(DurabilityError::Lost {
+                sink: "spool".into(),
+                event_id: 3,
+                reason: "buffer overflow".into()
+            }))
+        );
+        assert_eq!(ready_now(bus.wait_durable(4)), Some(Ok(())));
+        drop(sink);
+        assert!(
+            matches!(
+                ready_now(bus.wait_durable(2)),
+                Some(Err(DurabilityError::Lost { .. }))
+            ),
+            "the verdict outlives the sink"
+        );
+        assert_eq!(ready_now(bus.wait_durable(5)), Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn several_sinks_wait_for_the_slowest() {
+        let bus = Bus::new(0);
+        let a = bus.durable_sink("a");
+        let b = bus.durable_sink("b");
+        for _ in 0..10 {
+            bus.publish("a.b", None);
+        }
+        a.advance(10);
+        b.advance(4);
+        assert_eq!(ready_now(bus.wait_durable(4)), Some(Ok(())));
+        let waiter = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.wait_durable(7).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        b.advance(7);
+        assert_eq!(settles(waiter).await.unwrap(), Ok(()));
+        // The slow sink failing fails the waiters it is behind on, whatever the others say.
+        b.fail("read-only".into());
+        assert!(matches!(
+            ready_now(bus.wait_durable(9)),
+            Some(Err(DurabilityError::Failed { sink, .. })) if sink == "b"
+        ));
+        drop(b);
+        assert_eq!(ready_now(bus.wait_durable(9)), Some(Ok(())));
+        assert_eq!(ready_now(bus.wait_durable(11)), None, "a is behind 11");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_pokes_a_sink_that_is_behind() {
+        let bus = Bus::new(0);
+        let sink = bus.durable_sink("spool");
+        let ev = bus.publish("a.b", None);
+        assert_eq!(ready_now(bus.wait_durable(ev.event_id)), None);
+        settles(sink.wanted()).await;
+        assert_eq!(sink.bus().last_event_id(), ev.event_id);
+    }
+
+    #[tokio::test]
+    async fn subscribe_durable_starts_both_at_the_same_event() {
+        let bus = Bus::new(0);
+        bus.publish("a.before", None);
+        let (mut sub, sink) = bus.subscribe_durable("spool", all(), 8, Arc::default());
+        assert_eq!(sink.durable(), 1);
+        let ev = bus.publish("a.after", None);
+        assert_eq!(sub.try_recv().unwrap().event_id, ev.event_id);
+        assert!(sub.try_recv().is_none());
+        assert_eq!(bus.subscribers()[0].label, "spool");
     }
 
     #[tokio::test]

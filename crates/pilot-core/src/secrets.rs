@@ -20,7 +20,9 @@ pub const PREFIX: &str = "whsec_";
 pub enum SecretError {
     #[error("secret file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("secret file {path} is not valid: {reason} (fix or remove it; pilot will not overwrite it)")]
+    #[error(
+        "secret file {path} is not valid: {reason} (fix or remove it; pilot will not overwrite it)"
+    )]
     Invalid { path: PathBuf, reason: String },
     #[error("a webhook secret must not be empty")]
     Empty,
@@ -64,7 +66,10 @@ pub struct SecretStore {
 pub fn generate() -> String {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
-    format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(key))
+    format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
 }
 
 /// Checks a secret given by the user.
@@ -148,7 +153,8 @@ impl SecretStore {
         let until = now
             .checked_add(jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX))
             .unwrap_or(jiff::Timestamp::MAX);
-        self.secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+        self.secrets
+            .retain(|s| s.expires_at.is_none_or(|t| t > now));
         for s in &mut self.secrets {
             if s.expires_at.is_none() {
                 s.expires_at = Some(until);
@@ -231,11 +237,18 @@ mod tests {
         let later: jiff::Timestamp = "2026-01-01T01:00:01Z".parse().unwrap();
         assert_eq!(names(later), ["new"]);
         store.save().unwrap();
-        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let back = SecretStore::load(store.path()).unwrap();
         assert_eq!(back.current().unwrap().secret, "new");
-        assert!(!format!("{back:?}").contains("new\""), "Debug hides secrets");
+        assert!(
+            !format!("{back:?}").contains("new\""),
+            "Debug hides secrets"
+        );
     }
 
     #[test]
@@ -243,6 +256,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("webhook_secret.json");
         std::fs::write(&p, "{nope").unwrap();
-        assert!(SecretStore::load(&p).unwrap_err().to_string().contains("webhook_secret.json"));
+        assert!(SecretStore::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("webhook_secret.json"));
     }
 }

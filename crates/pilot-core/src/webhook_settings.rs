@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn defaults_serialize_to_an_empty_object() {
-        assert_eq!(serde_json::to_string(&WebhookSettings::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&WebhookSettings::default()).unwrap(),
+            "{}"
+        );
         assert!(WebhookSettings::default().is_default());
     }
 
