@@ -183,7 +183,7 @@ impl Client {
     pub async fn set_webhook(&mut self, url: &str) -> Result<WebhookReply, ClientError> {
         self.call(&Request::SetWebhook {
             url: url.into(),
-            settings: WebhookSettings::default(),
+            settings: Box::default(),
         })
         .await
     }
@@ -196,7 +196,7 @@ impl Client {
     ) -> Result<WebhookReply, ClientError> {
         self.call(&Request::SetWebhook {
             url: url.into(),
-            settings,
+            settings: Box::new(settings),
         })
         .await
     }

@@ -25,8 +25,8 @@ pub enum Request {
     /// Deliver events published after the reply to `url`, with these settings.
     SetWebhook {
         url: String,
-        #[serde(default, skip_serializing_if = "WebhookSettings::is_default")]
-        settings: WebhookSettings,
+        #[serde(default, skip_serializing_if = "is_default_settings")]
+        settings: Box<WebhookSettings>,
     },
     /// Stop delivering.
     ClearWebhook,
@@ -56,6 +56,10 @@ pub enum Request {
     TestWebhook,
     /// Deliver a past event again (durable mode, or while its payload is in the log).
     Redeliver { event_id: u64 },
+}
+
+fn is_default_settings(s: &WebhookSettings) -> bool {
+    s.is_default()
 }
 
 /// Every request type, for telling a newer client's message from garbage.
@@ -127,7 +131,7 @@ impl TryFrom<RequestWire> for Request {
             "info" => Request::Info,
             "set_webhook" => Request::SetWebhook {
                 url: required(w.url, k, "url")?,
-                settings: w.settings.unwrap_or_default(),
+                settings: Box::new(w.settings.unwrap_or_default()),
             },
             "clear_webhook" => Request::ClearWebhook,
             "emit" => Request::Emit {
@@ -474,7 +478,7 @@ mod tests {
     fn requests_have_a_snake_case_type_tag() {
         let r = Request::SetWebhook {
             url: "http://localhost:8080/events".into(),
-            settings: WebhookSettings::default(),
+            settings: Box::default(),
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
