@@ -6,9 +6,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream as _, StreamExt};
 use pilot_core::{Event, WebhookSettings};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -230,57 +232,68 @@ impl Client {
         let mut summary = EmitSummary::default();
         let mut failure: Option<(usize, ClientError)> = None;
         let mut exhausted = false;
-        loop {
-            if failure.is_none() && !exhausted {
-                let mut fed = false;
-                while in_flight.len() < PIPELINE_WINDOW {
-                    let Some((i, item)) = items.next() else {
-                        exhausted = true;
-                        break;
-                    };
-                    let req = Request::Emit {
-                        event: item.event,
-                        data: item.data,
-                    };
-                    if let Err(e) = self.framed.feed(frame::encode(&req)).await {
-                        failure = Some((i, ClientError::Io(e)));
-                        break;
+        let framed = &mut self.framed;
+        // One poll loop that reads replies whenever they are there, also while a send waits on
+        // the socket: awaiting a send without reading deadlocks once both sides' socket
+        // buffers are full (each waits for the other to read).
+        let lost = std::future::poll_fn(|cx| loop {
+            let mut progressed = false;
+            while let Some(&index) = in_flight.front() {
+                let Poll::Ready(next) = Pin::new(&mut *framed).poll_next(cx) else {
+                    break;
+                };
+                in_flight.pop_front();
+                progressed = true;
+                match response_from(next).and_then(ok_data::<EmitReply>) {
+                    Ok(r) => summary.add(r.event_id),
+                    Err(e @ (ClientError::Remote { .. } | ClientError::Protocol(_))) => {
+                        failure.get_or_insert((index, e));
                     }
-                    in_flight.push_back(i);
-                    fed = true;
+                    Err(e) => return Poll::Ready(Some((index, e))),
                 }
-                if fed {
-                    if let Err(e) = SinkExt::<bytes::Bytes>::flush(&mut self.framed).await {
+            }
+            while failure.is_none() && !exhausted && in_flight.len() < PIPELINE_WINDOW {
+                match Sink::<bytes::Bytes>::poll_ready(Pin::new(&mut *framed), cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
                         let i = in_flight.front().copied().unwrap_or(0);
-                        return Err(EmitFailure {
-                            index: i,
-                            error: ClientError::Io(e),
-                            summary,
-                        });
+                        return Poll::Ready(Some((i, ClientError::Io(e))));
                     }
+                    Poll::Ready(Ok(())) => {}
                 }
+                let Some((i, item)) = items.next() else {
+                    exhausted = true;
+                    break;
+                };
+                let req = Request::Emit {
+                    event: item.event,
+                    data: item.data,
+                };
+                if let Err(e) = Pin::new(&mut *framed).start_send(frame::encode(&req)) {
+                    return Poll::Ready(Some((i, ClientError::Io(e))));
+                }
+                in_flight.push_back(i);
+                progressed = true;
             }
-            let Some(index) = in_flight.pop_front() else {
-                break;
-            };
-            let reply = read_response(&mut self.framed)
-                .await
-                .and_then(ok_data::<EmitReply>);
-            match reply {
-                Ok(r) => summary.add(r.event_id),
-                Err(e @ (ClientError::Remote { .. } | ClientError::Protocol(_))) => {
-                    if failure.is_none() {
-                        failure = Some((index, e));
-                    }
-                }
-                Err(e) => {
-                    return Err(EmitFailure {
-                        index,
-                        error: e,
-                        summary,
-                    })
-                }
+            if let Poll::Ready(Err(e)) = SinkExt::<bytes::Bytes>::poll_flush_unpin(&mut *framed, cx)
+            {
+                let i = in_flight.front().copied().unwrap_or(0);
+                return Poll::Ready(Some((i, ClientError::Io(e))));
             }
+            if in_flight.is_empty() && (exhausted || failure.is_some()) {
+                return Poll::Ready(None);
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        })
+        .await;
+        if let Some((index, error)) = lost {
+            return Err(EmitFailure {
+                index,
+                error,
+                summary,
+            });
         }
         match failure {
             None => Ok(summary),
@@ -354,7 +367,12 @@ impl EventStream {
 async fn read_response(
     framed: &mut Framed<Stream, LengthDelimitedCodec>,
 ) -> Result<Response, ClientError> {
-    match framed.next().await {
+    response_from(framed.next().await)
+}
+
+/// What one read of the framed stream means.
+fn response_from(next: Option<io::Result<bytes::BytesMut>>) -> Result<Response, ClientError> {
+    match next {
         None => Err(ClientError::Closed),
         Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => Err(ClientError::Protocol(
             format!("bad frame from the daemon: {e}"),

@@ -29,7 +29,11 @@ fn main() -> ExitCode {
     let printer = Printer { json: cli.json };
     let ctx = Context {
         json: cli.json,
-        socket_flag: cli.socket.clone(),
+        // Absolute, so the daemon and its `info` name the same socket whatever their cwd.
+        socket_flag: cli
+            .socket
+            .as_deref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
