@@ -443,3 +443,20 @@ fn events_streams_matching_events_as_json_lines() {
     assert_eq!(lines[0]["data"], json!({"peer_node_id": 7}));
     assert_eq!(lines[1]["event"], "handshake.approved");
 }
+
+#[test]
+fn a_large_emit_file_completes_over_one_connection() {
+    let env = Env::new();
+    env.start(&[]);
+    let file = env.tmp.path().join("big.jsonl");
+    let line = "{\"event\":\"load.test\",\"data\":{\"n\":1}}\n";
+    std::fs::write(&file, line.repeat(100_000)).unwrap();
+    let out = env
+        .ctl_json(&["emit", "--file", file.to_str().unwrap()])
+        .data();
+    assert_eq!(
+        out,
+        json!({"count": 100_000, "first_event_id": 2, "last_event_id": 100_001})
+    );
+    assert_eq!(env.info()["bus"]["last_event_id"], 100_001);
+}
