@@ -214,7 +214,7 @@ impl Bus {
         inner.subs.push(Sub {
             id,
             label,
-            pattern,
+            pattern: pattern.clone(),
             tx,
             capacity,
             counters: counters.clone(),
@@ -223,6 +223,7 @@ impl Bus {
             id,
             rx,
             counters,
+            pattern,
             bus: self.clone(),
         }
     }
@@ -475,6 +476,7 @@ impl DurableSink {
             if moved {
                 m.durable = event_id;
             }
+            // `|`, not `||`: the failure is cleared either way.
             moved | m.failed.take().is_some()
         });
     }
@@ -553,6 +555,7 @@ pub struct Subscription {
     id: u64,
     rx: mpsc::Receiver<Arc<Event>>,
     counters: Arc<SubscriberCounters>,
+    pattern: Pattern,
     bus: Bus,
 }
 
@@ -603,6 +606,16 @@ impl Subscription {
     /// This subscriber's counters.
     pub fn counters(&self) -> &Arc<SubscriberCounters> {
         &self.counters
+    }
+
+    /// The pattern this subscription was made with.
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// The bus this subscription is on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// Stops new events from arriving; what is buffered can still be read.

@@ -15,7 +15,10 @@ pub mod secrets;
 pub mod webhook_settings;
 pub mod webhook_url;
 
-pub use bus::{Bus, SubscriberCounters, SubscriberInfo, Subscription};
+pub use bus::{
+    Bus, DurabilityError, DurableSink, DurableSinkInfo, SubscriberCounters, SubscriberInfo,
+    Subscription,
+};
 pub use config::{ConfigError, ConfigFile};
 pub use event::{Event, EventError, MAX_DATA_BYTES, MAX_NAME_LEN};
 pub use paths::PilotHome;

@@ -10,14 +10,14 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Request, StatusCode, Uri};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -31,6 +31,8 @@ use tracing::{debug, warn};
 
 use crate::error::{chain, redact, DeliveryError};
 use crate::options::WebhookOptions;
+use crate::retry::{honours_retry_after, parse_retry_after};
+use crate::tls::{insecure_tls_config, root_store, tls_config};
 
 /// At most this much of a response body is read (then the response is dropped).
 pub(crate) const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -132,46 +134,18 @@ impl tower_service::Service<Name> for GuardedResolver {
     }
 }
 
-/// Trust anchors for HTTPS: the system's roots, or the bundled Mozilla roots if it has none.
-fn root_store() -> Arc<rustls::RootCertStore> {
-    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let native = rustls_native_certs::load_native_certs();
-            for err in &native.errors {
-                debug!(error = %err, "could not load some system CA certificates");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                warn!(
-                    "no system CA certificates found; HTTPS webhooks use the bundled Mozilla roots"
-                );
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-            Arc::new(roots)
-        })
-        .clone()
-}
-
-/// A TLS client configuration on the ring provider trusting `roots`.
-pub(crate) fn tls_config(roots: Arc<rustls::RootCertStore>) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        // Cannot fail: ring's default provider has cipher suites for TLS 1.2 and 1.3, which is
-        // all this check looks for.
-        .expect("the ring provider supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
 type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+
+/// The normal TLS configuration: the system's CA roots.
+fn tls_config_default() -> rustls::ClientConfig {
+    tls_config(root_store())
+}
 
 /// The shared HTTP client (cheap to clone; clones share the connection pool).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
+    lookup: LookupFn,
     user_agent: HeaderValue,
     timeout: Duration,
 }
@@ -179,7 +153,7 @@ pub(crate) struct HttpClient {
 impl HttpClient {
     /// A client with the system resolver and the system's CA roots.
     pub(crate) fn new(options: &WebhookOptions) -> Self {
-        Self::with_parts(options, system_lookup(), tls_config(root_store()))
+        Self::with_parts(options, system_lookup(), tls_config_default())
     }
 
     /// A client with the given name lookup and TLS configuration.
@@ -188,7 +162,25 @@ impl HttpClient {
         lookup: LookupFn,
         tls: rustls::ClientConfig,
     ) -> Self {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver { lookup });
+        let user_agent = HeaderValue::from_str(&options.user_agent).unwrap_or_else(|_| {
+            warn!(
+                user_agent = options.user_agent,
+                "invalid webhook User-Agent; using the default"
+            );
+            HeaderValue::from_static(concat!("pilot-daemon/", env!("CARGO_PKG_VERSION")))
+        });
+        Self::build(lookup, tls, user_agent, options.timeout)
+    }
+
+    fn build(
+        lookup: LookupFn,
+        tls: rustls::ClientConfig,
+        user_agent: HeaderValue,
+        timeout: Duration,
+    ) -> Self {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            lookup: lookup.clone(),
+        });
         http.enforce_http(false);
         http.set_nodelay(true);
         let https = HttpsConnectorBuilder::new()
@@ -201,24 +193,31 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(2)
             .build(https);
-        let user_agent = HeaderValue::from_str(&options.user_agent).unwrap_or_else(|_| {
-            warn!(
-                user_agent = options.user_agent,
-                "invalid webhook User-Agent; using the default"
-            );
-            HeaderValue::from_static(concat!("pilot-daemon/", env!("CARGO_PKG_VERSION")))
-        });
         Self {
             client,
+            lookup,
             user_agent,
-            timeout: options.timeout,
+            timeout,
         }
     }
 
-    /// POSTs `body` to `target`: `Ok` with the status on a 2xx, else why not.
+    /// The same client (resolver, SSRF guard, timeout, User-Agent) that accepts any TLS
+    /// certificate, with a pool of its own.
+    pub(crate) fn insecure(&self) -> Self {
+        Self::build(
+            self.lookup.clone(),
+            insecure_tls_config(),
+            self.user_agent.clone(),
+            self.timeout,
+        )
+    }
+
+    /// POSTs `body` to `target` with `headers` added after the standard ones (replacing any of
+    /// the same name): `Ok` with the status on a 2xx, else why not.
     pub(crate) async fn post(
         &self,
         target: &Target,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<StatusCode, DeliveryError> {
         let mut builder = Request::post(target.uri.clone())
@@ -227,12 +226,13 @@ impl HttpClient {
         if let Some(auth) = &target.authorization {
             builder = builder.header(AUTHORIZATION, auth.clone());
         }
-        let request = builder
+        let mut request = builder
             .body(Full::new(body))
             .map_err(|e| DeliveryError::BadUrl {
                 url: target.shown.clone(),
                 detail: e.to_string(),
             })?;
+        request.headers_mut().extend(headers);
         let response = match tokio::time::timeout(self.timeout, self.client.request(request)).await
         {
             Err(_elapsed) => return Err(DeliveryError::timeout(&target.shown, self.timeout)),
@@ -240,6 +240,15 @@ impl HttpClient {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
+        let retry_after = if honours_retry_after(status) {
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
         discard_body(response.into_body(), self.timeout).await;
         if status.is_success() {
             Ok(status)
@@ -247,6 +256,7 @@ impl HttpClient {
             Err(DeliveryError::Status {
                 url: target.shown.clone(),
                 status,
+                retry_after,
             })
         }
     }
@@ -371,6 +381,17 @@ mod tests {
     use crate::{WebhookOptions, WebhookPlugin};
 
     const WAIT: Duration = Duration::from_secs(5);
+
+    impl HttpClient {
+        /// A POST without extra headers.
+        async fn post_plain(
+            &self,
+            target: &Target,
+            body: Bytes,
+        ) -> Result<StatusCode, DeliveryError> {
+            self.post(target, HeaderMap::new(), body).await
+        }
+    }
 
     /// A lookup answering from a table (an unknown name is an error), counting its calls.
     fn table(entries: &[(&str, &[&str])], calls: Arc<AtomicUsize>) -> LookupFn {
@@ -518,12 +539,12 @@ mod tests {
         };
 
         let status = client
-            .post(&target("hook.test"), Bytes::from_static(b"{}"))
+            .post_plain(&target("hook.test"), Bytes::from_static(b"{}"))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
         let status = client
-            .post(&target("mixed.test"), Bytes::from_static(b"{}"))
+            .post_plain(&target("mixed.test"), Bytes::from_static(b"{}"))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
@@ -531,7 +552,7 @@ mod tests {
         assert_eq!(reqs[0].header("host"), Some(format!("hook.test:{port}")));
 
         let err = client
-            .post(&target("rebind.test"), Bytes::from_static(b"{}"))
+            .post_plain(&target("rebind.test"), Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(!err.is_retryable());
@@ -603,7 +624,7 @@ mod tests {
         for host in ["localhost", "127.0.0.1"] {
             let url = Url::parse(&format!("https://{host}:{}/secure", rx.addr().port())).unwrap();
             let status = trusting
-                .post(
+                .post_plain(
                     &Target::new(&url).unwrap(),
                     Bytes::from_static(b"{\"a\":1}"),
                 )
@@ -618,7 +639,7 @@ mod tests {
         // The system roots do not trust a self-signed certificate.
         let default = HttpClient::new(&opts);
         let err = default
-            .post(
+            .post_plain(
                 &Target::new(&rx.url("/secure")).unwrap(),
                 Bytes::from_static(b"{}"),
             )

@@ -1,17 +1,66 @@
-//! Why one delivery attempt failed ([`DeliveryError`]), and how URLs are shown in messages
-//! (password replaced by `***`).
+//! Why one delivery attempt failed ([`DeliveryError`]), why a webhook cannot be configured or a
+//! tool cannot run ([`WebhookError`]), and how URLs are shown in messages (password replaced by
+//! `***`). Every message names the URL or the file it is about, never a secret.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::StatusCode;
+use pilot_core::webhook_settings::SettingsError;
 use pilot_core::webhook_url::Url;
+
+/// Why a webhook cannot be configured, or a tool (`test`, `redeliver`) cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The settings do not validate (patterns, headers, numbers, two auth files).
+    #[error("webhook {url}: {source}")]
+    Settings {
+        url: String,
+        #[source]
+        source: SettingsError,
+    },
+    /// An extra header cannot be sent.
+    #[error("webhook {url}: header {name:?} {reason}")]
+    Header {
+        url: String,
+        name: String,
+        reason: String,
+    },
+    /// An auth file cannot be read.
+    #[error("webhook auth file {}: {source}", path.display())]
+    AuthFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An auth file's content cannot be used (its content is never shown).
+    #[error("webhook auth file {}: {reason}", path.display())]
+    AuthFileContent { path: PathBuf, reason: String },
+    /// `test` or `redeliver` without a webhook.
+    #[error("no webhook is set")]
+    NoWebhook,
+    /// `redeliver` of an event whose payload is no longer in the delivery log.
+    #[error(
+        "event {event_id} is not in the delivery log (it keeps the last {} attempts)",
+        crate::log::LOG_CAPACITY
+    )]
+    NotFound { event_id: u64 },
+    /// The plugin was shut down.
+    #[error("the webhook plugin is shut down")]
+    ShutDown,
+}
 
 /// Why one attempt to deliver an event failed. Every variant names the (redacted) URL.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DeliveryError {
     /// The endpoint answered with a status that is not 2xx.
     #[error("HTTP {status} from {url}")]
-    Status { url: String, status: StatusCode },
+    Status {
+        url: String,
+        status: StatusCode,
+        /// The wait `Retry-After` asked for (429 and 503 only), already parsed.
+        retry_after: Option<Duration>,
+    },
     /// No response headers within the attempt timeout.
     #[error("timeout after {after} waiting for {url}")]
     Timeout { url: String, after: String },
@@ -30,14 +79,35 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
-    /// Whether another attempt may succeed: connection errors, timeouts and 5xx.
+    /// Whether another attempt may succeed: connection errors, timeouts, 408, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DeliveryError::Status { status, .. } => status.is_server_error(),
+            DeliveryError::Status { status, .. } => crate::retry::is_retryable_status(*status),
             DeliveryError::Timeout { .. }
             | DeliveryError::Connect { .. }
             | DeliveryError::Request { .. } => true,
             DeliveryError::Blocked { .. } | DeliveryError::BadUrl { .. } => false,
+        }
+    }
+
+    /// The HTTP status, when a response came.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            DeliveryError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the endpoint answered 410 Gone (the webhook is then disabled).
+    pub fn is_gone(&self) -> bool {
+        self.status() == Some(StatusCode::GONE)
+    }
+
+    /// The wait the endpoint asked for with `Retry-After` (429 and 503 only).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DeliveryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -96,6 +166,7 @@ mod tests {
         let e = DeliveryError::Status {
             url: "http://127.0.0.1:1234/x".into(),
             status: StatusCode::INTERNAL_SERVER_ERROR,
+            retry_after: None,
         };
         assert_eq!(
             e.to_string(),
@@ -105,12 +176,23 @@ mod tests {
         let e = DeliveryError::timeout("http://h/", Duration::from_secs(5));
         assert_eq!(e.to_string(), "timeout after 5s waiting for http://h/");
         assert!(e.is_retryable());
-        for code in [302, 400, 404] {
+        for code in [302, 400, 404, 410] {
             let e = DeliveryError::Status {
                 url: "u".into(),
                 status: StatusCode::from_u16(code).unwrap(),
+                retry_after: None,
             };
             assert!(!e.is_retryable(), "{code}");
+            assert_eq!(e.is_gone(), code == 410);
+        }
+        for code in [408, 429, 503] {
+            let e = DeliveryError::Status {
+                url: "u".into(),
+                status: StatusCode::from_u16(code).unwrap(),
+                retry_after: Some(Duration::from_secs(1)),
+            };
+            assert!(e.is_retryable(), "{code}");
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
         }
     }
 }

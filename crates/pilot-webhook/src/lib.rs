@@ -1,40 +1,70 @@
 //! pilot-webhook: the webhook plugin. It subscribes to the pilot-core bus and POSTs every event
-//! (its shared, already-encoded payload) to one HTTP(S) URL, in publish order, with retries,
-//! backoff, a circuit breaker, an SSRF guard at connect time, hot swap and graceful shutdown.
+//! (its shared, already-encoded payload) to one HTTP(S) URL, in publish order, with retries
+//! (backoff with jitter, `Retry-After`), a circuit breaker, an SSRF guard at connect time, hot
+//! swap and graceful shutdown. Per webhook ([`pilot_core::WebhookSettings`]): include/exclude
+//! filters, extra headers, Bearer/Basic auth from a file, `insecure_tls`, batching. Requests are
+//! signed (Standard Webhooks and `X-Pilot-Signature-256`) once secrets are set. A 410 Gone
+//! disables the webhook until it is set again. The last 1000 attempts are kept in a delivery log,
+//! and `test` / `redeliver` send one attempt at once.
 //!
 //! The plugin knows nothing of sockets, IPC or the CLI; the daemon owns a [`WebhookPlugin`] and
 //! shows its [`Stats`]. URL rules live in `pilot_core::webhook_url` and are re-exported here.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), pilot_webhook::UrlError> {
-//! use pilot_webhook::{validate_url, WebhookOptions, WebhookPlugin};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pilot_webhook::{validate_url, WebhookOptions, WebhookPlugin, WebhookSettings};
 //!
 //! let bus = pilot_core::Bus::new(0);
 //! let url = validate_url("http://localhost:8080/events")?;
-//! let plugin = WebhookPlugin::start(bus.clone(), Some(url), WebhookOptions::default());
+//! let settings = WebhookSettings {
+//!     events: vec!["handshake.*".into()],
+//!     headers: vec!["X-Team: blue".into()],
+//!     ..Default::default()
+//! };
+//! let plugin = WebhookPlugin::start_with(bus.clone(), Some((url, settings)), WebhookOptions::default())?;
+//! plugin.set_secrets(vec![pilot_core::secrets::generate()]); // signed from the next attempt
 //! bus.publish("handshake.received", None); // POSTed in the background
 //! plugin.set_url(Some(validate_url("http://localhost:9090/v2/events")?)); // returns at once
 //! println!("{:?}", plugin.stats());
+//! println!("{:?}", plugin.test().await?); // one signed webhook.test now
+//! println!("{:?}", plugin.deliveries(true, 20)); // the last 20 failed attempts
 //! plugin.shutdown().await; // delivers what is queued, bounded by drain_timeout
 //! # Ok(())
 //! # }
 //! ```
 
+mod attempt;
+pub mod batch;
 pub mod circuit;
 mod client;
+mod config;
 mod error;
+mod filter;
+mod log;
 mod options;
 mod plugin;
+pub mod retry;
+pub mod sign;
+mod spool;
 mod stats;
+mod tls;
 mod worker;
 
+pub use attempt::AttemptOutcome;
 pub use circuit::CircuitState;
-pub use error::{redact as redact_url, DeliveryError};
+pub use config::DEFAULT_BATCH_WAIT;
+pub use error::{redact as redact_url, DeliveryError, WebhookError};
+pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
 pub use pilot_core::webhook_url::{
     check_hostname, check_ip, validate as validate_url, Url, UrlError,
 };
+pub use pilot_core::WebhookSettings;
 pub use plugin::{WebhookPlugin, BUS_LABEL};
+pub use spool::{
+    durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
+    SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
+};
 pub use stats::Stats;
 
 /// The integration tests' HTTP receiver, shared with the unit tests.

@@ -2,13 +2,15 @@
 //! [`Stats`] snapshot the daemon shows in `info`.
 //!
 //! Every event that enters the webhook queue ends in exactly one bucket, so at any quiet moment
-//! `queued = delivered + failed + circuit_skips + (dropped - dropped_queue_full) + queue_depth +
-//! in_flight`.
+//! `queued = delivered + failed + circuit_skips + filtered + (dropped - dropped_queue_full) +
+//! queue_depth + in_flight`. Counters count events: a batch of 10 delivered adds 10 to
+//! `delivered` (but `retries` counts requests). `test` and `redeliver` are outside the queue and
+//! count nowhere but in the delivery log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pilot_core::SubscriberCounters;
+use pilot_core::{SubscriberCounters, WebhookSettings};
 use serde::Serialize;
 
 use crate::circuit::CircuitState;
@@ -39,12 +41,24 @@ pub struct Stats {
     pub dropped_queue_full: u64,
     /// Events skipped without an attempt while the circuit was open.
     pub circuit_skips: u64,
-    /// Events taken from the queue whose delivery is under way.
+    /// Events the webhook's `events` / `exclude` filters left out.
+    pub filtered: u64,
+    /// Events taken from the queue whose delivery is under way (a batch being filled counts).
     pub in_flight: u64,
     /// The latest delivery error.
     pub last_error: Option<String>,
     /// When `last_error` happened.
     pub last_error_at: Option<jiff::Timestamp>,
+    /// Why the webhook in force stopped delivering (410 Gone), until the next configure.
+    pub disabled: Option<String>,
+    /// When it was disabled.
+    pub disabled_at: Option<jiff::Timestamp>,
+    /// Whether requests are signed (at least one secret is set).
+    pub signing: bool,
+    /// How many signatures each request carries (more than 1 during a rotation).
+    pub signatures: usize,
+    /// The settings in force, header values masked; `None` when no webhook is set.
+    pub settings: Option<WebhookSettings>,
 }
 
 impl Stats {
@@ -53,6 +67,7 @@ impl Stats {
         let settled = self.delivered
             + self.failed
             + self.circuit_skips
+            + self.filtered
             + self.dropped.saturating_sub(self.dropped_queue_full)
             + self.queue_depth
             + self.in_flight;
@@ -73,6 +88,7 @@ pub(crate) struct Counters {
     /// Dropped after entering the queue (clear, drain timeout, shutdown).
     pub(crate) dropped: AtomicU64,
     pub(crate) circuit_skips: AtomicU64,
+    pub(crate) filtered: AtomicU64,
     pub(crate) in_flight: AtomicU64,
     last_error: Mutex<Option<(String, jiff::Timestamp)>>,
 }
@@ -80,6 +96,16 @@ pub(crate) struct Counters {
 /// Adds one to a counter.
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Takes `n` from a counter.
+pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+    counter.fetch_sub(n, Ordering::Relaxed);
 }
 
 impl Counters {
@@ -103,6 +129,7 @@ impl Counters {
         let delivered = load(&self.delivered);
         let failed = load(&self.failed);
         let circuit_skips = load(&self.circuit_skips);
+        let filtered = load(&self.filtered);
         let dropped_after = load(&self.dropped);
         let retries = load(&self.retries);
         let in_flight = load(&self.in_flight);
@@ -123,10 +150,52 @@ impl Counters {
             dropped: dropped_after + dropped_queue_full,
             dropped_queue_full,
             circuit_skips,
+            filtered,
             in_flight,
             last_error,
             last_error_at,
             ..Stats::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_counts_every_bucket() {
+        let mut s = Stats {
+            queued: 20,
+            delivered: 5,
+            failed: 4,
+            circuit_skips: 3,
+            filtered: 2,
+            dropped: 7,
+            dropped_queue_full: 4,
+            queue_depth: 2,
+            in_flight: 1,
+            ..Stats::default()
+        };
+        assert!(s.is_balanced());
+        s.filtered += 1;
+        assert!(!s.is_balanced());
+        s.filtered -= 1;
+        s.queued += 1;
+        assert!(!s.is_balanced());
+    }
+
+    #[test]
+    fn snapshot_counts_filtered_and_queue_depth() {
+        let c = Counters::default();
+        add(&c.bus.queued, 6);
+        add(&c.bus.dropped, 2);
+        add(&c.taken, 5);
+        add(&c.filtered, 2);
+        add(&c.delivered, 2);
+        bump(&c.in_flight);
+        let s = c.snapshot();
+        assert_eq!((s.queue_depth, s.filtered, s.dropped), (1, 2, 2));
+        assert!(s.is_balanced(), "{s:?}");
     }
 }

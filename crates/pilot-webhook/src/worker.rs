@@ -1,7 +1,9 @@
-//! The per-URL delivery loop: takes events from one bus subscription in publish order and POSTs
-//! them one at a time, with retries, backoff and the circuit breaker, counting every outcome.
+//! The per-configuration delivery loop: takes events from one bus subscription in publish
+//! order, skips (and counts) what the filter leaves out, gathers batches when batching is on,
+//! and POSTs one delivery at a time with retries, backoff with jitter, `Retry-After` and the
+//! circuit breaker, counting every outcome. A 410 Gone disables the webhook: the worker detaches
+//! from the bus, drops (and counts) what is queued, publishes `webhook.disabled` and stops.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pilot_core::{Event, Subscription};
@@ -9,11 +11,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::attempt;
+use crate::batch::{Delivery, Item};
 use crate::circuit::{Circuit, Decision, Transition};
-use crate::client::{HttpClient, Target};
-use crate::error::DeliveryError;
-use crate::options::WebhookOptions;
-use crate::stats::{bump, Counters};
+use crate::config::{Batching, Config};
+use crate::plugin::Shared;
+use crate::retry::{jitter, Backoff};
+use crate::stats::{add, bump, sub};
 
 /// The circuit breaker of one worker, readable by the plugin for stats.
 pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
@@ -24,35 +28,67 @@ pub(crate) fn lock(circuit: &SharedCircuit) -> MutexGuard<'_, Circuit> {
     circuit.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What became of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `now + d`, or a far future when that does not fit an `Instant` (absurd settings never panic).
+pub(crate) fn deadline_after(d: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// Why and when a worker's webhook was disabled (410 Gone), readable by the plugin.
+#[derive(Debug, Default)]
+pub(crate) struct Disabled(Mutex<Option<(String, jiff::Timestamp)>>);
+
+impl Disabled {
+    fn slot(&self) -> MutexGuard<'_, Option<(String, jiff::Timestamp)>> {
+        // A single assignment is the only update: a poisoned lock still holds a valid value.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, reason: String, at: jiff::Timestamp) {
+        *self.slot() = Some((reason, at));
+    }
+
+    /// The reason and time, if disabled.
+    pub(crate) fn get(&self) -> Option<(String, jiff::Timestamp)> {
+        self.slot().clone()
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.slot().is_some()
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Delivered,
     Failed,
     Skipped,
     Abandoned,
+    /// 410 Gone, with the error text.
+    Gone(String),
 }
 
-/// Delivers the events of one subscription to one URL.
+/// Delivers the events of one subscription with one configuration.
 pub(crate) struct Worker {
     pub(crate) sub: Subscription,
-    /// The prepared URL, or why it cannot be used (then every event fails at once).
-    pub(crate) target: Result<Target, DeliveryError>,
-    /// The URL as logs show it.
-    pub(crate) shown: String,
-    pub(crate) client: HttpClient,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) options: Arc<WebhookOptions>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) circuit: SharedCircuit,
-    /// Cancelled to stop at once: the event in flight and everything queued are dropped.
+    pub(crate) disabled: Arc<Disabled>,
+    /// Cancelled to stop at once: the delivery in flight and everything queued are dropped.
     pub(crate) abort: CancellationToken,
 }
 
 impl Worker {
-    /// Runs until the subscription is detached and drained, or until aborted.
+    /// Runs until the subscription is detached and drained, aborted, or the webhook is gone.
     pub(crate) async fn run(mut self) {
+        let counters = self.shared.counters.clone();
+        let mut gone = None;
         loop {
-            let event = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = self.abort.cancelled() => break,
                 event = self.sub.recv() => match event {
@@ -60,98 +96,190 @@ impl Worker {
                     None => break,
                 },
             };
-            bump(&self.counters.in_flight);
-            bump(&self.counters.taken);
+            if !self.take(&first) {
+                continue;
+            }
+            let mut items = vec![Item::of(&first)];
+            let mut aborted = false;
+            if let Some(batching) = self.config.batch {
+                aborted = self.fill(&mut items, batching).await;
+            }
+            let n = items.len() as u64;
+            let delivery =
+                match Delivery::new(items, self.config.batch.is_some(), &self.shared.instance) {
+                    Some(d) if !aborted => d,
+                    _ => {
+                        add(&counters.dropped, n);
+                        sub(&counters.in_flight, n);
+                        break;
+                    }
+                };
             let outcome = tokio::select! {
                 biased;
                 () = self.abort.cancelled() => Outcome::Abandoned,
-                outcome = self.deliver(&event) => outcome,
+                outcome = self.deliver(&delivery) => outcome,
             };
-            let counter = match outcome {
-                Outcome::Delivered => &self.counters.delivered,
-                Outcome::Failed => &self.counters.failed,
-                Outcome::Skipped => &self.counters.circuit_skips,
-                Outcome::Abandoned => &self.counters.dropped,
+            let counter = match &outcome {
+                Outcome::Delivered => &counters.delivered,
+                Outcome::Failed | Outcome::Gone(_) => &counters.failed,
+                Outcome::Skipped => &counters.circuit_skips,
+                Outcome::Abandoned => &counters.dropped,
             };
-            bump(counter);
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if outcome == Outcome::Abandoned {
-                debug!(event_id = event.event_id, url = %self.shown, "webhook delivery abandoned");
-                break;
+            add(counter, n);
+            sub(&counters.in_flight, n);
+            match outcome {
+                Outcome::Abandoned => {
+                    debug!(webhook_id = %delivery.webhook_id, url = %self.config.shown, "webhook delivery abandoned");
+                    break;
+                }
+                Outcome::Gone(reason) => {
+                    gone = Some(reason);
+                    break;
+                }
+                _ => {}
             }
         }
         self.sub.detach();
         let left = self.sub.discard_buffered() as u64;
         if left > 0 {
-            self.counters.discard(left);
-            warn!(url = %self.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
+            counters.discard(left);
+            warn!(url = %self.config.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
+        }
+        if let Some(reason) = gone {
+            self.disable(reason);
         }
     }
 
-    /// One event: skipped while the circuit is open, else up to `max_attempts` attempts.
-    async fn deliver(&self, event: &Event) -> Outcome {
+    /// Counts an event taken from the queue; `false` (and counted as filtered) when the filter
+    /// leaves it out, else it is in flight.
+    fn take(&self, event: &Event) -> bool {
+        let counters = &self.shared.counters;
+        bump(&counters.in_flight);
+        bump(&counters.taken);
+        if self.config.filter.allows(&event.event) {
+            return true;
+        }
+        bump(&counters.filtered);
+        sub(&counters.in_flight, 1);
+        false
+    }
+
+    /// Adds events to a batch until it is full, `wait` has passed since the first, or the queue
+    /// is closed. `true` if aborted meanwhile.
+    async fn fill(&mut self, items: &mut Vec<Item>, batching: Batching) -> bool {
+        let deadline = deadline_after(batching.wait);
+        while items.len() < batching.max {
+            let next = match self.sub.try_recv() {
+                Some(event) => event,
+                None => tokio::select! {
+                    biased;
+                    () = self.abort.cancelled() => return true,
+                    next = tokio::time::timeout_at(deadline, self.sub.recv()) => match next {
+                        Ok(Some(event)) => event,
+                        Ok(None) | Err(_) => break,
+                    },
+                },
+            };
+            if self.take(&next) {
+                items.push(Item::of(&next));
+            }
+        }
+        false
+    }
+
+    /// One delivery: skipped while the circuit is open, else up to `max_attempts` attempts.
+    async fn deliver(&self, delivery: &Delivery) -> Outcome {
+        let shown = &self.config.shown;
+        let id = &delivery.webhook_id;
         let decision = lock(&self.circuit).before_event(Instant::now());
         match decision {
             Decision::Skip => {
-                debug!(event_id = event.event_id, url = %self.shown, "webhook circuit open; event skipped");
+                debug!(webhook_id = %id, events = delivery.len(), url = %shown, "webhook circuit open; skipped");
                 return Outcome::Skipped;
             }
             Decision::Probe => {
-                debug!(event_id = event.event_id, url = %self.shown, "webhook circuit half open; probing");
+                debug!(webhook_id = %id, url = %shown, "webhook circuit half open; probing");
             }
             Decision::Deliver => {}
         }
-        let body = event.payload();
-        let max = self.options.max_attempts.max(1);
+        let options = &self.shared.options;
+        let backoff = Backoff {
+            base: options.backoff,
+            max: self.config.settings.max_backoff,
+        };
+        let max = options.max_attempts.max(1);
         let mut attempt = 1;
         let failure = loop {
-            debug!(event_id = event.event_id, attempt, max, url = %self.shown, "webhook POST");
-            let result = match &self.target {
-                Ok(target) => self.client.post(target, body.clone()).await,
-                Err(e) => Err(e.clone()),
-            };
+            debug!(webhook_id = %id, events = delivery.len(), attempt, max, url = %shown, "webhook POST");
+            let result = attempt::send(&self.shared, &self.config, delivery, attempt)
+                .await
+                .result;
             match result {
                 Ok(status) => {
-                    debug!(event_id = event.event_id, attempt, %status, "webhook delivered");
+                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
                     if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %self.shown, "webhook probe delivered; circuit closed");
+                        warn!(url = %shown, "webhook probe delivered; circuit closed");
                     }
                     return Outcome::Delivered;
                 }
                 Err(e) => {
-                    debug!(event_id = event.event_id, attempt, error = %e, "webhook attempt failed");
-                    self.counters.set_last_error(e.to_string());
+                    debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
+                    self.shared.counters.set_last_error(e.to_string());
+                    if e.is_gone() {
+                        return Outcome::Gone(e.to_string());
+                    }
                     if !e.is_retryable() || attempt >= max {
                         break e;
                     }
-                    tokio::time::sleep(self.options.backoff_before(attempt + 1)).await;
+                    let delay = backoff.delay(attempt, e.retry_after(), jitter());
+                    if let Some(asked) = e.retry_after() {
+                        debug!(webhook_id = %id, asked = ?asked, waiting = ?delay, "webhook honours Retry-After");
+                    }
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
-                    bump(&self.counters.retries);
+                    bump(&self.shared.counters.retries);
                 }
             }
         };
+        let first = delivery.items.first().map_or(0, |i| i.event_id);
         warn!(
-            event_id = event.event_id,
-            event = %event.event,
+            event_id = first,
+            events = delivery.len(),
+            webhook_id = %id,
             attempts = attempt,
             error = %failure,
-            "webhook event failed"
+            "webhook delivery failed"
         );
         let probe = decision == Decision::Probe;
         let transition = lock(&self.circuit).on_failure(Instant::now());
         if let Transition::Opened { .. } = transition {
-            let cooldown = pilot_core::duration::format(self.options.circuit_cooldown);
+            let cooldown = pilot_core::duration::format(options.circuit_cooldown);
             if probe {
-                warn!(url = %self.shown, %cooldown, "webhook probe failed; circuit open again");
+                warn!(url = %shown, %cooldown, "webhook probe failed; circuit open again");
             } else {
                 warn!(
-                    url = %self.shown,
+                    url = %shown,
                     %cooldown,
-                    failed_events = self.options.circuit_threshold,
+                    failed_events = options.circuit_threshold,
                     "webhook circuit open: events are skipped until the cooldown ends"
                 );
             }
         }
         Outcome::Failed
+    }
+
+    /// Marks the webhook disabled and says so on the bus (this worker is already detached, so
+    /// the announcement never goes to the URL that is gone).
+    fn disable(&self, reason: String) {
+        let shown = &self.config.shown;
+        warn!(url = %shown, %reason, "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook is set again");
+        self.disabled.set(reason.clone(), jiff::Timestamp::now());
+        let data = serde_json::json!({ "url": shown, "reason": reason });
+        match pilot_core::event::data_from_value(&data) {
+            Ok(data) => {
+                self.shared.bus.publish("webhook.disabled", Some(data));
+            }
+            Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
+        }
     }
 }

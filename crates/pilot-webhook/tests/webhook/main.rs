@@ -6,7 +6,13 @@ mod support;
 
 mod circuit;
 mod delivery;
+mod filters;
+mod logging;
 mod queue;
+mod settings;
 mod shutdown;
+mod signing;
 mod ssrf;
+mod standards;
 mod swap;
+mod tools;

@@ -32,6 +32,8 @@ pub enum Reply {
     Hang,
     /// 200 with a body of this many bytes.
     Big(usize),
+    /// This status with one extra response header (name, value), like `Retry-After`.
+    WithHeader(u16, &'static str, &'static str),
 }
 
 /// One request as received.
@@ -234,6 +236,7 @@ async fn handle(
         inner.script.pop_front().unwrap_or(default)
     };
     arrived.notify_waiters();
+    let mut extra = None;
     let (status, body) = match reply {
         Reply::Status(code) => (code, Bytes::from_static(b"ok")),
         Reply::Delay(d, code) => {
@@ -242,9 +245,19 @@ async fn handle(
         }
         Reply::Hang => std::future::pending().await,
         Reply::Big(n) => (200, Bytes::from(vec![b'x'; n])),
+        Reply::WithHeader(code, name, value) => {
+            extra = Some((name, value));
+            (code, Bytes::from_static(b"ok"))
+        }
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = StatusCode::from_u16(status).expect("status");
+    if let Some((name, value)) = extra {
+        response.headers_mut().insert(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
+    }
     if response.status().is_redirection() {
         response.headers_mut().insert(
             http::header::LOCATION,

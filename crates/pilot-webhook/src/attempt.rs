@@ -1,0 +1,140 @@
+//! One attempt to deliver one [`Delivery`]: the headers of this attempt (extra headers, auth,
+//! and the signatures with this attempt's timestamp), the POST, its latency, and its records in
+//! the delivery log. Shared by the worker and the `test` / `redeliver` tools.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::batch::Delivery;
+use crate::config::Config;
+use crate::error::DeliveryError;
+use crate::log::DeliveryRecord;
+use crate::plugin::Shared;
+
+/// What `test` and `redeliver` report of their one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptOutcome {
+    /// The URL, its password (if any) shown as `***`.
+    pub url: String,
+    /// The event sent (0 for `test`).
+    pub event_id: u64,
+    /// The `webhook-id` of the request.
+    pub webhook_id: String,
+    /// The response status, if a response came.
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Answered with a 2xx.
+    pub ok: bool,
+    /// Whether the request carried signatures.
+    pub signed: bool,
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) result: Result<StatusCode, DeliveryError>,
+    pub(crate) latency: Duration,
+    pub(crate) signed: bool,
+}
+
+impl Attempt {
+    /// The report of this attempt of `delivery`'s first event.
+    pub(crate) fn outcome(&self, config: &Config, delivery: &Delivery) -> AttemptOutcome {
+        AttemptOutcome {
+            url: config.shown.clone(),
+            event_id: delivery.items.first().map_or(0, |i| i.event_id),
+            webhook_id: delivery.webhook_id.clone(),
+            status: status_of(&self.result),
+            latency_ms: millis(self.latency),
+            error: self.result.as_ref().err().map(|e| e.to_string()),
+            ok: self.result.is_ok(),
+            signed: self.signed,
+        }
+    }
+}
+
+fn status_of(result: &Result<StatusCode, DeliveryError>) -> Option<u16> {
+    match result {
+        Ok(status) => Some(status.as_u16()),
+        Err(e) => e.status().map(|s| s.as_u16()),
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Makes attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
+pub(crate) async fn send(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
+    let mut headers = config.headers.clone();
+    let at = jiff::Timestamp::now();
+    let secrets = shared.secrets();
+    let mut signed = false;
+    if let Some(sig) = secrets.sign(&delivery.webhook_id, at.as_second(), &delivery.body) {
+        match sig.pairs() {
+            Some(pairs) => {
+                for (name, value) in pairs {
+                    headers.insert(name, value);
+                }
+                signed = true;
+            }
+            None => warn!(
+                webhook_id = %delivery.webhook_id,
+                "webhook-id is not a valid header value; the request goes unsigned"
+            ),
+        }
+    }
+    let started = Instant::now();
+    let result = match &config.target {
+        Ok(target) => {
+            config
+                .client
+                .post(target, headers, delivery.body.clone())
+                .await
+        }
+        Err(e) => Err(e.clone()),
+    };
+    let latency = started.elapsed();
+    let status = status_of(&result);
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let batch = delivery.batched.then_some(delivery.len());
+    let records = delivery
+        .items
+        .iter()
+        .map(|item| {
+            (
+                DeliveryRecord {
+                    event_id: item.event_id,
+                    event: item.event.clone(),
+                    webhook_id: delivery.webhook_id.clone(),
+                    url: config.shown.clone(),
+                    attempt,
+                    status,
+                    latency_ms: millis(latency),
+                    error: error.clone(),
+                    at,
+                    ok: result.is_ok(),
+                    batch,
+                },
+                Some(item.payload.clone()),
+            )
+        })
+        .collect();
+    shared.log.push(records);
+    Attempt {
+        result,
+        latency,
+        signed,
+    }
+}

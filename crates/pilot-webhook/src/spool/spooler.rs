@@ -1,0 +1,281 @@
+//! The spooler: the task that moves events from the bus into the [`Spool`] in batches (group
+//! commit: one transaction, one fsync per batch) and tells the bus how far they are durable,
+//! so `emit` can answer only once its event is on disk.
+//!
+//! One iteration: wait for events (or for a waiter poking the sink, or for `stop`); read the
+//! bus's newest id; drain the subscription (up to [`SPOOLER_BATCH`]); append the batch; advance
+//! the [`DurableSink`]. Draining *after* reading the newest id is what makes the watermark
+//! exact: every matching event up to that id is then either in the batch or was dropped by a
+//! full buffer, so ids up to it that are not in the batch were filtered out by the
+//! subscription's pattern (nothing to persist) or dropped (reported lost, below).
+//!
+//! Lost events: a subscription buffer that overflowed drops events (the bus counts them per
+//! subscriber), and the spooler reports them [lost](DurableSink::lost), so their `emit`s fail
+//! instead of claiming durability. With a `*` subscription (the recommended one: apply
+//! filters at delivery) every id missing from a stretch is a dropped one, so the report is
+//! exact. With a narrower pattern the spooler only knows *that* the drop counter moved, and
+//! reports every id missing from that stretch (and the next), including ones the pattern left
+//! out: conservative, never the other way round.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pilot_core::bus::DurableSink;
+use pilot_core::{Event, Pattern, Subscription};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{Spool, SpoolRecord};
+
+/// The most events appended in one transaction.
+pub const SPOOLER_BATCH: usize = 1024;
+
+/// First pause after a failed append; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The `webhook-id` of an event in durable mode: `msg_<node_id>_<event_id>`. Stable across
+/// retries and restarts (it is stored with the record), and unique because a durable daemon's
+/// event ids never repeat (its bus starts after [`Spool::last_event_id`]).
+pub fn durable_webhook_id(event: &Event) -> String {
+    format!("msg_{}_{}", event.node_id, event.event_id)
+}
+
+/// What a spooler did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolerReport {
+    /// Successful append transactions.
+    pub batches: u64,
+    /// Events written to the spool.
+    pub spooled: u64,
+    /// Records the spool dropped to stay within `max_bytes` during these appends.
+    pub dropped_for_space: u64,
+    /// Events reported lost: dropped by a full subscription buffer, refused by the spool
+    /// (ids not above its high-water mark), or still unwritten when the spooler stopped.
+    pub lost: u64,
+    /// Appends that failed (each is retried).
+    pub append_failures: u64,
+    /// The latest append error.
+    pub last_error: Option<String>,
+}
+
+/// Takes events from `sub` in batches of up to [`SPOOLER_BATCH`], assigns each its
+/// [`durable_webhook_id`], appends each batch in one transaction, then advances `sink` to
+/// the batch's end and wakes the delivery side through `notify`.
+///
+/// A failed append calls `sink.fail` (waiting `emit`s get an error) and is retried with
+/// backoff; the batch stays in memory meanwhile (bounded by [`SPOOLER_BATCH`]), and new
+/// events wait in the subscription's buffer. On `stop` the subscription is detached, what is
+/// buffered is appended (one more try if appends are failing), and the spooler returns;
+/// events it could not write are reported lost. `sub` and `sink` should come from one
+/// [`pilot_core::Bus::subscribe_durable`] call, so they start at the same event.
+pub async fn run_spooler(
+    mut sub: Subscription,
+    spool: Arc<Spool>,
+    sink: DurableSink,
+    notify: Arc<Notify>,
+    stop: CancellationToken,
+) -> SpoolerReport {
+    let mut report = SpoolerReport::default();
+    let mut seen = sink.durable();
+    let every_event = *sub.pattern() == Pattern::All;
+    let mut drops_seen = sub.counters().dropped.load(Ordering::Relaxed);
+    // Drops counted before this task started (or carried by shared counters) are checked in
+    // the first stretch.
+    let mut drops_pending = drops_seen > 0;
+    let mut stopping = false;
+    let mut batch: Vec<Arc<Event>> = Vec::with_capacity(SPOOLER_BATCH);
+    loop {
+        batch.clear();
+        if !stopping {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    stopping = true;
+                    sub.detach();
+                }
+                n = sub.recv_many(&mut batch, SPOOLER_BATCH) => {
+                    if n == 0 {
+                        break; // detached elsewhere and drained
+                    }
+                }
+                () = sink.wanted() => {}
+            }
+        }
+        // Newest id first, then drain: see the module docs.
+        let published = sink.bus().last_event_id();
+        let mut drained = false;
+        while batch.len() < SPOOLER_BATCH {
+            match sub.try_recv() {
+                Some(event) => batch.push(event),
+                None => {
+                    drained = true;
+                    break;
+                }
+            }
+        }
+        let newest = batch.last().map_or(0, |e| e.event_id);
+        // Once detached (stopping), later ids are not ours to vouch for.
+        let upto = if drained && !stopping {
+            published.max(newest)
+        } else {
+            newest.max(seen)
+        };
+
+        let drops_now = sub.counters().dropped.load(Ordering::Relaxed);
+        let dropped_here = drops_now != drops_seen;
+        drops_seen = drops_now;
+        // A drop counted now may belong to the next stretch (an event published after
+        // `published` was read), so the next stretch is checked too.
+        if every_event || dropped_here || drops_pending {
+            report.lost += report_gaps(&sink, seen, upto, &batch);
+        }
+        drops_pending = dropped_here;
+
+        let high_water = spool.last_event_id();
+        let (stale, fresh): (Vec<_>, Vec<_>) = batch.iter().partition(|e| e.event_id <= high_water);
+        for event in &stale {
+            sink.lost(
+                event.event_id,
+                event.event_id,
+                &format!("event_id is not above the spool's high-water mark {high_water}"),
+            );
+        }
+        if !stale.is_empty() {
+            error!(
+                count = stale.len(),
+                high_water,
+                "webhook spool refused events whose ids do not increase; the bus must start after the spool's last event"
+            );
+            report.lost += stale.len() as u64;
+        }
+        let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e)).collect();
+        if !records.is_empty() {
+            if !persist(&spool, &records, &sink, &stop, stopping, &mut report).await {
+                let (first, last) = (records[0].event_id, records[records.len() - 1].event_id);
+                sink.lost(
+                    first,
+                    last,
+                    "the spooler stopped before it could write them",
+                );
+                report.lost += records.len() as u64;
+                warn!(
+                    first,
+                    last, "webhook spooler stopped with events it could not write; they are lost"
+                );
+                break;
+            }
+            notify.notify_one();
+        }
+        if upto > seen {
+            sink.advance(upto);
+            seen = upto;
+        }
+        if stopping && drained {
+            break;
+        }
+    }
+    info!(
+        spooled = report.spooled,
+        batches = report.batches,
+        lost = report.lost,
+        "webhook spooler stopped"
+    );
+    report
+}
+
+/// Reports as lost the ids in `(seen, upto]` that are not in `batch`; returns how many.
+fn report_gaps(sink: &DurableSink, seen: u64, upto: u64, batch: &[Arc<Event>]) -> u64 {
+    let mut lost = 0;
+    let mut next = seen + 1;
+    let ids = batch
+        .iter()
+        .map(|e| e.event_id)
+        .filter(|id| *id > seen)
+        .chain(std::iter::once(upto.saturating_add(1)));
+    for id in ids {
+        if id > next {
+            let last = (id - 1).min(upto);
+            if last >= next {
+                sink.lost(
+                    next,
+                    last,
+                    "the spool's buffer was full; the event was dropped",
+                );
+                lost += last - next + 1;
+            }
+        }
+        next = next.max(id.saturating_add(1));
+    }
+    if lost > 0 {
+        warn!(
+            lost,
+            "webhook spooler buffer overflowed; events were dropped before reaching the spool"
+        );
+    }
+    lost
+}
+
+fn record(event: &Event) -> SpoolRecord {
+    SpoolRecord {
+        event_id: event.event_id,
+        webhook_id: durable_webhook_id(event),
+        accepted_at_ms: u64::try_from(event.timestamp.as_millisecond()).unwrap_or(0),
+        attempts: 0,
+        payload: event.payload(),
+    }
+}
+
+/// Appends `records`, retrying with backoff until it works or `stop` (one more try then).
+/// Returns whether they were written.
+async fn persist(
+    spool: &Arc<Spool>,
+    records: &Arc<[SpoolRecord]>,
+    sink: &DurableSink,
+    stop: &CancellationToken,
+    mut stopping: bool,
+    report: &mut SpoolerReport,
+) -> bool {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let (spool2, records2) = (spool.clone(), records.clone());
+        let result = tokio::task::spawn_blocking(move || spool2.append(&records2)).await;
+        let message = match result {
+            Ok(Ok(outcome)) => {
+                report.batches += 1;
+                report.spooled += outcome.appended;
+                report.dropped_for_space += outcome.dropped_for_space;
+                if outcome.dropped_for_space > 0 {
+                    warn!(
+                        dropped = outcome.dropped_for_space,
+                        max_bytes = spool.limits().max_bytes,
+                        "webhook spool full; the oldest events were dropped"
+                    );
+                }
+                if report.last_error.is_some() && report.append_failures > 0 {
+                    info!("webhook spool writes again");
+                }
+                debug!(count = records.len(), "webhook spool batch written");
+                return true;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("webhook spool write crashed: {e}"),
+        };
+        report.append_failures += 1;
+        if report.last_error.as_deref() != Some(message.as_str()) {
+            error!(error = %message, "webhook spool write failed; retrying");
+        }
+        sink.fail(message.clone());
+        report.last_error = Some(message);
+        if stopping {
+            return false;
+        }
+        tokio::select! {
+            () = stop.cancelled() => stopping = true,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

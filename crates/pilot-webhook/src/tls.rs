@@ -1,0 +1,118 @@
+//! TLS client configurations (rustls on the ring provider): the normal one trusting the system's
+//! CA roots (the bundled Mozilla roots when the system has none), and the one `insecure_tls`
+//! asks for, which accepts any server certificate ([`DangerousAcceptAnyCertificate`]).
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tracing::{debug, warn};
+
+/// Trust anchors for HTTPS: the system's roots, or the bundled Mozilla roots if it has none.
+pub(crate) fn root_store() -> Arc<rustls::RootCertStore> {
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for err in &native.errors {
+                debug!(error = %err, "could not load some system CA certificates");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                warn!(
+                    "no system CA certificates found; HTTPS webhooks use the bundled Mozilla roots"
+                );
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        // Cannot fail: ring's default provider has cipher suites for TLS 1.2 and 1.3, which is
+        // all this check looks for.
+        .expect("the ring provider supports the default TLS versions")
+}
+
+/// A TLS client configuration trusting `roots`.
+pub(crate) fn tls_config(roots: Arc<rustls::RootCertStore>) -> rustls::ClientConfig {
+    builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A TLS client configuration that accepts ANY server certificate (`insecure_tls`): the
+/// connection is encrypted but the server is not authenticated.
+pub(crate) fn insecure_tls_config() -> rustls::ClientConfig {
+    builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCertificate {
+            provider: provider(),
+        }))
+        .with_no_client_auth()
+}
+
+/// Accepts every server certificate, whoever issued it and whatever name it carries. The
+/// handshake signatures are still checked (the server holds the key of the certificate it
+/// shows), which stops nothing but a broken server. For `insecure_tls` only.
+#[derive(Debug)]
+pub(crate) struct DangerousAcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for DangerousAcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
