@@ -1,4 +1,5 @@
-//! The daemon's command line: the same flags as `pilotctl daemon start`.
+//! The daemon's command line: the same flags as `pilotctl daemon start`, including the webhook
+//! settings that override config `webhook_settings` for this run.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,28 @@ use clap::{Parser, ValueEnum};
 
 fn duration(s: &str) -> Result<Duration, String> {
     pilot_core::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// A size in bytes, or with `KiB`, `MiB`, `GiB` (1024-based) or `KB`, `MB`, `GB`.
+fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: 1048576, 256MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => return Err(format!("invalid size {s:?}: unknown unit")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// pilot-daemon: hosts the node's event bus and delivers its events to a webhook.
@@ -46,9 +69,56 @@ pub struct Args {
     /// How long the circuit stays open (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub circuit_cooldown: Option<Duration>,
+    /// Webhook settings for this run (each given one overrides config `webhook_settings`).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     /// How long a connecting client may take to say hello.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s", hide = true)]
     pub handshake_timeout: Duration,
+}
+
+/// The per-webhook settings as flags (see `pilotctl set-webhook --help`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// Deliver only events matching these patterns (comma-separated and/or repeated).
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub events: Vec<String>,
+    /// Never deliver events matching these patterns.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Spool events on disk until a 2xx (at-least-once).
+    #[arg(long)]
+    pub durable: bool,
+    /// Durable mode: the spool's size limit (default 256MiB).
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_spool_bytes: Option<u64>,
+    /// Durable mode: drop (and count) events older than this (default 24h).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub discard_after: Option<Duration>,
+    /// Durable mode: the longest wait between retries.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub max_backoff: Option<Duration>,
+    /// An extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Send `Authorization: Bearer <token>` with the token in this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Send `Authorization: Basic ...` with `user:password` from this file.
+    #[arg(long, value_name = "PATH")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Accept any TLS certificate (testing only).
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Send up to N events per request as {"events":[...]}.
+    #[arg(long, value_name = "N")]
+    pub batch_max: Option<usize>,
+    /// How long a batch may wait to fill up.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub batch_wait: Option<Duration>,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,7 +5,9 @@
 
 mod cli;
 mod pidfile;
+mod replies;
 mod run;
+mod secrets;
 mod server;
 mod settings;
 mod socket;

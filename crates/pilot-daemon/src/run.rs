@@ -1,5 +1,5 @@
-//! The daemon's life: claim the home, start the bus and the webhook plugin, serve the socket,
-//! and shut down in order.
+//! The daemon's life: claim the home, start the bus and the webhook plugin (with its settings
+//! and signing secrets), serve the socket, and shut down in order.
 //!
 //! Shutdown order (signal or IPC request): publish `daemon.shutting_down`, let the webhook
 //! plugin drain (bounded), close client connections, remove the socket and the pid file.
@@ -15,8 +15,31 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::Args;
 use crate::pidfile::PidFile;
+use crate::secrets::SecretKeeper;
 use crate::settings::Settings;
 use crate::state::Daemon;
+
+/// The bus and the webhook plugin. An existing durable spool is opened before the bus, so the
+/// bus starts after the last event id it ever spooled and ids never repeat; a new spool is
+/// created on the first durable configure. A spool that cannot be opened (corrupt, locked), or
+/// settings that cannot work (an unreadable auth file), stop the start.
+fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
+    let spool_path = settings.home.spool_file();
+    let spool = pilot_webhook::open_existing_spool(&spool_path)?;
+    let bus = match &spool {
+        Some(s) => Bus::starting_after(settings.node_id, s.last_event_id()),
+        None => Bus::new(settings.node_id),
+    };
+    let mut options = settings.webhook_options.clone();
+    options.spool_path = Some(spool_path);
+    options.spool = spool;
+    let target = settings
+        .webhook
+        .clone()
+        .map(|url| (url, settings.webhook_settings.clone()));
+    let webhook = WebhookPlugin::start_with(bus.clone(), target, options)?;
+    Ok((bus, webhook))
+}
 
 /// Runs the daemon until it is asked to stop. Errors are start-up failures.
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
@@ -31,17 +54,22 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let bus = Bus::new(settings.node_id);
-    let webhook = Arc::new(WebhookPlugin::start(
-        bus.clone(),
-        settings.webhook.clone(),
-        settings.webhook_options.clone(),
-    ));
+    let (bus, webhook) = match start_webhook(&settings) {
+        Ok((bus, webhook)) => (bus, Arc::new(webhook)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&settings.socket);
+            pid_file.remove();
+            return Err(e);
+        }
+    };
+    let secrets = SecretKeeper::new(settings.secrets, webhook.clone());
     let daemon = Arc::new(Daemon::new(
         bus.clone(),
         webhook.clone(),
+        secrets.clone(),
         settings.socket.clone(),
     ));
+    tokio::spawn(secrets.run(daemon.shutdown.clone()));
 
     let stop_connections = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -57,7 +85,12 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         pid = daemon.pid,
         socket = %settings.socket.display(),
         node_id = settings.node_id,
-        webhook = settings.webhook.as_ref().map(|u| u.as_str()).unwrap_or(""),
+        webhook = settings
+            .webhook
+            .as_ref()
+            .map(pilot_webhook::redact_url)
+            .unwrap_or_default(),
+        durable = settings.webhook_settings.durable,
         "pilot-daemon {} ready",
         pilot_core::VERSION
     );

@@ -11,19 +11,22 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use pilot_core::{Event, Pattern};
+use pilot_core::{Event, Pattern, WebhookSettings};
 use pilot_ipc::frame::{self, FrameError};
 use pilot_ipc::protocol::{
-    EmitReply, ErrorCode, ErrorReply, HelloReply, OkReply, Request, ShutdownReply, SubscribeReply,
-    WebhookReply, PROTOCOL_VERSION, REQUEST_TYPES,
+    DeliveriesReply, DeliveryInfo, EmitReply, ErrorCode, ErrorReply, HelloReply, OkReply,
+    RedeliverReply, Request, ShutdownReply, SubscribeReply, TestReply, WebhookReply,
+    PROTOCOL_VERSION, REQUEST_TYPES,
 };
 use pilot_ipc::transport::prelude::*;
 use pilot_ipc::transport::{self, Listener, Stream};
+use pilot_webhook::{DeliveryRecord, WebhookError};
 use serde::Serialize;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::replies::{Replies, MAX_HELD};
 use crate::state::Daemon;
 
 type Conn = Framed<Stream, LengthDelimitedCodec>;
@@ -167,22 +170,32 @@ async fn connection(
         Err(e) => return conn.send(decode_error_reply(&e)).await,
     }
 
+    let mut replies = Replies::default();
     loop {
-        // Answer a run of pipelined requests with one flush: flush only before waiting.
+        // Answer a run of pipelined requests with one flush: flush only before waiting. The
+        // replies wait until the events they acknowledge are durable (see `replies`).
         let next = match conn.next().now_or_never() {
-            Some(n) => n,
-            None => {
+            Some(n) if replies.len() < MAX_HELD => n,
+            early => {
+                replies.release(&mut conn, &daemon.bus).await?;
                 flush(&mut conn).await?;
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    n = conn.next() => n,
+                match early {
+                    Some(n) => n,
+                    None => tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        n = conn.next() => n,
+                    },
                 }
             }
         };
         let body = match next {
-            None => return flush(&mut conn).await,
+            None => {
+                replies.release(&mut conn, &daemon.bus).await?;
+                return flush(&mut conn).await;
+            }
             Some(Err(e)) => {
                 // The framing is lost (oversized length): answer and hang up.
+                replies.release(&mut conn, &daemon.bus).await?;
                 conn.feed(frame_error_reply(&e)).await?;
                 return flush(&mut conn).await;
             }
@@ -191,7 +204,7 @@ async fn connection(
         let request = match frame::decode::<Request>(&body, REQUEST_TYPES) {
             Ok(r) => r,
             Err(e) => {
-                conn.feed(decode_error_reply(&e)).await?;
+                replies.push(decode_error_reply(&e), None);
                 continue;
             }
         };
@@ -199,15 +212,15 @@ async fn connection(
             let pattern: Pattern = match pattern.parse() {
                 Ok(p) => p,
                 Err(e) => {
-                    conn.feed(err(ErrorCode::InvalidArgument, &e.to_string()))
-                        .await?;
+                    replies.push(err(ErrorCode::InvalidArgument, &e.to_string()), None);
                     continue;
                 }
             };
+            replies.release(&mut conn, &daemon.bus).await?;
             return stream_events(conn, &daemon, pattern, stop).await;
         }
-        let reply = handle(&daemon, request);
-        conn.feed(reply).await?;
+        let (reply, event_id) = handle(&daemon, request).await;
+        replies.push(reply, event_id);
     }
 }
 
@@ -229,44 +242,27 @@ fn hello(daemon: &Daemon) -> Bytes {
     })
 }
 
-/// Answers one request (everything but `subscribe`).
-fn handle(daemon: &Daemon, request: Request) -> Bytes {
-    match request {
+/// Answers one request (everything but `subscribe`), with the id of the event an `emit`
+/// published. `test_webhook` and `redeliver` wait for their one attempt (bounded by the webhook
+/// timeout); everything else answers at once.
+async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
+    if let Request::Emit { event, data } = request {
+        return emit(daemon, event, data);
+    }
+    let reply = match request {
         Request::Hello { .. } => hello(daemon),
         Request::Info => ok(&daemon.info()),
-        Request::SetWebhook { url, .. } => match pilot_webhook::validate_url(&url) {
-            Ok(url) => {
-                let shown = url.to_string();
-                tracing::info!(webhook = %pilot_webhook::redact_url(&url), "webhook set");
-                daemon.webhook.set_url(Some(url));
-                ok(&WebhookReply { webhook: shown })
+        Request::SetWebhook { url, settings } => set_webhook(daemon, &url, *settings),
+        Request::ClearWebhook => match daemon.webhook.configure(None) {
+            Ok(()) => {
+                tracing::info!("webhook cleared");
+                ok(&WebhookReply {
+                    webhook: String::new(),
+                })
             }
-            Err(e) => err(ErrorCode::InvalidArgument, &e.to_string()),
+            Err(e) => webhook_error(&e),
         },
-        Request::ClearWebhook => {
-            daemon.webhook.set_url(None);
-            tracing::info!("webhook cleared");
-            ok(&WebhookReply {
-                webhook: String::new(),
-            })
-        }
-        Request::Emit { event, data } => {
-            if daemon.is_stopping() {
-                return err(ErrorCode::ShuttingDown, "the daemon is shutting down");
-            }
-            if let Err(e) = pilot_core::event::validate_name(&event) {
-                return err(ErrorCode::InvalidArgument, &e.to_string());
-            }
-            if let Some(d) = &data {
-                if let Err(e) = pilot_core::event::check_data(d) {
-                    return err(ErrorCode::InvalidArgument, &e.to_string());
-                }
-            }
-            let ev = daemon.bus.publish(event, data);
-            ok(&EmitReply {
-                event_id: ev.event_id,
-            })
-        }
+        Request::Emit { .. } => err(ErrorCode::Internal, "emit is handled elsewhere"),
         Request::Shutdown { reason } => {
             let reason = reason.unwrap_or_else(|| "shutdown requested over IPC".into());
             tracing::info!(%reason, "shutdown requested");
@@ -274,13 +270,118 @@ fn handle(daemon: &Daemon, request: Request) -> Bytes {
             ok(&ShutdownReply { pid: daemon.pid })
         }
         Request::Subscribe { .. } => err(ErrorCode::Internal, "subscribe is handled elsewhere"),
-        Request::ReloadSecrets
-        | Request::Deliveries { .. }
-        | Request::TestWebhook
-        | Request::Redeliver { .. } => err(
-            ErrorCode::UnknownRequest,
-            "this daemon does not support that request yet",
-        ),
+        Request::ReloadSecrets => match daemon.secrets.reload() {
+            Ok(reply) => ok(&reply),
+            Err(e) => err(ErrorCode::Internal, &e.to_string()),
+        },
+        Request::Deliveries { failed_only, limit } => {
+            let records = daemon.webhook.deliveries(failed_only, limit.unwrap_or(0));
+            ok(&DeliveriesReply {
+                deliveries: records.into_iter().map(delivery_info).collect(),
+            })
+        }
+        Request::TestWebhook => match daemon.webhook.test().await {
+            Ok(o) => ok(&TestReply {
+                url: o.url,
+                event_id: o.event_id,
+                ok: o.ok,
+                status: o.status,
+                latency_ms: o.latency_ms,
+                error: o.error,
+                signed: o.signed,
+            }),
+            Err(e) => webhook_error(&e),
+        },
+        Request::Redeliver { event_id } => match daemon.webhook.redeliver(event_id).await {
+            Ok(o) => ok(&RedeliverReply {
+                event_id: o.event_id,
+                ok: o.ok,
+                status: o.status,
+                latency_ms: o.latency_ms,
+                error: o.error,
+            }),
+            Err(e) => webhook_error(&e),
+        },
+    };
+    (reply, None)
+}
+
+/// `emit`: checks and publishes the event.
+fn emit(
+    daemon: &Daemon,
+    event: String,
+    data: Option<Box<serde_json::value::RawValue>>,
+) -> (Bytes, Option<u64>) {
+    if daemon.is_stopping() {
+        return (
+            err(ErrorCode::ShuttingDown, "the daemon is shutting down"),
+            None,
+        );
+    }
+    if let Err(e) = pilot_core::event::validate_name(&event) {
+        return (err(ErrorCode::InvalidArgument, &e.to_string()), None);
+    }
+    if let Some(d) = &data {
+        if let Err(e) = pilot_core::event::check_data(d) {
+            return (err(ErrorCode::InvalidArgument, &e.to_string()), None);
+        }
+    }
+    let ev = daemon.bus.publish(event, data);
+    let reply = ok(&EmitReply {
+        event_id: ev.event_id,
+    });
+    (reply, Some(ev.event_id))
+}
+
+/// `set_webhook`: checks the URL and settings, reads the secret file, swaps the webhook, then
+/// applies the secrets read. Any error changes nothing.
+fn set_webhook(daemon: &Daemon, url: &str, settings: WebhookSettings) -> Bytes {
+    let url = match pilot_webhook::validate_url(url) {
+        Ok(u) => u,
+        Err(e) => return err(ErrorCode::InvalidArgument, &e.to_string()),
+    };
+    if let Err(e) = settings.validate() {
+        return err(
+            ErrorCode::InvalidArgument,
+            &format!("webhook settings: {e}"),
+        );
+    }
+    // The secret file may have changed with the webhook (set-webhook --secret ...).
+    let secrets = match daemon.secrets.read_file() {
+        Ok(s) => s,
+        Err(e) => return err(ErrorCode::Internal, &e.to_string()),
+    };
+    let shown = url.to_string();
+    let redacted = pilot_webhook::redact_url(&url);
+    if let Err(e) = daemon.webhook.configure(Some((url, settings))) {
+        return webhook_error(&e);
+    }
+    daemon.secrets.install(secrets);
+    tracing::info!(webhook = %redacted, "webhook set");
+    ok(&WebhookReply { webhook: shown })
+}
+
+/// The reply for a plugin error: the caller's mistake, or the daemon stopping.
+fn webhook_error(e: &WebhookError) -> Bytes {
+    let code = match e {
+        WebhookError::ShutDown => ErrorCode::ShuttingDown,
+        _ => ErrorCode::InvalidArgument,
+    };
+    err(code, &e.to_string())
+}
+
+fn delivery_info(r: DeliveryRecord) -> DeliveryInfo {
+    DeliveryInfo {
+        event_id: r.event_id,
+        event: r.event,
+        webhook_id: r.webhook_id,
+        url: r.url,
+        attempt: r.attempt,
+        status: r.status,
+        latency_ms: r.latency_ms,
+        error: r.error,
+        at: r.at.to_string(),
+        ok: r.ok,
     }
 }
 

@@ -1,11 +1,19 @@
-//! Resolves what the daemon runs with: flags first, then config.json, then defaults.
+//! Resolves what the daemon runs with: flags first, then config.json, then defaults. The
+//! webhook settings are config `webhook_settings` with each settings flag given overriding its
+//! field; the signing secrets come from the secret file. A malformed settings object or secret
+//! file stops the start with an error that names the file.
 
 use std::path::PathBuf;
 
-use pilot_core::{ConfigError, ConfigFile, PilotHome};
+use pilot_core::secrets::SecretError;
+use pilot_core::webhook_settings::SettingsError as InvalidSettings;
+use pilot_core::{ConfigError, ConfigFile, PilotHome, SecretStore, WebhookSettings};
 use pilot_webhook::{Url, WebhookOptions};
 
-use crate::cli::Args;
+use crate::cli::{Args, SettingsArgs};
+
+/// The config key of the persisted webhook settings.
+pub const SETTINGS_KEY: &str = "webhook_settings";
 
 /// Everything the daemon needs to start.
 #[derive(Debug)]
@@ -14,7 +22,11 @@ pub struct Settings {
     pub socket: PathBuf,
     pub node_id: u32,
     pub webhook: Option<Url>,
+    /// The settings of that webhook (config, then flag overrides), validated.
+    pub webhook_settings: WebhookSettings,
     pub webhook_options: WebhookOptions,
+    /// The signing secrets (the file may be missing: unsigned).
+    pub secrets: SecretStore,
     /// Config `log_level`, used when neither --log-level nor RUST_LOG is given.
     pub log_level: Option<String>,
 }
@@ -35,6 +47,12 @@ pub enum SettingsError {
     },
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error("config file {path}: key \"webhook_settings\": {message}")]
+    ConfigSettings { path: PathBuf, message: String },
+    #[error("webhook settings flags: {0}")]
+    FlagSettings(InvalidSettings),
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
 }
 
 impl Settings {
@@ -61,15 +79,67 @@ impl Settings {
             (None, None) => None,
         };
         let webhook_options = webhook_options(args, &config)?;
+        let base = config_settings(&config)?;
+        let webhook_settings = merge(base, &args.settings);
+        webhook_settings
+            .validate()
+            .map_err(SettingsError::FlagSettings)?;
+        let secrets = SecretStore::load(home.secret_file())?;
         Ok(Settings {
             home,
             socket,
             node_id,
             webhook,
+            webhook_settings,
             webhook_options,
+            secrets,
             log_level: config.get_str("log_level").map(String::from),
         })
     }
+}
+
+/// Config `webhook_settings` (absent or null: defaults), checked.
+pub fn config_settings(config: &ConfigFile) -> Result<WebhookSettings, SettingsError> {
+    let invalid = |message: String| SettingsError::ConfigSettings {
+        path: config.path().to_path_buf(),
+        message,
+    };
+    let settings = match config.get(SETTINGS_KEY) {
+        None | Some(serde_json::Value::Null) => WebhookSettings::default(),
+        Some(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v.clone()).map_err(|e| invalid(e.to_string()))?
+        }
+        Some(_) => return Err(invalid("expected an object".into())),
+    };
+    settings.validate().map_err(|e| invalid(e.to_string()))?;
+    Ok(settings)
+}
+
+/// `base` with every settings flag that was given put over its field. An auth file flag
+/// replaces both auth fields (only one may be set).
+pub fn merge(mut base: WebhookSettings, f: &SettingsArgs) -> WebhookSettings {
+    if !f.events.is_empty() {
+        base.events = f.events.iter().map(|p| p.trim().to_string()).collect();
+    }
+    if !f.exclude.is_empty() {
+        base.exclude = f.exclude.iter().map(|p| p.trim().to_string()).collect();
+    }
+    base.durable |= f.durable;
+    base.insecure_tls |= f.insecure_tls;
+    if !f.headers.is_empty() {
+        base.headers = f.headers.clone();
+    }
+    if f.bearer_token_file.is_some() || f.basic_auth_file.is_some() {
+        base.bearer_token_file = f.bearer_token_file.clone();
+        base.basic_auth_file = f.basic_auth_file.clone();
+    }
+    base.max_spool_bytes = f.max_spool_bytes.or(base.max_spool_bytes);
+    base.discard_after = f.discard_after.or(base.discard_after);
+    base.max_backoff = f.max_backoff.or(base.max_backoff);
+    base.batch_max = f.batch_max.or(base.batch_max);
+    base.batch_wait = f.batch_wait.or(base.batch_wait);
+    base.concurrency = f.concurrency.or(base.concurrency);
+    base
 }
 
 fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, SettingsError> {
@@ -121,4 +191,67 @@ fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, S
         });
     }
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn flags_override_config_settings_field_by_field() {
+        let base = WebhookSettings {
+            events: vec!["a.*".into()],
+            exclude: vec!["a.b".into()],
+            basic_auth_file: Some("/basic".into()),
+            batch_max: Some(5),
+            batch_wait: Some(Duration::from_millis(10)),
+            ..Default::default()
+        };
+        let flags = SettingsArgs {
+            events: vec!["b.*".into()],
+            bearer_token_file: Some("/bearer".into()),
+            batch_max: Some(9),
+            durable: true,
+            ..Default::default()
+        };
+        let got = merge(base, &flags);
+        assert_eq!(got.events, ["b.*"]);
+        assert_eq!(got.exclude, ["a.b"]);
+        assert_eq!(got.bearer_token_file.as_deref(), Some("/bearer".as_ref()));
+        assert_eq!(got.basic_auth_file, None);
+        assert_eq!(got.batch_max, Some(9));
+        assert_eq!(got.batch_wait, Some(Duration::from_millis(10)));
+        assert!(got.durable);
+        assert!(got.validate().is_ok());
+        assert_eq!(
+            merge(WebhookSettings::default(), &SettingsArgs::default()),
+            WebhookSettings::default()
+        );
+    }
+
+    #[test]
+    fn bad_config_settings_name_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        for bad in [
+            r#"{"webhook_settings": {"events": ["a*"]}}"#,
+            r#"{"webhook_settings": {"batch_max": "ten"}}"#,
+            r#"{"webhook_settings": {"batch_wait": "soon"}}"#,
+            r#"{"webhook_settings": [1]}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let config = ConfigFile::load(&path).unwrap();
+            let msg = config_settings(&config).unwrap_err().to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains("webhook_settings"), "{msg}");
+        }
+        std::fs::write(
+            &path,
+            r#"{"webhook_settings": {"durable": true, "future": 1}}"#,
+        )
+        .unwrap();
+        let config = ConfigFile::load(&path).unwrap();
+        assert!(config_settings(&config).unwrap().durable);
+    }
 }

@@ -5,15 +5,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
-use pilot_ipc::protocol::{BusStatus, InfoReply, WebhookOptionsInfo, WebhookStatus};
+use pilot_ipc::protocol::{BusStatus, InfoReply, SpoolStatus, WebhookOptionsInfo, WebhookStatus};
 use pilot_webhook::WebhookPlugin;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::secrets::SecretKeeper;
 
 /// What every connection handler shares.
 pub struct Daemon {
     pub bus: Bus,
     pub webhook: Arc<WebhookPlugin>,
+    pub secrets: Arc<SecretKeeper>,
     pub pid: u32,
     pub uid: u32,
     pub socket: PathBuf,
@@ -26,10 +29,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(bus: Bus, webhook: Arc<WebhookPlugin>, socket: PathBuf) -> Daemon {
+    pub fn new(
+        bus: Bus,
+        webhook: Arc<WebhookPlugin>,
+        secrets: Arc<SecretKeeper>,
+        socket: PathBuf,
+    ) -> Daemon {
         Daemon {
             bus,
             webhook,
+            secrets,
             pid: std::process::id(),
             uid: rustix::process::geteuid().as_raw(),
             socket,
@@ -109,6 +118,13 @@ fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
         circuit_skips: s.circuit_skips,
         last_error: s.last_error,
         last_error_at: s.last_error_at.map(|t| t.to_string()),
+        // Header values are masked; auth comes from files whose content is never shown.
+        settings: s.settings.unwrap_or_default(),
+        signing: s.signing,
+        disabled: s.disabled,
+        disabled_at: s.disabled_at.map(|t| t.to_string()),
+        filtered: s.filtered,
+        in_flight: s.in_flight,
         options: WebhookOptionsInfo {
             queue_size: o.queue_size as u64,
             timeout: pilot_core::duration::format(o.timeout),
@@ -117,6 +133,13 @@ fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
             circuit_threshold: o.circuit_threshold,
             circuit_cooldown: pilot_core::duration::format(o.circuit_cooldown),
         },
-        ..WebhookStatus::default()
+        spool: s.spool.map(|sp| SpoolStatus {
+            path: sp.path,
+            depth: sp.depth,
+            bytes: sp.bytes,
+            max_bytes: sp.max_bytes,
+            dropped_full: sp.dropped_full,
+            expired: sp.expired,
+        }),
     }
 }

@@ -116,6 +116,9 @@ impl Env {
     pub fn log_path(&self) -> PathBuf {
         self.pilot_home.join("pilot.log")
     }
+    pub fn secret_path(&self) -> PathBuf {
+        self.pilot_home.join("webhook_secret.json")
+    }
 
     /// A command with this env's HOME and PILOT_HOME, and nothing inherited that could leak in.
     pub fn command(&self, program: &Path) -> Command {
@@ -145,6 +148,22 @@ impl Env {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         self.ctl(&all)
+    }
+
+    /// Starts `pilotctl ARGS` in the background with its output lines collected.
+    pub fn spawn_ctl(&self, args: &[&str]) -> crate::LineChild {
+        let mut cmd = self.command(&self.pilotctl_bin());
+        cmd.args(args);
+        crate::LineChild::spawn(cmd)
+    }
+
+    /// The current signing secret (`webhook secret show`).
+    pub fn secret(&self) -> String {
+        let d = self.ctl_json(&["webhook", "secret", "show"]).data();
+        d["current"]["secret"]
+            .as_str()
+            .expect("a current secret")
+            .to_string()
     }
 
     /// `pilotctl --json daemon start ARGS`, asserting success; returns its data.

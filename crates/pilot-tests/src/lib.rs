@@ -1,13 +1,19 @@
-//! Test harness for the end-to-end tests: a temporary pilot home, the real binaries, and real
-//! HTTP receivers on 127.0.0.1.
+//! Test harness for the end-to-end tests: a temporary pilot home, the real binaries, real HTTP
+//! receivers on 127.0.0.1 (a scripted Rust one, and the documented Python and Node receivers),
+//! and an independent signature verifier.
 //!
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
 //! build them first (`cargo build --workspace --bins`, which `scripts/test` does).
 
+pub mod child;
 pub mod env;
+pub mod external;
 pub mod receiver;
+pub mod sig;
 
+pub use child::LineChild;
 pub use env::{Env, Run};
+pub use external::{External, Kind};
 pub use receiver::{Received, Receiver, Reply};
 
 use std::time::{Duration, Instant};
@@ -24,4 +30,20 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Text with every run of spaces within a line made one space (for aligned output).
+pub fn squeeze(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,5 +1,5 @@
 //! A real HTTP/1.1 webhook receiver on 127.0.0.1 that records what it gets and answers as
-//! scripted: a status, a delay, or never (hang).
+//! scripted: a status, a status with `Retry-After`, a delay, or never (hang).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -20,6 +20,8 @@ use serde_json::Value;
 pub enum Reply {
     /// Answer at once with this status.
     Status(u16),
+    /// Answer with this status and `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
     /// Wait, then answer with this status.
     Delay(Duration, u16),
     /// Never answer (the connection stays open until the client gives up).
@@ -48,12 +50,23 @@ impl Received {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    /// The event name in the body.
+    /// The event name in the body (of its first event, for a batch).
     pub fn event(&self) -> String {
-        self.json()["event"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let v = self.json();
+        let first = match v.get("events") {
+            Some(events) => events[0].clone(),
+            None => v,
+        };
+        first["event"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// The events in the body: one, or every event of a batch `{"events":[...]}`.
+    pub fn events(&self) -> Vec<Value> {
+        let v = self.json();
+        match v.get("events").and_then(Value::as_array) {
+            Some(events) => events.clone(),
+            None => vec![v],
+        }
     }
 }
 
@@ -211,8 +224,13 @@ async fn handle(
         let next = st.script.pop_front();
         next.or(st.default).unwrap_or(Reply::Status(200))
     };
+    let mut retry_after = None;
     let status = match reply {
         Reply::Status(s) => s,
+        Reply::RetryAfter(s, secs) => {
+            retry_after = Some(secs);
+            s
+        }
         Reply::Delay(d, s) => {
             tokio::time::sleep(d).await;
             s
@@ -224,5 +242,9 @@ async fn handle(
     };
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, secs.into());
+    }
     Ok(resp)
 }

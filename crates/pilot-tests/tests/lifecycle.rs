@@ -199,10 +199,8 @@ fn foreground_runs_attached_and_exits_zero_on_stop() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(WAIT, || env
-        .ctl(&["daemon", "status", "--check"])
-        .code
-        == 0));
+    // `status --check` holds once the pid file is taken, before the socket answers.
+    assert!(wait_until(WAIT, || env.ctl_json(&["info"]).code == 0));
     env.stop();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");

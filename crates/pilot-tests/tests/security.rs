@@ -58,10 +58,9 @@ fn a_hostname_resolving_to_a_blocked_address_is_refused_at_connect_time() {
             .spawn()
             .unwrap(),
     );
-    assert!(wait_until(WAIT, || env
-        .ctl(&["daemon", "status", "--check"])
-        .code
-        == 0));
+    // `status --check` holds once the pid file is taken, before the socket answers: wait for
+    // `info` itself.
+    assert!(wait_until(WAIT, || env.ctl_json(&["info"]).code == 0));
     assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 1));
     let w = env.info()["webhook"].clone();
     let err = w["last_error"].as_str().unwrap();

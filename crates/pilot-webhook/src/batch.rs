@@ -1,4 +1,4 @@
-//! What one request carries ([`Delivery`]): one event's payload, or a batch
+//! What one request carries (`Delivery`): one event's payload, or a batch
 //! `{"events":[<payload>,...]}` built by concatenating the already-encoded payloads (never
 //! re-serialized), with its `webhook-id`.
 //!

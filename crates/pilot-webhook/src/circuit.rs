@@ -145,6 +145,14 @@ impl Circuit {
         }
     }
 
+    /// When an open circuit lets the next probe through (`None` unless open).
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// Consecutive failed events counted while closed.
     pub fn consecutive_failures(&self) -> u32 {
         match self.state {
@@ -183,6 +191,7 @@ mod tests {
             }
         );
         assert_eq!(c.state(Instant::now()), CircuitState::Open);
+        assert_eq!(c.open_until(), Some(Instant::now() + COOLDOWN));
         assert_eq!(c.before_event(Instant::now()), Decision::Skip);
     }
 

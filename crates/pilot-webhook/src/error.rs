@@ -48,6 +48,15 @@ pub enum WebhookError {
     /// The plugin was shut down.
     #[error("the webhook plugin is shut down")]
     ShutDown,
+    /// Durable delivery was asked for, but the plugin was given no spool file.
+    #[error(
+        "webhook {url}: durable delivery needs a spool file and the plugin was given none \
+         (WebhookOptions::spool_path)"
+    )]
+    NoSpool { url: String },
+    /// The durable spool cannot be opened or used (the message names the file).
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
 /// Why one attempt to deliver an event failed. Every variant names the (redacted) URL.

@@ -7,6 +7,12 @@
 //! disables the webhook until it is set again. The last 1000 attempts are kept in a delivery log,
 //! and `test` / `redeliver` send one attempt at once.
 //!
+//! With `settings.durable`, delivery is at-least-once through an on-disk spool ([`durable`]):
+//! every event is on disk before the bus's durability watermark passes it, and is removed only
+//! after a 2xx; it survives endpoint outages, restarts and crashes. The daemon opens an existing
+//! spool ([`open_existing_spool`]) before it creates the bus, starts the bus after the spool's
+//! last event id, and passes the spool (or at least its path) in [`WebhookOptions`].
+//!
 //! The plugin knows nothing of sockets, IPC or the CLI; the daemon owns a [`WebhookPlugin`] and
 //! shows its [`Stats`]. URL rules live in `pilot_core::webhook_url` and are re-exported here.
 //!
@@ -38,6 +44,7 @@ pub mod batch;
 pub mod circuit;
 mod client;
 mod config;
+pub mod durable;
 mod error;
 mod filter;
 mod log;
@@ -53,6 +60,7 @@ mod worker;
 pub use attempt::AttemptOutcome;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
+pub use durable::{open_existing_spool, open_spool, spool_limits, DEFAULT_MAX_BACKOFF};
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
 pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
@@ -65,7 +73,7 @@ pub use spool::{
     durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
     SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
-pub use stats::Stats;
+pub use stats::{SpoolInfo, Stats};
 
 /// The integration tests' HTTP receiver, shared with the unit tests.
 #[cfg(test)]

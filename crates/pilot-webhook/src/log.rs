@@ -3,9 +3,10 @@
 //! payload of each logged event kept (shared bytes, no copy) so it can be redelivered while it is
 //! still in the log. Memory is bounded by the entries in the ring and their payloads.
 //!
-//! The log is pluggable: a [`DeliveryLogSink`] sees every record as it is logged (a durable
-//! mode persists them), and [`DeliveryLog::restore`] puts persisted records back after a
-//! restart (without payloads).
+//! The log is pluggable: a [`DeliveryLogSink`] sees every record as it is logged (the daemon
+//! may set one), the plugin's own persistence sink does too (durable mode writes the log to
+//! the spool file), and [`DeliveryLog::restore`] puts persisted records back after a restart
+//! (without payloads).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -61,6 +62,8 @@ pub(crate) struct DeliveryLog {
     capacity: usize,
     ring: Mutex<VecDeque<Entry>>,
     sink: RwLock<Option<Arc<dyn DeliveryLogSink>>>,
+    /// The plugin's own sink (durable mode's on-disk log), beside the public one.
+    persist: RwLock<Option<Arc<dyn DeliveryLogSink>>>,
 }
 
 impl std::fmt::Debug for DeliveryLog {
@@ -80,6 +83,7 @@ impl DeliveryLog {
             capacity,
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(LOG_CAPACITY))),
             sink: RwLock::new(None),
+            persist: RwLock::new(None),
         }
     }
 
@@ -93,12 +97,21 @@ impl DeliveryLog {
         *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
     }
 
+    /// Sets (or removes) the plugin's persistence sink.
+    pub(crate) fn set_persist(&self, sink: Option<Arc<dyn DeliveryLogSink>>) {
+        *self.persist.write().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
     /// Logs the records of one attempt with their payloads, then tells the sink.
     pub(crate) fn push(&self, entries: Vec<(DeliveryRecord, Option<Bytes>)>) {
         let sink = self.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let for_sink: Option<Vec<DeliveryRecord>> = sink
-            .as_ref()
-            .map(|_| entries.iter().map(|(r, _)| r.clone()).collect());
+        let persist = self
+            .persist
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let for_sink: Option<Vec<DeliveryRecord>> = (sink.is_some() || persist.is_some())
+            .then(|| entries.iter().map(|(r, _)| r.clone()).collect());
         {
             let mut ring = self.ring();
             for (record, payload) in entries {
@@ -108,8 +121,13 @@ impl DeliveryLog {
                 }
             }
         }
-        if let (Some(sink), Some(records)) = (sink, for_sink) {
-            sink.on_records(&records);
+        if let Some(records) = for_sink {
+            if let Some(persist) = persist {
+                persist.on_records(&records);
+            }
+            if let Some(sink) = sink {
+                sink.on_records(&records);
+            }
         }
     }
 

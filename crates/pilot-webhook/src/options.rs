@@ -1,9 +1,16 @@
-//! The plugin's tunables ([`WebhookOptions`]) and their Pilot defaults.
+//! The plugin's tunables ([`WebhookOptions`]) and their Pilot defaults, and where the durable
+//! spool lives (`spool_path`, or an already-open `spool`).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::spool::Spool;
+
 /// How the webhook plugin queues, retries and guards delivery. Every field has the Pilot default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality compares the spool by identity (the same open [`Spool`]).
+#[derive(Debug, Clone)]
 pub struct WebhookOptions {
     /// Capacity of the webhook queue (the bus subscription buffer). Default 1024; 0 counts as 1.
     pub queue_size: usize,
@@ -22,7 +29,38 @@ pub struct WebhookOptions {
     pub drain_timeout: Duration,
     /// The `User-Agent` header. Default `pilot-daemon/<version>`.
     pub user_agent: String,
+    /// Where the durable spool lives (the daemon passes `<pilot home>/webhook-spool.redb`).
+    /// The plugin creates and opens it on the first configure with `durable`, unless `spool`
+    /// is given. Default `None`: a durable configure is then an error.
+    pub spool_path: Option<PathBuf>,
+    /// The spool, already open (see [`crate::open_existing_spool`]): the daemon opens an
+    /// existing spool before it creates the bus, to start the bus after the spool's last event
+    /// id. The plugin uses it for its whole life (`spool_path` is then not used). Default
+    /// `None`.
+    pub spool: Option<Arc<Spool>>,
 }
+
+impl PartialEq for WebhookOptions {
+    fn eq(&self, other: &Self) -> bool {
+        let same_spool = match (&self.spool, &other.spool) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_spool
+            && self.queue_size == other.queue_size
+            && self.timeout == other.timeout
+            && self.max_attempts == other.max_attempts
+            && self.backoff == other.backoff
+            && self.circuit_threshold == other.circuit_threshold
+            && self.circuit_cooldown == other.circuit_cooldown
+            && self.drain_timeout == other.drain_timeout
+            && self.user_agent == other.user_agent
+            && self.spool_path == other.spool_path
+    }
+}
+
+impl Eq for WebhookOptions {}
 
 impl Default for WebhookOptions {
     fn default() -> Self {
@@ -35,6 +73,8 @@ impl Default for WebhookOptions {
             circuit_cooldown: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(5),
             user_agent: format!("pilot-daemon/{}", pilot_core::VERSION),
+            spool_path: None,
+            spool: None,
         }
     }
 }
@@ -71,6 +111,31 @@ mod tests {
         assert_eq!(
             o.user_agent,
             format!("pilot-daemon/{}", pilot_core::VERSION)
+        );
+        assert_eq!((o.spool_path, o.spool.is_none()), (None, true));
+    }
+
+    #[test]
+    fn equality_compares_the_spool_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(
+            Spool::open(&dir.path().join("s.redb"), crate::SpoolLimits::default()).unwrap(),
+        );
+        let a = WebhookOptions {
+            spool: Some(spool.clone()),
+            ..Default::default()
+        };
+        assert_eq!(a, a.clone());
+        assert_ne!(a, WebhookOptions::default());
+        let other = Arc::new(
+            Spool::open(&dir.path().join("t.redb"), crate::SpoolLimits::default()).unwrap(),
+        );
+        assert_ne!(
+            a,
+            WebhookOptions {
+                spool: Some(other),
+                ..Default::default()
+            }
         );
     }
 

@@ -2,32 +2,46 @@
 //! (the old queue drains in the background, bounded), clears it, holds the signing secrets and
 //! the delivery log, runs the `test` and `redeliver` tools, shuts down gracefully, and reports
 //! stats.
+//!
+//! With `settings.durable` the webhook runs in durable mode ([`crate::durable`]): a spooler
+//! writes every event to the spool and a durable worker delivers from it. The spool is opened
+//! once (given in [`WebhookOptions::spool`], or created at [`WebhookOptions::spool_path`] on
+//! the first durable configure) and kept, with its on-disk delivery log, for the plugin's life.
+//! One spooler and one durable worker run at a time: a replacement waits for the task it
+//! replaces, so they never race on the spool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::Duration;
 
 use pilot_core::webhook_url::Url;
 use pilot_core::{Bus, Event, Pattern, Subscription, WebhookSettings};
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::attempt::{self, AttemptOutcome};
 use crate::batch::{self, Delivery, Item};
 use crate::circuit::Circuit;
 use crate::client::HttpClient;
 use crate::config::{Clients, Config};
+use crate::durable::{self, DurableWorker, Settler, Spooled, Store};
 use crate::error::{redact, WebhookError};
 use crate::log::{DeliveryLog, DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 use crate::options::WebhookOptions;
 use crate::sign::Secrets;
+use crate::spool::{run_spooler_counted, Spool};
 use crate::stats::{Counters, Stats};
-use crate::worker::{self, Disabled, SharedCircuit, Worker};
+use crate::worker::{self, Disabled, Handover, SharedCircuit, Worker};
 
 /// The label of the webhook's subscription on the bus.
 pub const BUS_LABEL: &str = "webhook";
+
+/// How long shutdown waits for the spooler's last write.
+const SPOOLER_STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the plugin shares with its workers and tools.
 pub(crate) struct Shared {
@@ -36,9 +50,15 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     secrets: RwLock<Secrets>,
     pub(crate) log: DeliveryLog,
-    /// This plugin's random id, part of every `webhook-id`.
+    /// This plugin's random id, part of every in-memory `webhook-id`.
     pub(crate) instance: String,
     tests_sent: AtomicU64,
+    /// The spool, once open.
+    store: OnceLock<Arc<Store>>,
+    /// Serializes opening the spool (redb allows one open per file).
+    opening: Mutex<()>,
+    /// Wakes the durable worker when the spooler wrote events.
+    pub(crate) notify: Arc<Notify>,
 }
 
 impl Shared {
@@ -49,16 +69,100 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// The spool, if open.
+    fn store(&self) -> Option<&Arc<Store>> {
+        self.store.get()
+    }
+
+    /// Takes `spool` for the plugin's life: counts what it holds as recovered, restores its
+    /// delivery log and persists the log from now on (while durable delivery is on).
+    fn install(&self, spool: Arc<Spool>) -> Arc<Store> {
+        let store = Arc::new(Store::new(spool));
+        if self.store.set(store.clone()).is_err() {
+            // Only `open_store` and `idle` install, `opening` held or before any sharing.
+            return self.store.get().cloned().unwrap_or(store);
+        }
+        let spool = &store.spool;
+        let stats = spool.stats();
+        self.counters
+            .recovered
+            .store(stats.depth, Ordering::Relaxed);
+        match store.log.load() {
+            Ok(records) => self.log.restore(records),
+            Err(e) => warn!(error = %e, "webhook delivery log could not be read from the spool"),
+        }
+        self.log
+            .set_persist(Some(store.log.clone() as Arc<dyn DeliveryLogSink>));
+        let bus_last = self.bus.last_event_id();
+        if stats.last_event_id > bus_last {
+            error!(
+                path = %spool.path().display(),
+                spool_last_event_id = stats.last_event_id,
+                bus_last_event_id = bus_last,
+                "the bus started below the spool's last event id: the spool will refuse events \
+                 until the bus passes it (start the bus with Bus::starting_after)"
+            );
+        }
+        info!(
+            path = %spool.path().display(),
+            depth = stats.depth,
+            bytes = stats.bytes,
+            last_event_id = stats.last_event_id,
+            "webhook spool open"
+        );
+        store
+    }
+
+    /// Writes the delivery log's pending entries (durable mode).
+    async fn flush_log(&self) {
+        if let Some(store) = self.store() {
+            store.log.flush_async().await;
+        }
+    }
+}
+
+/// How the webhook in force delivers.
+enum Mode {
+    /// From its own bus subscription (the in-memory queue).
+    Memory {
+        sub_id: u64,
+        abort: CancellationToken,
+        task: JoinHandle<()>,
+        handover: Arc<Handover>,
+    },
+    /// From the spool; the tasks are in [`State::spooler`] and [`State::durable`].
+    Durable {
+        sub_id: u64,
+        spooler_stop: CancellationToken,
+        /// Stops the worker after its request in flight.
+        worker_stop: CancellationToken,
+    },
 }
 
 /// The worker delivering for the webhook in force.
 struct Active {
     config: Arc<Config>,
-    sub_id: u64,
     circuit: SharedCircuit,
     disabled: Arc<Disabled>,
+    mode: Mode,
+}
+
+/// A task and the token that stops it.
+struct Task {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// The latest durable worker.
+struct DurableTask {
+    handle: JoinHandle<()>,
+    /// Stop now (a request in flight is abandoned).
     abort: CancellationToken,
-    task: JoinHandle<()>,
+    /// Stop after the request in flight.
+    stop: CancellationToken,
+    /// Stop once the spool is empty (shutdown).
+    drain: CancellationToken,
 }
 
 /// A worker on its way out (draining after a swap, or dropping after a clear).
@@ -71,6 +175,10 @@ struct Retiring {
 struct State {
     current: Option<Active>,
     retiring: Vec<Retiring>,
+    /// The latest spooler (running, or stopping after a change).
+    spooler: Option<Task>,
+    /// The latest durable worker.
+    durable: Option<DurableTask>,
     shut_down: bool,
 }
 
@@ -104,8 +212,9 @@ impl WebhookPlugin {
     }
 
     /// Starts the plugin; with a webhook it subscribes to every event (`*`) with a buffer of
-    /// `queue_size` events, which is the webhook queue. Without one it does not subscribe.
-    /// Fails, starting nothing, when the settings cannot work (see [`WebhookError`]).
+    /// `queue_size` events, which is the webhook queue (in durable mode: the spooler's
+    /// buffer). Without one it does not subscribe. Fails, starting nothing, when the settings
+    /// cannot work or (durable) the spool cannot be opened (see [`WebhookError`]).
     ///
     /// # Panics
     /// When called outside a tokio runtime.
@@ -137,16 +246,24 @@ impl WebhookPlugin {
     fn idle(bus: Bus, options: WebhookOptions, client: HttpClient) -> WebhookPlugin {
         let instance = batch::new_instance_id();
         debug!(%instance, "webhook plugin instance");
+        let given_spool = options.spool.clone();
+        let shared = Shared {
+            bus,
+            options: options.normalized(),
+            counters: Arc::default(),
+            secrets: RwLock::default(),
+            log: DeliveryLog::new(LOG_CAPACITY),
+            instance,
+            tests_sent: AtomicU64::new(0),
+            store: OnceLock::new(),
+            opening: Mutex::new(()),
+            notify: Arc::new(Notify::new()),
+        };
+        if let Some(spool) = given_spool {
+            shared.install(spool);
+        }
         WebhookPlugin {
-            shared: Arc::new(Shared {
-                bus,
-                options: options.normalized(),
-                counters: Arc::default(),
-                secrets: RwLock::default(),
-                log: DeliveryLog::new(LOG_CAPACITY),
-                instance,
-                tests_sent: AtomicU64::new(0),
-            }),
+            shared: Arc::new(shared),
             clients: Clients::new(client),
             runtime: Handle::current(),
             state: Mutex::default(),
@@ -159,7 +276,32 @@ impl WebhookPlugin {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new subscription, atomically replacing `old` when given.
+    /// The spool, opened (created when missing) at `spool_path` the first time.
+    fn open_store(&self, shown: &str) -> Result<Arc<Store>, WebhookError> {
+        if let Some(store) = self.shared.store() {
+            return Ok(store.clone());
+        }
+        let _opening = self
+            .shared
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = self.shared.store() {
+            return Ok(store.clone());
+        }
+        let path = self
+            .shared
+            .options
+            .spool_path
+            .as_deref()
+            .ok_or_else(|| WebhookError::NoSpool { url: shown.into() })?;
+        // Normally a new, empty file (the daemon opens an existing one before the bus starts):
+        // quick enough to do here.
+        let spool = durable::open_spool(path)?;
+        Ok(self.shared.install(spool))
+    }
+
+    /// A new in-memory subscription, atomically replacing `old` when given.
     fn subscribe(&self, old: Option<u64>) -> Subscription {
         let (bus, cap) = (&self.shared.bus, self.shared.options.queue_size);
         let counters = self.shared.counters.bus.clone();
@@ -169,15 +311,21 @@ impl WebhookPlugin {
         }
     }
 
+    fn new_circuit(&self) -> SharedCircuit {
+        let options = &self.shared.options;
+        Arc::new(Mutex::new(Circuit::new(
+            options.circuit_threshold,
+            options.circuit_cooldown,
+        )))
+    }
+
     fn spawn_worker(&self, config: Arc<Config>, sub: Subscription) -> Active {
         let options = &self.shared.options;
         info!(url = %config.shown, queue_size = options.queue_size, "webhook delivering");
-        let circuit: SharedCircuit = Arc::new(Mutex::new(Circuit::new(
-            options.circuit_threshold,
-            options.circuit_cooldown,
-        )));
+        let circuit = self.new_circuit();
         let abort = CancellationToken::new();
         let disabled = Arc::new(Disabled::default());
+        let handover = Arc::new(Handover::default());
         let sub_id = sub.id();
         let worker = Worker {
             sub,
@@ -186,26 +334,127 @@ impl WebhookPlugin {
             circuit: circuit.clone(),
             disabled: disabled.clone(),
             abort: abort.clone(),
+            handover: handover.clone(),
         };
         let task = self.runtime.spawn(worker.run());
         Active {
             config,
-            sub_id,
             circuit,
             disabled,
-            abort,
-            task,
+            mode: Mode::Memory {
+                sub_id,
+                abort,
+                task,
+                handover,
+            },
         }
     }
 
-    /// Lets `old` finish its queue in the background, for at most `drain_timeout`.
-    fn drain_in_background(&self, old: Active) -> Retiring {
-        let Active {
-            config,
+    /// Subscribes durably (handing the stream over from `memory`, an in-memory subscription
+    /// still attached, if given) and starts a spooler after the previous one has stopped.
+    /// Returns the subscription's id and the spooler's stop token.
+    fn start_spooler(
+        &self,
+        state: &mut State,
+        store: &Arc<Store>,
+        memory: Option<(u64, &Handover)>,
+    ) -> (u64, CancellationToken) {
+        let (bus, cap) = (&self.shared.bus, self.shared.options.queue_size);
+        let counters = self.shared.counters.durable_bus.clone();
+        let (sub, sink) = match memory {
+            Some((old_id, handover)) => {
+                let mut cutoff = handover.begin();
+                let (sub, sink) = bus.subscribe_durable(BUS_LABEL, Pattern::All, cap, counters);
+                *cutoff = sink.durable();
+                bus.detach(old_id);
+                (sub, sink)
+            }
+            None => bus.subscribe_durable(BUS_LABEL, Pattern::All, cap, counters),
+        };
+        let sub_id = sub.id();
+        let stop = CancellationToken::new();
+        let previous = state.spooler.take();
+        let spool = store.spool.clone();
+        let notify = self.shared.notify.clone();
+        let progress = self.shared.counters.spooler.clone();
+        let token = stop.clone();
+        let handle = self.runtime.spawn(async move {
+            if let Some(previous) = previous {
+                previous.stop.cancel();
+                let _ = previous.handle.await;
+            }
+            let report = run_spooler_counted(sub, spool, sink, notify, token, &progress).await;
+            debug!(?report, "webhook spooler finished");
+        });
+        state.spooler = Some(Task {
+            stop: stop.clone(),
+            handle,
+        });
+        (sub_id, stop)
+    }
+
+    /// Starts a durable worker for `config`, after the previous one (stopped now) has ended.
+    fn spawn_durable(
+        &self,
+        state: &mut State,
+        config: Arc<Config>,
+        store: Arc<Store>,
+        sub_id: u64,
+        spooler_stop: CancellationToken,
+    ) -> Active {
+        let circuit = self.new_circuit();
+        let disabled = Arc::new(Disabled::default());
+        let abort = CancellationToken::new();
+        let stop = abort.child_token();
+        let drain = CancellationToken::new();
+        let previous = state.durable.take().map(|task| {
+            task.stop.cancel();
+            task.handle
+        });
+        let settler = Settler::new(&store, self.shared.counters.clone());
+        let worker = DurableWorker {
+            config: config.clone(),
+            shared: self.shared.clone(),
+            store,
+            circuit: circuit.clone(),
+            disabled: disabled.clone(),
+            abort: abort.clone(),
+            stop: stop.clone(),
+            drain: drain.clone(),
+            previous,
+            sub_id,
+            spooler_stop: spooler_stop.clone(),
+            settler,
+            cursor: None,
+            retry_at: None,
+        };
+        let handle = self.runtime.spawn(worker.run());
+        state.durable = Some(DurableTask {
+            handle,
             abort,
-            task,
-            ..
-        } = old;
+            stop: stop.clone(),
+            drain,
+        });
+        Active {
+            config,
+            circuit,
+            disabled,
+            mode: Mode::Durable {
+                sub_id,
+                spooler_stop,
+                worker_stop: stop,
+            },
+        }
+    }
+
+    /// Lets an in-memory worker finish its queue in the background, for at most
+    /// `drain_timeout`.
+    fn drain_in_background(
+        &self,
+        config: &Config,
+        abort: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Retiring {
         let limit = self.shared.options.drain_timeout;
         let shown = config.shown.clone();
         let stop = abort.clone();
@@ -231,16 +480,26 @@ impl WebhookPlugin {
 
     /// Sets the webhook (URL and settings; `None` clears it) without waiting for anything.
     ///
-    /// Everything is checked first (settings, headers, auth files, which are read now): on an
-    /// error nothing changes. Events published before this call finish with the old webhook in
-    /// the background (bounded by `drain_timeout`, the rest counted as dropped); events
-    /// published after it go to the new one. Clearing drops and counts what is still queued or
-    /// in flight. Setting exactly the webhook in force again changes nothing, unless a 410 Gone
-    /// disabled it: any configure re-enables it.
+    /// Everything is checked first (settings, headers, auth files, which are read now, and in
+    /// durable mode the spool, opened now if it is not yet): on an error nothing changes.
+    /// Events published before this call finish with the old webhook in the background
+    /// (bounded by `drain_timeout`, the rest counted as dropped); events published after it go
+    /// to the new one. Clearing drops and counts what is still queued or in flight. Setting
+    /// exactly the webhook in force again changes nothing, unless a 410 Gone disabled it: any
+    /// configure re-enables it.
+    ///
+    /// Durable mode (`settings.durable`) differs, see [`crate::durable`]: spooled events are
+    /// never dropped by a change. They go to whatever URL is in force when they are delivered
+    /// (the backlog follows the URL), and they wait on disk while the webhook is cleared or
+    /// in-memory, until durable delivery is on again.
     pub fn configure(&self, target: Option<(Url, WebhookSettings)>) -> Result<(), WebhookError> {
         let config = match target {
             Some((url, settings)) => Some(Arc::new(Config::build(url, settings, &self.clients)?)),
             None => None,
+        };
+        let store = match &config {
+            Some(c) if c.settings.durable => Some(self.open_store(&c.shown)?),
+            _ => None,
         };
         let mut state = self.lock();
         if state.shut_down {
@@ -249,40 +508,157 @@ impl WebhookPlugin {
         }
         state.retiring.retain(|r| !r.task.is_finished());
         let old = state.current.take();
-        match (old, config) {
-            (Some(old), Some(new)) if old.config.same_as(&new) && !old.disabled.is_set() => {
-                debug!(url = %new.shown, "webhook unchanged");
-                state.current = Some(old);
+        let unchanged = matches!(
+            (&old, &config),
+            (Some(o), Some(n)) if o.config.same_as(n) && !o.disabled.is_set()
+        );
+        if unchanged {
+            debug!("webhook unchanged");
+            state.current = old;
+            return Ok(());
+        }
+        if let (Some(old), Some(new)) = (&old, &config) {
+            if old.disabled.is_set() {
+                info!(url = %new.shown, "webhook re-enabled");
+            } else if old.config.url == new.url {
+                info!(url = %new.shown, "webhook settings changed");
+            } else {
+                info!(from = %old.config.shown, to = %new.shown, "webhook URL changed");
             }
-            (Some(old), Some(new)) => {
-                let sub = self.subscribe(Some(old.sub_id));
-                if old.disabled.is_set() {
-                    info!(url = %new.shown, "webhook re-enabled");
-                } else if old.config.url == new.url {
-                    info!(url = %new.shown, "webhook settings changed");
-                } else {
-                    info!(from = %old.config.shown, to = %new.shown, "webhook URL changed");
-                }
-                state.current = Some(self.spawn_worker(new, sub));
-                let retiring = self.drain_in_background(old);
-                state.retiring.push(retiring);
+        }
+        if let Some(spool_store) = self.shared.store() {
+            spool_store.log.set_enabled(store.is_some());
+        }
+        let Some(new) = config else {
+            if let Some(old) = old {
+                self.clear(&mut state, old);
             }
-            (None, Some(new)) => {
-                let sub = self.subscribe(None);
-                state.current = Some(self.spawn_worker(new, sub));
-            }
-            (Some(old), None) => {
-                info!(url = %old.config.shown, "webhook cleared; queued events are dropped");
-                self.shared.bus.detach(old.sub_id);
-                old.abort.cancel();
-                state.retiring.push(Retiring {
-                    abort: old.abort,
-                    task: old.task,
-                });
-            }
-            (None, None) => {}
+            return Ok(());
+        };
+        match store {
+            None => self.to_memory(&mut state, old, new),
+            Some(store) => self.to_durable(&mut state, old, new, store),
         }
         Ok(())
+    }
+
+    /// Clears the webhook in force.
+    fn clear(&self, state: &mut State, old: Active) {
+        match old.mode {
+            Mode::Memory {
+                sub_id,
+                abort,
+                task,
+                ..
+            } => {
+                info!(url = %old.config.shown, "webhook cleared; queued events are dropped");
+                self.shared.bus.detach(sub_id);
+                abort.cancel();
+                state.retiring.push(Retiring { abort, task });
+            }
+            Mode::Durable {
+                sub_id,
+                spooler_stop,
+                worker_stop,
+            } => {
+                info!(
+                    url = %old.config.shown,
+                    "webhook cleared; spooled events stay on disk until durable delivery is on again"
+                );
+                self.shared.bus.detach(sub_id);
+                spooler_stop.cancel();
+                worker_stop.cancel();
+            }
+        }
+    }
+
+    /// Makes `new` the webhook in force, in memory mode.
+    fn to_memory(&self, state: &mut State, old: Option<Active>, new: Arc<Config>) {
+        let Some(old) = old else {
+            let sub = self.subscribe(None);
+            state.current = Some(self.spawn_worker(new, sub));
+            return;
+        };
+        match old.mode {
+            Mode::Memory {
+                sub_id,
+                abort,
+                task,
+                ..
+            } => {
+                let sub = self.subscribe(Some(sub_id));
+                state.current = Some(self.spawn_worker(new, sub));
+                let retiring = self.drain_in_background(&old.config, abort, task);
+                state.retiring.push(retiring);
+            }
+            Mode::Durable {
+                sub_id,
+                spooler_stop,
+                worker_stop,
+            } => {
+                // One atomic step: events before it are the spooler's, after it the queue's.
+                let sub = self.subscribe(Some(sub_id));
+                spooler_stop.cancel();
+                worker_stop.cancel();
+                let depth = self.shared.store().map_or(0, |s| s.spool.stats().depth);
+                info!(
+                    url = %new.shown,
+                    spooled = depth,
+                    "webhook leaves durable mode; spooled events stay on disk until durable delivery is on again"
+                );
+                state.current = Some(self.spawn_worker(new, sub));
+            }
+        }
+    }
+
+    /// Makes `new` the webhook in force, in durable mode.
+    fn to_durable(
+        &self,
+        state: &mut State,
+        old: Option<Active>,
+        new: Arc<Config>,
+        store: Arc<Store>,
+    ) {
+        store.spool.set_limits(durable::spool_limits(&new.settings));
+        let (sub_id, spooler_stop) = match old {
+            None => self.start_spooler(state, &store, None),
+            Some(old) => match old.mode {
+                Mode::Memory {
+                    sub_id,
+                    abort,
+                    task,
+                    handover,
+                } => {
+                    let started = self.start_spooler(state, &store, Some((sub_id, &handover)));
+                    let retiring = self.drain_in_background(&old.config, abort, task);
+                    state.retiring.push(retiring);
+                    started
+                }
+                Mode::Durable {
+                    sub_id,
+                    spooler_stop,
+                    worker_stop,
+                } => {
+                    worker_stop.cancel();
+                    if spooler_stop.is_cancelled() {
+                        // Stopped by a 410: subscribe again.
+                        self.shared.bus.detach(sub_id);
+                        self.start_spooler(state, &store, None)
+                    } else {
+                        (sub_id, spooler_stop)
+                    }
+                }
+            },
+        };
+        let limits = store.spool.limits();
+        info!(
+            url = %new.shown,
+            spool = %store.spool.path().display(),
+            max_spool_bytes = limits.max_bytes,
+            discard_after = %pilot_core::duration::format(limits.discard_after),
+            "webhook durable: events are spooled on disk until delivered"
+        );
+        state.current = Some(self.spawn_durable(state, new, store, sub_id, spooler_stop));
     }
 
     /// Hot-swaps the URL (`None` clears it) with default settings: `configure` without
@@ -325,19 +701,26 @@ impl WebhookPlugin {
         &self.shared.options
     }
 
+    /// The spool, once open (given in the options, or created by a durable configure).
+    pub fn spool(&self) -> Option<Arc<Spool>> {
+        self.shared.store().map(|s| s.spool.clone())
+    }
+
     /// This plugin's random instance id (16 hex digits), chosen at start.
     pub fn instance_id(&self) -> &str {
         &self.shared.instance
     }
 
-    /// The `webhook-id` of a single-event delivery of `event_id`: `msg_<instance>_<event_id>`.
+    /// The `webhook-id` of a single-event in-memory delivery of `event_id`:
+    /// `msg_<instance>_<event_id>` (durable mode uses [`crate::durable_webhook_id`]).
     pub fn webhook_id_for(&self, event_id: u64) -> String {
         batch::single_id(&self.shared.instance, event_id)
     }
 
     /// A snapshot of the state and the counters.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.shared.counters.snapshot();
+        let store = self.shared.store();
+        let mut stats = self.shared.counters.snapshot(store.map(|s| &*s.spool));
         let secrets = self.shared.secrets();
         stats.signing = !secrets.is_empty();
         stats.signatures = secrets.len();
@@ -356,18 +739,21 @@ impl WebhookPlugin {
     }
 
     /// The newest `limit` delivery attempts (every kept one for 0), only failed ones if asked,
-    /// newest last. The log keeps the last 1000 attempts.
+    /// newest last. The log keeps the last 1000 attempts (in durable mode on disk too, and
+    /// restored when the spool is opened).
     pub fn deliveries(&self, failed_only: bool, limit: usize) -> Vec<DeliveryRecord> {
         self.shared.log.list(failed_only, limit)
     }
 
     /// Hands every delivery record, as it is logged, to `sink` too (`None` removes it).
+    /// Independent of durable mode's own on-disk log.
     pub fn set_log_sink(&self, sink: Option<Arc<dyn DeliveryLogSink>>) {
         self.shared.log.set_sink(sink);
     }
 
     /// Puts persisted records (oldest first) back in the delivery log, before anything logged
-    /// since; they have no payload, so `redeliver` cannot use them.
+    /// since; they have no payload, so `redeliver` cannot use them. (The spool's log is
+    /// restored by the plugin itself.)
     pub fn restore_deliveries(&self, records: Vec<DeliveryRecord>) {
         self.shared.log.restore(records);
     }
@@ -406,22 +792,46 @@ impl WebhookPlugin {
         );
         delivery.webhook_id = format!("msg_{}_test-{n}", self.shared.instance);
         let attempt = attempt::send(&self.shared, &config, &delivery, 1).await;
+        self.shared.flush_log().await;
         info!(url = %config.shown, ok = attempt.result.is_ok(), "webhook test sent");
         Ok(attempt.outcome(&config, &delivery))
     }
 
-    /// Sends a past event again now, to the webhook in force: one attempt, outside the queue,
-    /// while its payload is still in the delivery log ([`WebhookError::NotFound`] otherwise).
-    /// It keeps the `webhook-id` it was first sent with (when it was sent alone and the body
-    /// shape has not changed since), so receivers can tell it is the same event.
+    /// Sends a past event again now, to the webhook in force: one attempt, outside the queue.
+    /// The event comes from the spool while it is still spooled (durable mode: with the
+    /// `webhook-id` stored with it), else from the delivery log while its payload is still
+    /// there ([`WebhookError::NotFound`] otherwise); from the log it keeps the `webhook-id` it
+    /// was first sent with (when it was sent alone and the body shape has not changed since),
+    /// so receivers can tell it is the same event. A redelivered spooled event stays spooled
+    /// (its queued delivery still happens).
     pub async fn redeliver(&self, event_id: u64) -> Result<AttemptOutcome, WebhookError> {
         let config = self.current_config()?;
+        let batched = config.batch.is_some();
+        if let Some(store) = self.shared.store() {
+            let spool = store.spool.clone();
+            match durable::blocking(move || spool.get(event_id)).await {
+                Ok(Some(record)) => {
+                    let spooled = Spooled::of(record);
+                    let attempt_no = spooled.attempts.saturating_add(1);
+                    if let Some(delivery) = durable::delivery_of(vec![spooled], batched) {
+                        let attempt =
+                            attempt::send(&self.shared, &config, &delivery, attempt_no).await;
+                        self.shared.flush_log().await;
+                        info!(url = %config.shown, event_id, ok = attempt.result.is_ok(), "webhook spooled event redelivered");
+                        return Ok(attempt.outcome(&config, &delivery));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(event_id, error = %e, "webhook spool could not be read for redeliver; trying the delivery log")
+                }
+            }
+        }
         let (record, payload) = self
             .shared
             .log
             .find(event_id)
             .ok_or(WebhookError::NotFound { event_id })?;
-        let batched = config.batch.is_some();
         let item = Item {
             event_id,
             event: record.event.clone(),
@@ -433,6 +843,7 @@ impl WebhookPlugin {
         }
         let attempt_no = record.attempt.saturating_add(1);
         let attempt = attempt::send(&self.shared, &config, &delivery, attempt_no).await;
+        self.shared.flush_log().await;
         info!(url = %config.shown, event_id, ok = attempt.result.is_ok(), "webhook event redelivered");
         Ok(attempt.outcome(&config, &delivery))
     }
@@ -440,27 +851,67 @@ impl WebhookPlugin {
     /// Stops gracefully: detaches from the bus (what is already queued is still delivered),
     /// drains within `drain_timeout`, drops and counts the rest, and waits (same bound) for the
     /// drains of earlier swaps. Later calls return at once.
+    ///
+    /// Durable mode: the spooler writes what it holds and stops, the worker delivers from the
+    /// spool within `drain_timeout`; what is left stays in the spool for the next start (not
+    /// dropped). The delivery log's last entries are written.
     pub async fn shutdown(&self) {
-        let (current, retiring) = {
+        let (current, retiring, spooler, durable) = {
             let mut state = self.lock();
             state.shut_down = true;
-            (state.current.take(), std::mem::take(&mut state.retiring))
+            (
+                state.current.take(),
+                std::mem::take(&mut state.retiring),
+                state.spooler.take(),
+                state.durable.take(),
+            )
         };
         let deadline = worker::deadline_after(self.shared.options.drain_timeout);
         if let Some(active) = current {
-            self.shared.bus.detach(active.sub_id);
-            info!(url = %active.config.shown, "webhook draining for shutdown");
-            finish(active.abort, active.task, deadline).await;
+            match active.mode {
+                Mode::Memory {
+                    sub_id,
+                    abort,
+                    task,
+                    ..
+                } => {
+                    self.shared.bus.detach(sub_id);
+                    info!(url = %active.config.shown, "webhook draining for shutdown");
+                    finish(abort, task, deadline).await;
+                }
+                Mode::Durable { sub_id, .. } => {
+                    self.shared.bus.detach(sub_id);
+                    info!(url = %active.config.shown, "webhook draining the spool for shutdown");
+                }
+            }
+        }
+        if let Some(spooler) = spooler {
+            spooler.stop.cancel();
+            let mut handle = spooler.handle;
+            if tokio::time::timeout(SPOOLER_STOP_LIMIT, &mut handle)
+                .await
+                .is_err()
+            {
+                error!("webhook spooler did not stop in time; events it held may not be on disk");
+                handle.abort();
+            }
+        }
+        if let Some(worker) = durable {
+            worker.drain.cancel();
+            finish(worker.abort, worker.handle, deadline).await;
         }
         for r in retiring {
             finish(r.abort, r.task, deadline).await;
         }
-        let stats = self.shared.counters.snapshot();
+        self.shared.flush_log().await;
+        let store = self.shared.store();
+        let stats = self.shared.counters.snapshot(store.map(|s| &*s.spool));
         info!(
             delivered = stats.delivered,
             failed = stats.failed,
             dropped = stats.dropped,
             filtered = stats.filtered,
+            spooled = stats.spool.as_ref().map_or(0, |s| s.depth),
             "webhook stopped"
         );
     }
@@ -479,10 +930,26 @@ impl Drop for WebhookPlugin {
     fn drop(&mut self) {
         let state = self.lock();
         if let Some(active) = &state.current {
-            active.abort.cancel();
+            match &active.mode {
+                Mode::Memory { abort, .. } => abort.cancel(),
+                Mode::Durable {
+                    spooler_stop,
+                    worker_stop,
+                    ..
+                } => {
+                    spooler_stop.cancel();
+                    worker_stop.cancel();
+                }
+            }
         }
         for r in &state.retiring {
             r.abort.cancel();
+        }
+        if let Some(spooler) = &state.spooler {
+            spooler.stop.cancel();
+        }
+        if let Some(worker) = &state.durable {
+            worker.abort.cancel();
         }
     }
 }

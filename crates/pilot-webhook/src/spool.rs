@@ -36,7 +36,11 @@
 //! redb requires before writing again.
 //!
 //! The API is synchronous (redb is): async callers use `spawn_blocking`. A [`Spool`] is
-//! `Send + Sync`; share it in an `Arc`.
+//! `Send + Sync`; share it in an `Arc`. Its limits can change while it is open
+//! ([`Spool::set_limits`]: a webhook's settings carry them). The webhook plugin's durable mode
+//! (`crate::durable`) is its user: it removes settled records in groups
+//! ([`Spool::remove_groups_and_log`]) and persists attempt counts of a whole batch
+//! ([`Spool::set_attempts_and_log`]), each in one transaction with the delivery log.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -57,6 +61,7 @@ use tracing::warn;
 mod spooler;
 
 pub use spooler::{durable_webhook_id, run_spooler, SpoolerReport, SPOOLER_BATCH};
+pub(crate) use spooler::{run_spooler_counted, SpoolerCounters};
 
 /// The spool's file name in the pilot home.
 pub const SPOOL_FILE: &str = "webhook-spool.redb";
@@ -324,7 +329,8 @@ impl Mirror {
 /// The on-disk spool. See the module docs.
 pub struct Spool {
     path: PathBuf,
-    limits: SpoolLimits,
+    /// Changed by [`Spool::set_limits`] (a webhook's settings carry them).
+    limits: RwLock<SpoolLimits>,
     /// `None` only between a failed reopen and the next successful one.
     db: RwLock<Option<Database>>,
     /// Serializes write transactions and reopening.
@@ -339,7 +345,7 @@ impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spool")
             .field("path", &self.path)
-            .field("limits", &self.limits)
+            .field("limits", &self.limits())
             .field("stats", &self.stats())
             .finish()
     }
@@ -355,7 +361,7 @@ impl Spool {
         let db = open_db(path)?;
         let spool = Spool {
             path: path.to_path_buf(),
-            limits,
+            limits: RwLock::new(limits),
             db: RwLock::new(Some(db)),
             writer: Mutex::new(()),
             reopen: AtomicBool::new(false),
@@ -414,7 +420,14 @@ impl Spool {
 
     /// The limits in force.
     pub fn limits(&self) -> SpoolLimits {
-        self.limits
+        // Only ever replaced whole: a poisoned lock still holds a valid value.
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the limits for the next [`Spool::append`] and [`Spool::expire`] (nothing is
+    /// dropped by this call itself).
+    pub fn set_limits(&self, limits: SpoolLimits) {
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
     }
 
     /// The counters as last committed (no disk access, no lock).
@@ -466,7 +479,7 @@ impl Spool {
                 reason,
             })?);
         }
-        let max = self.limits.max_bytes;
+        let max = self.limits().max_bytes;
         self.write(|tx, meta| {
             if last.event_id <= meta.last_event_id {
                 // Another writer got in between the check above and this transaction.
@@ -544,17 +557,72 @@ impl Spool {
         })
     }
 
-    /// Removes delivered records in one transaction; ids not stored are ignored.
-    pub fn remove(&self, event_ids: &[u64]) -> Result<(), SpoolError> {
+    /// Removes delivered records in one transaction; ids not stored are ignored. Returns how
+    /// many records were removed.
+    pub fn remove(&self, event_ids: &[u64]) -> Result<u64, SpoolError> {
         self.remove_and_log(event_ids, &[], 0)
     }
 
     /// [`Spool::remove`] and [`Spool::append_log`] in one transaction (one fsync instead of
     /// two): the worker's "delivered, and here is the attempt" step. With no log entries,
-    /// `keep` is ignored.
+    /// `keep` is ignored. Returns how many records were removed (ids no longer stored, for
+    /// example dropped for space meanwhile, are not counted).
     pub fn remove_and_log(
         &self,
         event_ids: &[u64],
+        log_entries: &[Bytes],
+        keep: usize,
+    ) -> Result<u64, SpoolError> {
+        let removed = self.remove_groups_and_log(&[event_ids], log_entries, keep)?;
+        Ok(removed.iter().sum())
+    }
+
+    /// [`Spool::remove_and_log`] for several groups of ids (delivered, failed, filtered...) in
+    /// one transaction; how many records of each group were removed.
+    pub fn remove_groups_and_log(
+        &self,
+        groups: &[&[u64]],
+        log_entries: &[Bytes],
+        keep: usize,
+    ) -> Result<Vec<u64>, SpoolError> {
+        if groups.iter().all(|g| g.is_empty()) && log_entries.is_empty() {
+            return Ok(vec![0; groups.len()]);
+        }
+        self.write(|tx, meta| {
+            let mut removed = Vec::with_capacity(groups.len());
+            {
+                let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+                for group in groups {
+                    let mut n = 0;
+                    for id in *group {
+                        if let Some(value) = table.remove(*id).map_err(|e| self.err(e))? {
+                            meta.bytes = meta.bytes.saturating_sub(value.value().len() as u64);
+                            meta.depth = meta.depth.saturating_sub(1);
+                            n += 1;
+                        }
+                    }
+                    removed.push(n);
+                }
+            }
+            if !log_entries.is_empty() {
+                self.log_in(tx, meta, log_entries, keep)?;
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Persists a record's attempt count (so a restart keeps its retry schedule). A record no
+    /// longer stored (delivered, dropped or expired meanwhile) is ignored.
+    pub fn set_attempts(&self, event_id: u64, attempts: u32) -> Result<(), SpoolError> {
+        self.set_attempts_and_log(&[event_id], attempts, &[], 0)
+    }
+
+    /// [`Spool::set_attempts`] for several records (a batch) and [`Spool::append_log`], in one
+    /// transaction: the worker's "attempt failed, retry later" step.
+    pub fn set_attempts_and_log(
+        &self,
+        event_ids: &[u64],
+        attempts: u32,
         log_entries: &[Bytes],
         keep: usize,
     ) -> Result<(), SpoolError> {
@@ -562,13 +630,20 @@ impl Spool {
             return Ok(());
         }
         self.write(|tx, meta| {
-            if !event_ids.is_empty() {
+            {
                 let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-                for id in event_ids {
-                    if let Some(value) = table.remove(*id).map_err(|e| self.err(e))? {
-                        meta.bytes = meta.bytes.saturating_sub(value.value().len() as u64);
-                        meta.depth = meta.depth.saturating_sub(1);
+                for &event_id in event_ids {
+                    let mut value = match table.get(event_id).map_err(|e| self.err(e))? {
+                        Some(v) => v.value().to_vec(),
+                        None => continue,
+                    };
+                    if value.len() < HEADER_LEN || value[0] != RECORD_VERSION {
+                        return Err(self.corrupt_record(event_id, "bad header".into()));
                     }
+                    value[1..5].copy_from_slice(&attempts.to_le_bytes());
+                    table
+                        .insert(event_id, value.as_slice())
+                        .map_err(|e| self.err(e))?;
                 }
             }
             if !log_entries.is_empty() {
@@ -578,33 +653,12 @@ impl Spool {
         })
     }
 
-    /// Persists a record's attempt count (so a restart keeps its retry schedule). A record no
-    /// longer stored (delivered, dropped or expired meanwhile) is ignored.
-    pub fn set_attempts(&self, event_id: u64, attempts: u32) -> Result<(), SpoolError> {
-        self.write(|tx, _| {
-            let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-            let value = match table.get(event_id).map_err(|e| self.err(e))? {
-                Some(v) => v.value().to_vec(),
-                None => return Ok(()),
-            };
-            let mut value = value;
-            if value.len() < HEADER_LEN || value[0] != RECORD_VERSION {
-                return Err(self.corrupt_record(event_id, "bad header".into()));
-            }
-            value[1..5].copy_from_slice(&attempts.to_le_bytes());
-            table
-                .insert(event_id, value.as_slice())
-                .map_err(|e| self.err(e))?;
-            Ok(())
-        })
-    }
-
     /// Removes the records accepted more than `discard_after` before `now_ms`, oldest first,
     /// stopping at the first younger one (records are in acceptance order; after a backwards
     /// clock step a few may outlive their deadline until the ones before them expire). Returns
     /// how many were removed. Writes nothing when none is due.
     pub fn expire(&self, now_ms: u64) -> Result<u64, SpoolError> {
-        let max_age = u64::try_from(self.limits.discard_after.as_millis()).unwrap_or(u64::MAX);
+        let max_age = u64::try_from(self.limits().discard_after.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms.saturating_sub(max_age);
         let due = |value: &[u8]| header_accepted_at(value).is_some_and(|at| at < cutoff);
         let any_due = self.read(|tx| {

@@ -1,11 +1,27 @@
-//! Delivery counters ([`Counters`], shared by the current and the draining workers) and the
-//! [`Stats`] snapshot the daemon shows in `info`.
+//! Delivery counters ([`Counters`], shared by the current and the draining workers, the
+//! spooler and the durable worker) and the [`Stats`] snapshot the daemon shows in `info`.
 //!
-//! Every event that enters the webhook queue ends in exactly one bucket, so at any quiet moment
-//! `queued = delivered + failed + circuit_skips + filtered + (dropped - dropped_queue_full) +
-//! queue_depth + in_flight`. Counters count events: a batch of 10 delivered adds 10 to
-//! `delivered` (but `retries` counts requests). `test` and `redeliver` are outside the queue and
-//! count nowhere but in the delivery log.
+//! Every event that enters the webhook queue, and every event found in the spool when the
+//! plugin opened it (`recovered`, accepted by an earlier run), ends in exactly one bucket, so
+//! at any quiet moment
+//!
+//! ```text
+//! queued + recovered = delivered + failed + circuit_skips + filtered
+//!                    + (dropped - dropped_queue_full) + queue_depth + in_flight
+//! ```
+//!
+//! In durable mode an event is `queued` when it enters the spooler's buffer; it stays in
+//! `queue_depth` while it is on its way into the spool and while it waits in the spool, and is
+//! `in_flight` while its delivery is under way (it is still on disk then). Events left in the
+//! spool when durable delivery stops (clear, switch to in-memory, 410, shutdown) stay in
+//! `queue_depth`: they are delivered by the next durable run, not dropped. Spool losses are
+//! part of `dropped`: the oldest records dropped past `max_spool_bytes`
+//! ([`SpoolInfo::dropped_full`]), records older than `discard_after` ([`SpoolInfo::expired`]),
+//! and events the spool refused or could not write when the spooler stopped.
+//!
+//! Counters count events: a batch of 10 delivered adds 10 to `delivered` (but `retries` counts
+//! requests). `test` and `redeliver` are outside the queue and count nowhere but in the
+//! delivery log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +30,25 @@ use pilot_core::{SubscriberCounters, WebhookSettings};
 use serde::Serialize;
 
 use crate::circuit::CircuitState;
+use crate::spool::{Spool, SpoolerCounters};
+
+/// The durable spool as `info` shows it (present while the plugin has a spool open, whether or
+/// not durable delivery is on).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SpoolInfo {
+    /// The spool file.
+    pub path: String,
+    /// Records on disk (waiting or in flight).
+    pub depth: u64,
+    /// Their stored bytes (JSON bodies + small headers; the file itself is larger).
+    pub bytes: u64,
+    /// The size limit in force (`max_spool_bytes`).
+    pub max_bytes: u64,
+    /// Records dropped since the plugin started because the spool was full (oldest first).
+    pub dropped_full: u64,
+    /// Records dropped since the plugin started because they were older than `discard_after`.
+    pub expired: u64,
+}
 
 /// A snapshot of the plugin's state and counters (cumulative for the plugin's life).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -22,12 +57,15 @@ pub struct Stats {
     pub url: Option<String>,
     /// The current URL's circuit breaker.
     pub circuit: CircuitState,
-    /// Events waiting in the queue (including queues still draining after a swap).
+    /// Events waiting in the queue (including queues still draining after a swap); in durable
+    /// mode, the events waiting in the spool (or on their way into it), in flight excluded.
     pub queue_depth: u64,
     /// Capacity of the live queue (0 when no webhook is set).
     pub queue_capacity: u64,
-    /// Events put into the webhook queue.
+    /// Events put into the webhook queue (in durable mode: into the spooler's buffer).
     pub queued: u64,
+    /// Events found in the spool when the plugin opened it (accepted by an earlier run).
+    pub recovered: u64,
     /// Events answered with a 2xx.
     pub delivered: u64,
     /// Events that failed: every attempt failed, or a 3xx/4xx, or a blocked address.
@@ -35,7 +73,8 @@ pub struct Stats {
     /// Attempts after the first.
     pub retries: u64,
     /// Events dropped: queue full, or pending when the URL was cleared, a drain ran out of
-    /// time, or the plugin shut down.
+    /// time, or the plugin shut down (in-memory mode); durable mode: the spool was full, an
+    /// event expired, or the spool refused it.
     pub dropped: u64,
     /// The part of `dropped` that never entered the queue because it was full.
     pub dropped_queue_full: u64,
@@ -59,10 +98,13 @@ pub struct Stats {
     pub signatures: usize,
     /// The settings in force, header values masked; `None` when no webhook is set.
     pub settings: Option<WebhookSettings>,
+    /// The durable spool, while the plugin has one open.
+    pub spool: Option<SpoolInfo>,
 }
 
 impl Stats {
-    /// Whether every queued event is accounted for (exact when nothing is moving).
+    /// Whether every queued (or recovered) event is accounted for (exact when nothing is
+    /// moving); see the module docs.
     pub fn is_balanced(&self) -> bool {
         let settled = self.delivered
             + self.failed
@@ -71,7 +113,7 @@ impl Stats {
             + self.dropped.saturating_sub(self.dropped_queue_full)
             + self.queue_depth
             + self.in_flight;
-        self.queued == settled
+        self.queued + self.recovered == settled
     }
 }
 
@@ -90,6 +132,16 @@ pub(crate) struct Counters {
     pub(crate) circuit_skips: AtomicU64,
     pub(crate) filtered: AtomicU64,
     pub(crate) in_flight: AtomicU64,
+    /// Given to the bus for every durable subscription (the spooler's buffer).
+    pub(crate) durable_bus: Arc<SubscriberCounters>,
+    /// Every spooler's progress.
+    pub(crate) spooler: Arc<SpoolerCounters>,
+    /// Spooled records whose delivery is under way.
+    pub(crate) durable_in_flight: AtomicU64,
+    /// Records in the spool when the plugin opened it.
+    pub(crate) recovered: AtomicU64,
+    /// Records removed by `discard_after`.
+    pub(crate) expired: AtomicU64,
     last_error: Mutex<Option<(String, jiff::Timestamp)>>,
 }
 
@@ -121,8 +173,9 @@ impl Counters {
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The counters part of a [`Stats`] (url, circuit and capacity are left default).
-    pub(crate) fn snapshot(&self) -> Stats {
+    /// The counters part of a [`Stats`] (url, circuit and capacity are left default), with
+    /// the spool's part when the plugin has one open.
+    pub(crate) fn snapshot(&self, spool: Option<&Spool>) -> Stats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         // Outcomes first, then what is still moving, then what came in: a snapshot taken while
         // events move may briefly be off by the few in transit, never by more.
@@ -130,20 +183,33 @@ impl Counters {
         let failed = load(&self.failed);
         let circuit_skips = load(&self.circuit_skips);
         let filtered = load(&self.filtered);
-        let dropped_after = load(&self.dropped);
+        let expired = load(&self.expired);
+        let dropped_full = load(&self.spooler.dropped_full);
+        let refused = load(&self.spooler.refused);
+        let dropped_after = load(&self.dropped) + expired + dropped_full + refused;
         let retries = load(&self.retries);
-        let in_flight = load(&self.in_flight);
+        let durable_in_flight = load(&self.durable_in_flight);
+        let in_flight = load(&self.in_flight) + durable_in_flight;
+        let spool_stats = spool.map(|s| (s, s.stats()));
+        let spool_depth = spool_stats.as_ref().map_or(0, |(_, st)| st.depth);
+        let spooled = load(&self.spooler.settled);
         let taken = load(&self.taken);
-        let queued = load(&self.bus.queued);
-        let dropped_queue_full = load(&self.bus.dropped);
+        let recovered = load(&self.recovered);
+        let durable_queued = load(&self.durable_bus.queued);
+        let queued = load(&self.bus.queued) + durable_queued;
+        let dropped_queue_full = load(&self.bus.dropped) + load(&self.durable_bus.dropped);
         let (last_error, last_error_at) =
             match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
                 Some((m, t)) => (Some(m.clone()), Some(*t)),
                 None => (None, None),
             };
+        let memory_depth = load(&self.bus.queued).saturating_sub(taken);
+        let on_the_way = durable_queued.saturating_sub(spooled);
+        let waiting = spool_depth.saturating_sub(durable_in_flight);
         Stats {
-            queue_depth: queued.saturating_sub(taken),
+            queue_depth: memory_depth + on_the_way + waiting,
             queued,
+            recovered,
             delivered,
             failed,
             retries,
@@ -154,6 +220,14 @@ impl Counters {
             in_flight,
             last_error,
             last_error_at,
+            spool: spool_stats.map(|(s, st)| SpoolInfo {
+                path: s.path().display().to_string(),
+                depth: st.depth,
+                bytes: st.bytes,
+                max_bytes: s.limits().max_bytes,
+                dropped_full,
+                expired,
+            }),
             ..Stats::default()
         }
     }
@@ -178,6 +252,10 @@ mod tests {
             ..Stats::default()
         };
         assert!(s.is_balanced());
+        s.recovered += 3;
+        assert!(!s.is_balanced());
+        s.queue_depth += 3;
+        assert!(s.is_balanced(), "recovered events count like queued ones");
         s.filtered += 1;
         assert!(!s.is_balanced());
         s.filtered -= 1;
@@ -194,7 +272,7 @@ mod tests {
         add(&c.filtered, 2);
         add(&c.delivered, 2);
         bump(&c.in_flight);
-        let s = c.snapshot();
+        let s = c.snapshot(None);
         assert_eq!((s.queue_depth, s.filtered, s.dropped), (1, 2, 2));
         assert!(s.is_balanced(), "{s:?}");
     }

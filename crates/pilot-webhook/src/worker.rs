@@ -3,8 +3,13 @@
 //! and POSTs one delivery at a time with retries, backoff with jitter, `Retry-After` and the
 //! circuit breaker, counting every outcome. A 410 Gone disables the webhook: the worker detaches
 //! from the bus, drops (and counts) what is queued, publishes `webhook.disabled` and stops.
+//!
+//! When the webhook switches to durable mode, the durable subscription starts in the same
+//! instant the in-memory one is detached, as far as the bus allows: the durable one is made
+//! first, then this worker is told the cutoff ([`Handover`]) and detached, so the few events
+//! published in between reach both. This worker leaves those to the spool (uncounted here).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 
 use pilot_core::{Event, Subscription};
 use tokio::time::Instant;
@@ -46,7 +51,7 @@ impl Disabled {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, reason: String, at: jiff::Timestamp) {
+    pub(crate) fn set(&self, reason: String, at: jiff::Timestamp) {
         *self.slot() = Some((reason, at));
     }
 
@@ -57,6 +62,33 @@ impl Disabled {
 
     pub(crate) fn is_set(&self) -> bool {
         self.slot().is_some()
+    }
+}
+
+/// The point where an in-memory worker's stream was handed over to a durable subscription:
+/// events above it belong to the spool. No cutoff (`u64::MAX`) until a switch.
+#[derive(Debug)]
+pub(crate) struct Handover(RwLock<u64>);
+
+impl Default for Handover {
+    fn default() -> Self {
+        Handover(RwLock::new(u64::MAX))
+    }
+}
+
+impl Handover {
+    /// Whether `event_id` belongs to the durable subscription. Blocks (for the instant of a
+    /// switch) while the plugin holds [`Handover::begin`].
+    fn beyond(&self, event_id: u64) -> bool {
+        // A single assignment is the only update: a poisoned lock still holds a valid value.
+        event_id > *self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by the plugin while it subscribes durably, sets the cutoff and detaches this
+    /// worker's subscription: a worker that received an event published meanwhile waits for
+    /// the cutoff before deciding.
+    pub(crate) fn begin(&self) -> RwLockWriteGuard<'_, u64> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -80,6 +112,8 @@ pub(crate) struct Worker {
     pub(crate) disabled: Arc<Disabled>,
     /// Cancelled to stop at once: the delivery in flight and everything queued are dropped.
     pub(crate) abort: CancellationToken,
+    /// Set when the webhook switched to durable mode.
+    pub(crate) handover: Arc<Handover>,
 }
 
 impl Worker {
@@ -140,7 +174,14 @@ impl Worker {
             }
         }
         self.sub.detach();
-        let left = self.sub.discard_buffered() as u64;
+        let mut left = 0;
+        while let Some(event) = self.sub.try_recv() {
+            if self.handover.beyond(event.event_id) {
+                sub(&counters.bus.queued, 1);
+            } else {
+                left += 1;
+            }
+        }
         if left > 0 {
             counters.discard(left);
             warn!(url = %self.config.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
@@ -151,9 +192,14 @@ impl Worker {
     }
 
     /// Counts an event taken from the queue; `false` (and counted as filtered) when the filter
-    /// leaves it out, else it is in flight.
+    /// leaves it out, else it is in flight. An event handed over to the spool is `false` and
+    /// uncounted here (the durable subscription counts it).
     fn take(&self, event: &Event) -> bool {
         let counters = &self.shared.counters;
+        if self.handover.beyond(event.event_id) {
+            sub(&counters.bus.queued, 1);
+            return false;
+        }
         bump(&counters.in_flight);
         bump(&counters.taken);
         if self.config.filter.allows(&event.event) {
@@ -274,12 +320,18 @@ impl Worker {
         let shown = &self.config.shown;
         warn!(url = %shown, %reason, "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook is set again");
         self.disabled.set(reason.clone(), jiff::Timestamp::now());
-        let data = serde_json::json!({ "url": shown, "reason": reason });
-        match pilot_core::event::data_from_value(&data) {
-            Ok(data) => {
-                self.shared.bus.publish("webhook.disabled", Some(data));
-            }
-            Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
+        publish_disabled(&self.shared.bus, shown, reason);
+    }
+}
+
+/// Publishes `webhook.disabled` {url, reason} (the caller has detached from the bus first, so
+/// the announcement never goes to the URL that is gone).
+pub(crate) fn publish_disabled(bus: &pilot_core::Bus, shown: &str, reason: String) {
+    let data = serde_json::json!({ "url": shown, "reason": reason });
+    match pilot_core::event::data_from_value(&data) {
+        Ok(data) => {
+            bus.publish("webhook.disabled", Some(data));
         }
+        Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
     }
 }

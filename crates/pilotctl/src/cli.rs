@@ -13,6 +13,42 @@ fn duration(s: &str) -> Result<Duration, String> {
     pilot_core::duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// Parses a size flag: bytes, or a number with `KiB`, `MiB`, `GiB` (1024-based) or `KB`, `MB`,
+/// `GB` (1000-based).
+pub fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: 1048576, 512KiB, 256MiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit (use B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// Parses a positive count (`--batch-max`, `--concurrency`).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// pilotctl: control the pilot daemon, its webhook and its event bus.
 #[derive(Debug, Parser)]
 #[command(name = "pilotctl", version, about, propagate_version = true)]
@@ -33,13 +69,13 @@ pub enum Command {
     /// Start, stop or inspect the daemon.
     #[command(subcommand)]
     Daemon(DaemonCommand),
-    /// Persist a webhook URL to config.json and apply it to the running daemon.
-    SetWebhook {
-        /// http(s) URL that receives one POST per event.
-        url: String,
-    },
-    /// Remove the webhook URL from config.json and from the running daemon.
+    /// Persist a webhook (URL, settings, secret) and apply it to the running daemon.
+    SetWebhook(SetWebhookArgs),
+    /// Remove the webhook URL and settings from config.json and from the running daemon.
     ClearWebhook,
+    /// Signing secrets, the delivery log, test and redeliver.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Show everything the running daemon knows of itself.
     Info,
     /// Publish an event (or a file of events) onto the daemon's bus.
@@ -53,7 +89,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
     /// Start pilot-daemon in the background (or attached with --foreground).
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Ask the daemon to shut down and wait until it has.
     Stop,
     /// Tell whether the daemon is running.
@@ -115,6 +151,122 @@ pub struct StartArgs {
     /// How long the circuit stays open (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub circuit_cooldown: Option<Duration>,
+    /// Webhook settings for this run only (they override config `webhook_settings`).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetWebhookArgs {
+    /// http(s) URL that receives the events.
+    pub url: String,
+    /// The webhook's settings (the persisted ones are replaced as a whole).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The signing secret (the secret file is changed only when one of these is given).
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// The per-webhook settings, as flags of `set-webhook` (persisted) and `daemon start` (one run).
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
+pub struct SettingsArgs {
+    /// Deliver only events matching these patterns (comma-separated and/or repeated):
+    /// `*`, `prefix.*` or an exact name.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub events: Vec<String>,
+    /// Never deliver events matching these patterns (comma-separated and/or repeated).
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Spool events on disk until a 2xx: at-least-once delivery across outages and restarts.
+    #[arg(long)]
+    pub durable: bool,
+    /// Durable mode: the spool's size limit (default 256MiB); past it the oldest are dropped.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_spool_bytes: Option<u64>,
+    /// Durable mode: drop (and count) events older than this (default 24h).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub discard_after: Option<Duration>,
+    /// Durable mode: the longest wait between retries of one event.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub max_backoff: Option<Duration>,
+    /// An extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Send `Authorization: Bearer <token>` with the token in this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Send `Authorization: Basic ...` with `user:password` from this file.
+    #[arg(long, value_name = "PATH")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Accept any TLS certificate (testing only: anyone on the path can read and forge).
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Send up to N events per request as {"events":[...]}.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub batch_max: Option<usize>,
+    /// How long a batch may wait to fill up (default 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub batch_wait: Option<Duration>,
+    /// Requests in flight at once (above 1, events may arrive out of order).
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub concurrency: Option<usize>,
+}
+
+/// How `set-webhook` sets the signing secret (at most one).
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
+#[group(multiple = false)]
+pub struct SecretArgs {
+    /// Sign requests with this secret (`whsec_<base64>`, or any other text used as is).
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Sign requests with the secret in this file (first line).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+    /// Generate a new secret (`whsec_` + 32 random bytes) and print it once.
+    #[arg(long)]
+    pub generate_secret: bool,
+    /// Remove the secret: requests go unsigned.
+    #[arg(long)]
+    pub no_secret: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Show or rotate the signing secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// List recent delivery attempts, newest last.
+    Deliveries(DeliveriesArgs),
+    /// Send a signed `webhook.test` event now and print how it went.
+    Test,
+    /// Send a past event again (while its payload is in the delivery log).
+    Redeliver {
+        /// The event's id (see `pilotctl webhook deliveries`).
+        event_id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Print the current secret and any still valid in a rotation's grace period.
+    Show,
+    /// Generate a new secret; the old ones stay valid for the grace period.
+    Rotate {
+        /// How long the previous secret keeps signing requests.
+        #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "24h")]
+        grace: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only failed attempts.
+    #[arg(long)]
+    pub failed: bool,
+    /// How many (the newest; 0 for every one kept, up to 1000).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +310,12 @@ pub struct ListenArgs {
     /// Exit after this many deliveries.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Verify each delivery's signature with this secret; answer 401 when it does not match.
+    #[arg(long, value_name = "SECRET", conflicts_with = "secret_file")]
+    pub secret: Option<String>,
+    /// Like --secret, with the secret in this file (first line).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -295,5 +453,147 @@ mod tests {
         assert_eq!(l.addr, "127.0.0.1:8080");
         assert_eq!(l.path, "/events");
         assert_eq!(l.count, None);
+    }
+
+    #[test]
+    fn set_webhook_takes_settings_and_one_secret_flag() {
+        let Command::SetWebhook(a) = parse(&[
+            "set-webhook",
+            "http://localhost:8080/events",
+            "--events",
+            "handshake.*,trust.*",
+            "--events",
+            "node.*",
+            "--exclude",
+            "data.datagram",
+            "--durable",
+            "--max-spool-bytes",
+            "64MiB",
+            "--discard-after",
+            "1h",
+            "--max-backoff",
+            "5m",
+            "--header",
+            "X-A: 1",
+            "--header",
+            "X-B: 2",
+            "--bearer-token-file",
+            "/t",
+            "--insecure-tls",
+            "--batch-max",
+            "10",
+            "--batch-wait",
+            "50ms",
+            "--concurrency",
+            "4",
+            "--generate-secret",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let s = &a.settings;
+        assert_eq!(s.events, ["handshake.*", "trust.*", "node.*"]);
+        assert_eq!(s.exclude, ["data.datagram"]);
+        assert!(s.durable && s.insecure_tls);
+        assert_eq!(s.max_spool_bytes, Some(64 << 20));
+        assert_eq!(s.discard_after, Some(Duration::from_secs(3600)));
+        assert_eq!(s.headers, ["X-A: 1", "X-B: 2"]);
+        assert_eq!((s.batch_max, s.concurrency), (Some(10), Some(4)));
+        assert!(a.secret.generate_secret);
+
+        let url = "http://x/";
+        assert!(parse(&["set-webhook", url, "--secret", "a", "--generate-secret"]).is_err());
+        assert!(parse(&["set-webhook", url, "--secret-file", "f", "--no-secret"]).is_err());
+        assert!(parse(&[
+            "set-webhook",
+            url,
+            "--bearer-token-file",
+            "a",
+            "--basic-auth-file",
+            "b"
+        ])
+        .is_err());
+        assert!(parse(&["set-webhook", url, "--batch-max", "0"]).is_err());
+        assert!(parse(&["set-webhook", url, "--max-spool-bytes", "lots"]).is_err());
+    }
+
+    #[test]
+    fn daemon_start_takes_the_settings_flags() {
+        let Command::Daemon(DaemonCommand::Start(a)) = parse(&[
+            "daemon",
+            "start",
+            "--events",
+            "a.*",
+            "--durable",
+            "--batch-max",
+            "5",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.settings.events, ["a.*"]);
+        assert!(a.settings.durable);
+        assert_eq!(a.settings.batch_max, Some(5));
+    }
+
+    #[test]
+    fn webhook_subcommands() {
+        let c = |args: &[&str]| parse(args).unwrap().command;
+        assert!(matches!(
+            c(&["webhook", "secret", "show"]),
+            Command::Webhook(WebhookCommand::Secret(SecretCommand::Show))
+        ));
+        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace })) =
+            c(&["webhook", "secret", "rotate"])
+        else {
+            panic!()
+        };
+        assert_eq!(grace, Duration::from_secs(86400));
+        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace })) =
+            c(&["webhook", "secret", "rotate", "--grace", "1s"])
+        else {
+            panic!()
+        };
+        assert_eq!(grace, Duration::from_secs(1));
+        let Command::Webhook(WebhookCommand::Deliveries(d)) =
+            c(&["webhook", "deliveries", "--failed", "--limit", "5"])
+        else {
+            panic!()
+        };
+        assert!(d.failed);
+        assert_eq!(d.limit, 5);
+        let Command::Webhook(WebhookCommand::Deliveries(d)) = c(&["webhook", "deliveries"]) else {
+            panic!()
+        };
+        assert_eq!((d.failed, d.limit), (false, 20));
+        assert!(matches!(
+            c(&["webhook", "test"]),
+            Command::Webhook(WebhookCommand::Test)
+        ));
+        assert!(matches!(
+            c(&["webhook", "redeliver", "42"]),
+            Command::Webhook(WebhookCommand::Redeliver { event_id: 42 })
+        ));
+        assert!(parse(&["webhook", "redeliver", "x"]).is_err());
+        let Command::Listen(l) = c(&["listen", "--secret", "s"]) else {
+            panic!()
+        };
+        assert_eq!(l.secret.as_deref(), Some("s"));
+        assert!(parse(&["listen", "--secret", "s", "--secret-file", "f"]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("1024"), Ok(1024));
+        assert_eq!(size("256MiB"), Ok(256 << 20));
+        assert_eq!(size("1 GiB"), Ok(1 << 30));
+        assert_eq!(size("10MB"), Ok(10_000_000));
+        assert!(size("1TiB").is_err());
+        assert!(size("-1").is_err());
+        assert!(size("99999999999999999999GiB").is_err());
     }
 }

@@ -9,6 +9,8 @@ mod context;
 mod lines;
 mod output;
 mod process;
+mod settings;
+mod verify;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

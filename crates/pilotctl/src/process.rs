@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::cli::StartArgs;
+use crate::cli::{SettingsArgs, StartArgs};
 
 /// The daemon's file name.
 pub const DAEMON_BIN: &str = "pilot-daemon";
@@ -104,7 +104,56 @@ pub fn daemon_args(args: &StartArgs, socket: &Path) -> Vec<OsString> {
     if let Some(v) = args.circuit_cooldown {
         push("--circuit-cooldown", dur(v));
     }
+    settings_args(&args.settings, &mut out);
     out
+}
+
+/// The `pilot-daemon` flags for the settings given to `daemon start` (paths made absolute).
+fn settings_args(s: &SettingsArgs, out: &mut Vec<OsString>) {
+    let mut push = |flag: &str, value: OsString| {
+        out.push(flag.into());
+        out.push(value);
+    };
+    let dur = |d: Duration| OsString::from(pilot_core::duration::format(d));
+    if !s.events.is_empty() {
+        push("--events", s.events.join(",").into());
+    }
+    if !s.exclude.is_empty() {
+        push("--exclude", s.exclude.join(",").into());
+    }
+    if let Some(v) = s.max_spool_bytes {
+        push("--max-spool-bytes", v.to_string().into());
+    }
+    if let Some(v) = s.discard_after {
+        push("--discard-after", dur(v));
+    }
+    if let Some(v) = s.max_backoff {
+        push("--max-backoff", dur(v));
+    }
+    for h in &s.headers {
+        push("--header", h.into());
+    }
+    if let Some(p) = &s.bearer_token_file {
+        push("--bearer-token-file", crate::settings::absolute(p).into());
+    }
+    if let Some(p) = &s.basic_auth_file {
+        push("--basic-auth-file", crate::settings::absolute(p).into());
+    }
+    if let Some(v) = s.batch_max {
+        push("--batch-max", v.to_string().into());
+    }
+    if let Some(v) = s.batch_wait {
+        push("--batch-wait", dur(v));
+    }
+    if let Some(v) = s.concurrency {
+        push("--concurrency", v.to_string().into());
+    }
+    if s.durable {
+        out.push("--durable".into());
+    }
+    if s.insecure_tls {
+        out.push("--insecure-tls".into());
+    }
 }
 
 /// Opens the daemon log for appending (created 0600).
@@ -286,6 +335,21 @@ mod tests {
             backoff: Some(Duration::from_millis(1500)),
             circuit_threshold: Some(4),
             circuit_cooldown: Some(Duration::from_secs(30)),
+            settings: SettingsArgs {
+                events: vec!["handshake.*".into(), "trust.*".into()],
+                exclude: vec!["data.datagram".into()],
+                durable: true,
+                max_spool_bytes: Some(1024),
+                discard_after: Some(Duration::from_secs(3600)),
+                max_backoff: Some(Duration::from_secs(60)),
+                headers: vec!["X-A: 1".into(), "X-B: 2".into()],
+                bearer_token_file: Some("/t/token".into()),
+                basic_auth_file: None,
+                insecure_tls: true,
+                batch_max: Some(10),
+                batch_wait: Some(Duration::from_millis(50)),
+                concurrency: Some(2),
+            },
         };
         let got: Vec<String> = daemon_args(&args, Path::new("/h/pilot.sock"))
             .into_iter()
@@ -316,6 +380,30 @@ mod tests {
                 "4",
                 "--circuit-cooldown",
                 "30s",
+                "--events",
+                "handshake.*,trust.*",
+                "--exclude",
+                "data.datagram",
+                "--max-spool-bytes",
+                "1024",
+                "--discard-after",
+                "1h",
+                "--max-backoff",
+                "1m",
+                "--header",
+                "X-A: 1",
+                "--header",
+                "X-B: 2",
+                "--bearer-token-file",
+                "/t/token",
+                "--batch-max",
+                "10",
+                "--batch-wait",
+                "50ms",
+                "--concurrency",
+                "2",
+                "--durable",
+                "--insecure-tls",
             ]
         );
         for d in ["500ms", "1s 500ms", "30s"] {

@@ -17,7 +17,7 @@
 //! reports every id missing from that stretch (and the next), including ones the pattern left
 //! out: conservative, never the other way round.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// event ids never repeat (its bus starts after [`Spool::last_event_id`]).
 pub fn durable_webhook_id(event: &Event) -> String {
     format!("msg_{}_{}", event.node_id, event.event_id)
+}
+
+/// A spooler's progress, readable while it runs (the plugin's stats use it).
+#[derive(Debug, Default)]
+pub(crate) struct SpoolerCounters {
+    /// Events taken from the subscription and settled: written to the spool, dropped for space
+    /// on the way in, refused, or lost at stop. The ones the subscription received but that are
+    /// not settled yet are still on their way into the spool.
+    pub(crate) settled: AtomicU64,
+    /// Records dropped to stay within `max_bytes` (stored ones and incoming ones).
+    pub(crate) dropped_full: AtomicU64,
+    /// Events the subscription received that never reached the spool: refused (ids not above
+    /// its high-water mark) or still unwritten when the spooler stopped.
+    pub(crate) refused: AtomicU64,
 }
 
 /// What a spooler did, returned when it stops.
@@ -72,11 +86,23 @@ pub struct SpoolerReport {
 /// events it could not write are reported lost. `sub` and `sink` should come from one
 /// [`pilot_core::Bus::subscribe_durable`] call, so they start at the same event.
 pub async fn run_spooler(
+    sub: Subscription,
+    spool: Arc<Spool>,
+    sink: DurableSink,
+    notify: Arc<Notify>,
+    stop: CancellationToken,
+) -> SpoolerReport {
+    run_spooler_counted(sub, spool, sink, notify, stop, &SpoolerCounters::default()).await
+}
+
+/// [`run_spooler`], counting its progress into `counters` as it goes.
+pub(crate) async fn run_spooler_counted(
     mut sub: Subscription,
     spool: Arc<Spool>,
     sink: DurableSink,
     notify: Arc<Notify>,
     stop: CancellationToken,
+    counters: &SpoolerCounters,
 ) -> SpoolerReport {
     let mut report = SpoolerReport::default();
     let mut seen = sink.durable();
@@ -144,6 +170,12 @@ pub async fn run_spooler(
             );
         }
         if !stale.is_empty() {
+            counters
+                .refused
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
+            counters
+                .settled
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
             error!(
                 count = stale.len(),
                 high_water,
@@ -153,7 +185,17 @@ pub async fn run_spooler(
         }
         let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e)).collect();
         if !records.is_empty() {
-            if !persist(&spool, &records, &sink, &stop, stopping, &mut report).await {
+            let before = report.dropped_for_space;
+            let written = persist(&spool, &records, &sink, &stop, stopping, &mut report).await;
+            let n = records.len() as u64;
+            if written {
+                let dropped = report.dropped_for_space - before;
+                counters.dropped_full.fetch_add(dropped, Ordering::Relaxed);
+            } else {
+                counters.refused.fetch_add(n, Ordering::Relaxed);
+            }
+            counters.settled.fetch_add(n, Ordering::Relaxed);
+            if !written {
                 let (first, last) = (records[0].event_id, records[records.len() - 1].event_id);
                 sink.lost(
                     first,
@@ -165,6 +207,19 @@ pub async fn run_spooler(
                     first,
                     last, "webhook spooler stopped with events it could not write; they are lost"
                 );
+                // The subscription is detached by now: what is still buffered is lost too.
+                let mut rest = 0u64;
+                while let Some(event) = sub.try_recv() {
+                    sink.lost(
+                        event.event_id,
+                        event.event_id,
+                        "the spooler stopped before it could write them",
+                    );
+                    rest += 1;
+                }
+                counters.refused.fetch_add(rest, Ordering::Relaxed);
+                counters.settled.fetch_add(rest, Ordering::Relaxed);
+                report.lost += rest;
                 break;
             }
             notify.notify_one();

@@ -6,6 +6,7 @@ mod support;
 
 mod circuit;
 mod delivery;
+mod durable;
 mod filters;
 mod logging;
 mod queue;

@@ -56,11 +56,11 @@ pub async fn settled(plugin: &WebhookPlugin) -> Stats {
     stats
 }
 
-/// queued = delivered + failed + circuit_skips + filtered + (dropped - queue-full drops) + depth
-/// + in flight.
+/// queued + recovered = delivered + failed + circuit_skips + filtered + (dropped - queue-full
+/// drops) + depth + in flight.
 pub fn assert_balanced(s: &Stats) {
     assert_eq!(
-        s.queued,
+        s.queued + s.recovered,
         s.delivered
             + s.failed
             + s.circuit_skips

@@ -36,6 +36,8 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
     if let Some(url) = &args.webhook {
         pilot_core::webhook_url::validate(url)?;
     }
+    // Checked here so a bad flag starts nothing; the daemon merges them over the config's.
+    let overrides = crate::settings::from_flags(&args.settings)?;
     let env = ctx.env()?;
     let node_id = match args.node_id {
         Some(n) => n,
@@ -68,6 +70,7 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
         }
     }
     env.home.ensure()?;
+    crate::settings::warn_insecure(&overrides);
     let bin = process::locate_daemon().map_err(|m| CliError::new(code::START_FAILED, m))?;
     let daemon_args = process::daemon_args(args, &env.socket);
 

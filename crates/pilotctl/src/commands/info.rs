@@ -64,17 +64,61 @@ pub fn info_text(info: &InfoReply) -> String {
 }
 
 fn webhook_text(w: &WebhookStatus) -> String {
-    let mut rows = vec![
-        ("url", w.url.clone().unwrap_or_else(|| "(none)".into())),
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut rows = vec![("url", w.url.clone().unwrap_or_else(|| "(none)".into()))];
+    if let Some(reason) = &w.disabled {
+        let at = w
+            .disabled_at
+            .as_deref()
+            .map(|t| format!(" (at {t})"))
+            .unwrap_or_default();
+        rows.push((
+            "disabled",
+            format!("{reason}{at}; `pilotctl set-webhook` enables it again"),
+        ));
+    }
+    rows.push(("signing", yes_no(w.signing)));
+    rows.push(("durable", yes_no(w.settings.durable)));
+    let filters = match (w.settings.events.is_empty(), w.settings.exclude.is_empty()) {
+        (true, true) => "(none: every event)".to_string(),
+        _ => {
+            let mut parts = Vec::new();
+            if !w.settings.events.is_empty() {
+                parts.push(format!("events={}", w.settings.events.join(",")));
+            }
+            if !w.settings.exclude.is_empty() {
+                parts.push(format!("exclude={}", w.settings.exclude.join(",")));
+            }
+            parts.join(" ")
+        }
+    };
+    rows.push(("filters", filters));
+    let mut other = crate::commands::webhook::settings_rows(&w.settings);
+    other.retain(|(k, _)| !matches!(*k, "events" | "exclude" | "durable"));
+    rows.extend(other);
+    rows.extend([
         ("circuit", w.circuit.clone()),
         ("queue", format!("{}/{}", w.queue_depth, w.queue_capacity)),
+        ("in flight", w.in_flight.to_string()),
+    ]);
+    if let Some(sp) = &w.spool {
+        rows.push((
+            "spool",
+            format!(
+                "{} events, {}/{} bytes, {} dropped (full), {} expired ({})",
+                sp.depth, sp.bytes, sp.max_bytes, sp.dropped_full, sp.expired, sp.path
+            ),
+        ));
+    }
+    rows.extend([
         ("queued", w.queued.to_string()),
         ("delivered", w.delivered.to_string()),
         ("failed", w.failed.to_string()),
         ("retries", w.retries.to_string()),
         ("dropped", w.dropped.to_string()),
+        ("filtered", w.filtered.to_string()),
         ("circuit skips", w.circuit_skips.to_string()),
-    ];
+    ]);
     if let Some(e) = &w.last_error {
         let at = w
             .last_error_at
@@ -114,6 +158,12 @@ mod tests {
                 "queue_depth": 1, "queue_capacity": 1024, "queued": 10, "delivered": 8,
                 "failed": 1, "retries": 2, "dropped": 0, "circuit_skips": 0,
                 "last_error": "HTTP 500", "last_error_at": "2026-01-15T12:01:00Z",
+                "settings": {"events": ["handshake.*", "trust.*"], "exclude": ["data.datagram"],
+                             "durable": true, "headers": ["X-Team: ***"], "batch_max": 10},
+                "signing": true, "disabled": "HTTP 410 Gone from http://localhost:8080/events",
+                "disabled_at": "2026-01-15T12:02:00Z", "filtered": 4, "in_flight": 1,
+                "spool": {"path": "/h/webhook-spool.redb", "depth": 3, "bytes": 300,
+                          "max_bytes": 1000, "dropped_full": 0, "expired": 0},
                 "options": {"queue_size": 1024, "timeout": "5s", "max_attempts": 3,
                             "backoff": "1s", "circuit_threshold": 5, "circuit_cooldown": "30s"}
             },
@@ -133,13 +183,22 @@ socket:  /h/pilot.sock
 
 webhook
   url:           http://localhost:8080/events
+  disabled:      HTTP 410 Gone from http://localhost:8080/events (at 2026-01-15T12:02:00Z); `pilotctl set-webhook` enables it again
+  signing:       yes
+  durable:       yes
+  filters:       events=handshake.*,trust.* exclude=data.datagram
+  header:        X-Team: ***
+  batch max:     10
   circuit:       closed
   queue:         1/1024
+  in flight:     1
+  spool:         3 events, 300/1000 bytes, 0 dropped (full), 0 expired (/h/webhook-spool.redb)
   queued:        10
   delivered:     8
   failed:        1
   retries:       2
   dropped:       0
+  filtered:      4
   circuit skips: 0
   last error:    HTTP 500 (at 2026-01-15T12:01:00Z)
   options:       queue_size=1024 timeout=5s max_attempts=3 backoff=1s circuit_threshold=5 circuit_cooldown=30s
@@ -156,6 +215,12 @@ bus
     fn no_webhook_says_none() {
         let text = webhook_text(&WebhookStatus::default());
         assert!(text.contains("url:           (none)"), "{text}");
+        assert!(text.contains("signing:       no"), "{text}");
+        assert!(
+            text.contains("filters:       (none: every event)"),
+            "{text}"
+        );
+        assert!(!text.contains("disabled"), "{text}");
         assert!(!text.contains("last error"));
     }
 }

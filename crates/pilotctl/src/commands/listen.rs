@@ -1,9 +1,13 @@
 //! `listen`: a local webhook receiver for trying pilot out. It answers every POST to its path
-//! with 200 and prints one line per delivery; other paths get 404.
+//! with 200 and prints one line per event; other paths get 404.
 //!
-//! Text lines read `#<event_id> <event> node=<node_id> <timestamp> <data>`; with `--json` the
-//! whole body is printed as one line. `listening on http://ADDR/PATH` goes to stderr once the
-//! socket is bound, so scripts can wait for it.
+//! Text lines read `#<event_id> <event> node=<node_id> <timestamp> <data>`; with `--json` each
+//! event is printed as one JSON line. A batch body `{"events":[...]}` prints one line per
+//! event. With `--secret` (or `--secret-file`) each delivery's signature is checked
+//! ([`crate::verify`]): lines end with `verified` or `INVALID SIGNATURE (...)` (with `--json`,
+//! a `"verified"` field), and an invalid delivery is answered 401.
+//! `listening on http://ADDR/PATH` goes to stderr once the socket is bound, so scripts can wait
+//! for it.
 
 use std::convert::Infallible;
 use std::io::{self, Write};
@@ -27,6 +31,7 @@ use tokio::sync::Notify;
 use crate::cli::ListenArgs;
 use crate::context::Context;
 use crate::output::{one_line, print_line, CliError, Output};
+use crate::verify::{Signed, Verdict, Verifier};
 
 /// The largest delivery body accepted.
 const MAX_BODY: usize = 1024 * 1024;
@@ -37,6 +42,7 @@ struct State {
     path: String,
     json: bool,
     count: Option<u64>,
+    verifier: Option<Verifier>,
     seen: AtomicU64,
     done: Notify,
 }
@@ -44,6 +50,7 @@ struct State {
 /// `listen`.
 pub async fn run(ctx: &Context, args: &ListenArgs) -> Result<Output, CliError> {
     let path = normalize_path(&args.path)?;
+    let verifier = secret(args)?.map(|s| Verifier::new(&s));
     let listener = TcpListener::bind(&args.addr)
         .await
         .map_err(|e| CliError::io(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -58,6 +65,7 @@ pub async fn run(ctx: &Context, args: &ListenArgs) -> Result<Output, CliError> {
         path,
         json: ctx.json,
         count: args.count,
+        verifier,
         seen: AtomicU64::new(0),
         done: Notify::new(),
     });
@@ -89,6 +97,24 @@ pub async fn run(ctx: &Context, args: &ListenArgs) -> Result<Output, CliError> {
     }
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
     Ok(Output::Streamed)
+}
+
+/// The secret of `--secret` or `--secret-file` (its first line).
+fn secret(args: &ListenArgs) -> Result<Option<String>, CliError> {
+    let secret = match (&args.secret, &args.secret_file) {
+        (Some(s), _) => s.trim().to_string(),
+        (None, Some(path)) => crate::settings::read_small(path, "--secret-file")?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    if secret.is_empty() {
+        return Err(CliError::invalid_argument("the secret is empty"));
+    }
+    Ok(Some(secret))
 }
 
 /// `events` and `/events` both mean `/events`.
@@ -125,6 +151,18 @@ async fn handle(
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return Ok(r);
     }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (id, ts, sig, pilot) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        header("x-pilot-signature-256"),
+    );
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE)),
@@ -135,16 +173,79 @@ async fn handle(
         // Past --count: the receiver is closing, so let the sender try again elsewhere.
         return Ok(reply(StatusCode::SERVICE_UNAVAILABLE));
     }
-    let line = if state.json {
-        one_line(&String::from_utf8_lossy(&body)).into_owned()
-    } else {
-        delivery_line(&body)
-    };
-    let printed = print_line(&line);
+    let verdict = state.verifier.as_ref().map(|v| {
+        let signed = Signed {
+            webhook_id: id.as_deref(),
+            webhook_timestamp: ts.as_deref(),
+            webhook_signature: sig.as_deref(),
+            pilot_signature: pilot.as_deref(),
+        };
+        v.verify(&signed, &body, jiff::Timestamp::now().as_second())
+    });
+    let lines = delivery_lines(&body, state.json, verdict.as_ref());
+    let printed = lines.iter().try_for_each(|l| print_line(l));
     if printed.is_err() || state.count == Some(n) {
         state.done.notify_one();
     }
-    Ok(reply(StatusCode::OK))
+    Ok(reply(match verdict {
+        Some(Verdict::Invalid(_)) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::OK,
+    }))
+}
+
+/// The lines printed for one delivery: one per event (a batch `{"events":[...]}` has
+/// several), each with the verdict when signatures are checked.
+pub fn delivery_lines(body: &[u8], json: bool, verdict: Option<&Verdict>) -> Vec<String> {
+    let events: Vec<Value> = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut o))
+            if o.len() == 1 && o.get("events").is_some_and(Value::is_array) =>
+        {
+            match o.remove("events") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            }
+        }
+        // One event, no verdict to add: the body exactly as it came.
+        Ok(Value::Object(_)) if json && verdict.is_none() => {
+            return vec![one_line(&String::from_utf8_lossy(body)).into_owned()]
+        }
+        Ok(v @ Value::Object(_)) => vec![v],
+        _ => {
+            let raw = one_line(&String::from_utf8_lossy(body)).into_owned();
+            let line = if json {
+                raw
+            } else {
+                format!("(not a pilot event) {raw}")
+            };
+            return vec![with_verdict_text(line, json, verdict)];
+        }
+    };
+    events
+        .into_iter()
+        .map(|event| {
+            if json {
+                match (event, verdict) {
+                    (Value::Object(mut o), Some(v)) => {
+                        o.insert("verified".into(), Value::Bool(v.is_verified()));
+                        Value::Object(o).to_string()
+                    }
+                    (event, _) => event.to_string(),
+                }
+            } else {
+                let text = delivery_line(event.to_string().as_bytes());
+                with_verdict_text(text, false, verdict)
+            }
+        })
+        .collect()
+}
+
+/// Appends `  verified` or `  INVALID SIGNATURE (why)` to a text line.
+fn with_verdict_text(line: String, json: bool, verdict: Option<&Verdict>) -> String {
+    match (json, verdict) {
+        (false, Some(Verdict::Verified { .. })) => format!("{line}  verified"),
+        (false, Some(Verdict::Invalid(why))) => format!("{line}  INVALID SIGNATURE ({why})"),
+        _ => line,
+    }
 }
 
 #[derive(Deserialize)]
@@ -203,6 +304,37 @@ mod tests {
     }
 
     #[test]
+    fn batches_print_one_line_per_event_with_the_verdict() {
+        let body = br#"{"events":[{"event_id":1,"event":"a.b","node_id":0,"timestamp":"t"},{"event_id":2,"event":"a.c","node_id":0,"timestamp":"t","data":{"k":1}}]}"#;
+        assert_eq!(
+            delivery_lines(body, false, None),
+            ["#1 a.b node=0 t", r#"#2 a.c node=0 t {"k":1}"#]
+        );
+        let ok = Verdict::Verified { scheme: "standard" };
+        assert_eq!(
+            delivery_lines(body, true, Some(&ok)),
+            [
+                r#"{"event_id":1,"event":"a.b","node_id":0,"timestamp":"t","verified":true}"#,
+                r#"{"event_id":2,"event":"a.c","node_id":0,"timestamp":"t","data":{"k":1},"verified":true}"#
+            ]
+        );
+        let bad = Verdict::Invalid("no webhook-signature entry matches".into());
+        let single = br#"{"event_id":3,"event":"a.b","node_id":0,"timestamp":"t"}"#;
+        assert_eq!(
+            delivery_lines(single, false, Some(&bad)),
+            ["#3 a.b node=0 t  INVALID SIGNATURE (no webhook-signature entry matches)"]
+        );
+        assert_eq!(
+            delivery_lines(single, true, None),
+            [r#"{"event_id":3,"event":"a.b","node_id":0,"timestamp":"t"}"#]
+        );
+        assert_eq!(
+            delivery_lines(b"junk", false, Some(&ok)),
+            ["(not a pilot event) junk  verified"]
+        );
+    }
+
+    #[test]
     fn paths_are_normalized() {
         assert_eq!(normalize_path("/events").unwrap(), "/events");
         assert_eq!(normalize_path("hooks/x").unwrap(), "/hooks/x");
@@ -233,6 +365,8 @@ mod tests {
             addr: addr.to_string(),
             path: "/events".into(),
             count: Some(2),
+            secret: None,
+            secret_file: None,
         };
         let server = tokio::spawn(async move { run(&Context::default(), &args).await });
         let body = r#"{"event_id":1,"event":"a.b","node_id":0,"timestamp":"t"}"#;

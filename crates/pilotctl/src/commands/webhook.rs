@@ -1,45 +1,116 @@
-//! `set-webhook` and `clear-webhook`: persist the URL in `config.json`, then apply it to the
-//! running daemon (no daemon is fine: it takes effect on the next start).
+//! `set-webhook` and `clear-webhook`: persist the URL (config `webhook`), its settings (config
+//! `webhook_settings`) and the signing secret (`webhook_secret.json`), then apply them to the
+//! running daemon (no daemon is fine: they take effect on the next start).
+//!
+//! Everything is checked before anything is written: the URL, the settings and their files,
+//! the secret, and that the secret file (when it is to change) is not corrupt.
 
 use std::path::PathBuf;
 
-use pilot_core::{ConfigError, ConfigFile};
-use pilot_ipc::{Client, ClientError};
+use pilot_core::{ConfigError, ConfigFile, WebhookSettings};
+use pilot_ipc::protocol::ReloadSecretsReply;
+use pilot_ipc::{Client, ClientError, Request};
 use serde::Serialize;
 
+use crate::cli::SetWebhookArgs;
+use crate::commands::secret::{self, SecretChange};
 use crate::context::Context;
-use crate::output::{CliError, Output};
+use crate::output::{aligned, CliError, Output};
+use crate::settings;
+
+/// The config key of the persisted settings.
+pub const SETTINGS_KEY: &str = "webhook_settings";
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct WebhookResult {
     pub webhook: String,
     pub applied: bool,
+    /// The settings persisted (header values masked); left out when all are defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<WebhookSettings>,
+    /// Whether requests are signed; only when a secret flag was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<bool>,
+    /// The secret `--generate-secret` made (shown this once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
-/// `set-webhook URL`.
-pub async fn set(ctx: &Context, url: &str) -> Result<Output, CliError> {
-    pilot_core::webhook_url::validate(url)?;
-    let url = url.trim().to_string();
-    let socket = persist(ctx, |c| c.set("webhook", url.clone().into()))?;
+/// `set-webhook URL [settings] [secret]`.
+pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliError> {
+    pilot_core::webhook_url::validate(&args.url)?;
+    let url = args.url.trim().to_string();
+    let webhook_settings = settings::from_flags(&args.settings)?;
+    let change = secret::change_from_flags(&args.secret)?;
+    let home = ctx.home()?;
+    // A corrupt secret file is reported before anything is written.
+    let mut store = match &change {
+        Some(_) => Some(secret::load(&home)?),
+        None => None,
+    };
+    settings::warn_insecure(&webhook_settings);
+    let persisted = webhook_settings.clone();
+    let socket = persist(ctx, |c| {
+        c.set("webhook", url.clone().into());
+        if persisted.is_default() {
+            c.remove(SETTINGS_KEY);
+        } else {
+            c.set(
+                SETTINGS_KEY,
+                serde_json::to_value(&persisted).unwrap_or_default(),
+            );
+        }
+    })?;
+    if let (Some(store), Some(change)) = (store.as_mut(), &change) {
+        secret::save(store, change)
+            .map_err(|e| e.context("the webhook is saved to config.json, but the secret"))?;
+    }
+    let sent = webhook_settings.clone();
     let applied = apply(&socket, |mut c| {
         let url = url.clone();
-        async move { c.set_webhook(&url).await.map(drop) }
+        async move {
+            c.set_webhook_with(&url, sent).await?;
+            let _: ReloadSecretsReply = c.call(&Request::ReloadSecrets).await?;
+            Ok(())
+        }
     })
     .await?;
-    Ok(report(url, applied))
+    let (signing, generated) = match change {
+        None => (None, None),
+        Some(SecretChange::Remove) => (Some(false), None),
+        Some(SecretChange::Set { secret, generated }) => (Some(true), generated.then_some(secret)),
+    };
+    let result = WebhookResult {
+        webhook: url,
+        applied,
+        settings: (!webhook_settings.is_default()).then(|| webhook_settings.redacted()),
+        signing,
+        secret: generated,
+    };
+    let text = set_text(&result);
+    Ok(Output::report(&result, text))
 }
 
-/// `clear-webhook`.
+/// `clear-webhook`: removes `webhook` and `webhook_settings` (the secret file stays).
 pub async fn clear(ctx: &Context) -> Result<Output, CliError> {
     let socket = persist(ctx, |c| {
         c.remove("webhook");
+        c.remove(SETTINGS_KEY);
     })?;
     let applied = apply(
         &socket,
         |mut c| async move { c.clear_webhook().await.map(drop) },
     )
     .await?;
-    Ok(report(String::new(), applied))
+    let result = WebhookResult {
+        webhook: String::new(),
+        applied,
+        settings: None,
+        signing: None,
+        secret: None,
+    };
+    let text = result_text("", applied);
+    Ok(Output::report(&result, text))
 }
 
 /// Edits `config.json` under its lock and returns the socket the edited config points at.
@@ -73,9 +144,76 @@ fn not_applied(e: ClientError) -> CliError {
         .context("saved to config.json, but the running daemon did not take the change")
 }
 
-fn report(webhook: String, applied: bool) -> Output {
-    let text = result_text(&webhook, applied);
-    Output::report(&WebhookResult { webhook, applied }, text)
+/// The text of `set-webhook`: the URL, the settings and the secret, then where it applies.
+fn set_text(r: &WebhookResult) -> String {
+    let mut out = format!("webhook set: {}", r.webhook);
+    if let Some(s) = &r.settings {
+        let rows = settings_rows(s);
+        if !rows.is_empty() {
+            out.push('\n');
+            out.push_str(&aligned(&rows, 2));
+        }
+    }
+    match (&r.secret, r.signing) {
+        (Some(secret), _) => out.push_str(&format!(
+            "\nsigning secret (shown once; `pilotctl webhook secret show` prints it again):\n{secret}"
+        )),
+        (None, Some(true)) => out.push_str("\nsigning secret saved"),
+        (None, Some(false)) => out.push_str("\nsigning secret removed: requests are unsigned"),
+        (None, None) => {}
+    }
+    let applied = result_text("", r.applied);
+    let applied = applied.lines().last().unwrap_or_default();
+    format!("{out}\n{applied}")
+}
+
+/// One `label: value` row per setting that is not at its default (header values as given).
+pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
+    let dur = |d: std::time::Duration| pilot_core::duration::format(d);
+    let mut rows = Vec::new();
+    if !s.events.is_empty() {
+        rows.push(("events", s.events.join(", ")));
+    }
+    if !s.exclude.is_empty() {
+        rows.push(("exclude", s.exclude.join(", ")));
+    }
+    if s.durable {
+        rows.push(("durable", "yes".to_string()));
+    }
+    if let Some(n) = s.max_spool_bytes {
+        rows.push(("max spool bytes", n.to_string()));
+    }
+    if let Some(d) = s.discard_after {
+        rows.push(("discard after", dur(d)));
+    }
+    if let Some(d) = s.max_backoff {
+        rows.push(("max backoff", dur(d)));
+    }
+    for h in &s.headers {
+        rows.push(("header", h.clone()));
+    }
+    if let Some(p) = &s.bearer_token_file {
+        rows.push(("bearer token file", p.display().to_string()));
+    }
+    if let Some(p) = &s.basic_auth_file {
+        rows.push(("basic auth file", p.display().to_string()));
+    }
+    if s.insecure_tls {
+        rows.push((
+            "insecure tls",
+            "yes (certificates are not checked)".to_string(),
+        ));
+    }
+    if let Some(n) = s.batch_max {
+        rows.push(("batch max", n.to_string()));
+    }
+    if let Some(d) = s.batch_wait {
+        rows.push(("batch wait", dur(d)));
+    }
+    if let Some(n) = s.concurrency {
+        rows.push(("concurrency", n.to_string()));
+    }
+    rows
 }
 
 /// `webhook set: URL` or `webhook cleared`, then where it took effect.
@@ -107,12 +245,38 @@ mod tests {
             result_text("", false),
             "webhook cleared\nwill take effect on next daemon start"
         );
-        let Output::Report { data, .. } = report("http://x/".into(), false) else {
-            panic!()
+        let plain = WebhookResult {
+            webhook: "http://x/".into(),
+            applied: false,
+            settings: None,
+            signing: None,
+            secret: None,
         };
         assert_eq!(
-            data.to_string(),
+            serde_json::to_string(&plain).unwrap(),
             r#"{"webhook":"http://x/","applied":false}"#
+        );
+        assert_eq!(
+            set_text(&plain),
+            "webhook set: http://x/\nwill take effect on next daemon start"
+        );
+        let full = WebhookResult {
+            settings: Some(WebhookSettings {
+                events: vec!["handshake.*".into(), "trust.*".into()],
+                headers: vec!["X-Team: ***".into()],
+                batch_max: Some(10),
+                ..Default::default()
+            }),
+            signing: Some(true),
+            secret: Some("whsec_abc".into()),
+            applied: true,
+            ..plain
+        };
+        assert_eq!(
+            set_text(&full),
+            "webhook set: http://x/\n  events:    handshake.*, trust.*\n  header:    X-Team: ***\n  \
+             batch max: 10\nsigning secret (shown once; `pilotctl webhook secret show` prints it \
+             again):\nwhsec_abc\napplied to running daemon"
         );
     }
 }

@@ -1,0 +1,90 @@
+//! Extra headers, Bearer and Basic auth from files, and `--insecure-tls`, end to end: what the
+//! receiver gets, and that header values and credentials never reach `pilot.log` or `info`.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use pilot_tests::{Env, Receiver};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn extra_headers_and_bearer_then_basic_auth_arrive_and_never_leak() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    let token = env.tmp.path().join("token");
+    std::fs::write(&token, "tok-LEAKCHECK-123\n").unwrap();
+    env.ctl_json(&[
+        "set-webhook",
+        &rx.url(),
+        "--header",
+        "X-Team: blue-LEAKCHECK-456",
+        "--header",
+        "X-Env: e2e",
+        "--bearer-token-file",
+        token.to_str().unwrap(),
+    ])
+    .data();
+    env.start(&["--log-level", "trace"]);
+    env.emit("a.b", None);
+    let got = rx.wait_for(2, WAIT);
+    for r in &got {
+        assert_eq!(r.header("x-team"), Some("blue-LEAKCHECK-456"));
+        assert_eq!(r.header("x-env"), Some("e2e"));
+        assert_eq!(r.header("authorization"), Some("Bearer tok-LEAKCHECK-123"));
+    }
+    let info = env.ctl_json(&["info"]);
+    assert_eq!(
+        info.data()["webhook"]["settings"]["headers"],
+        json!(["X-Team: ***", "X-Env: ***"])
+    );
+    assert!(!info.stdout.contains("LEAKCHECK"), "{}", info.stdout);
+
+    // Settings are replaced as a whole: the headers and the bearer token go.
+    let basic = env.tmp.path().join("basic");
+    std::fs::write(&basic, "alice:pw-LEAKCHECK-789\n").unwrap();
+    env.ctl_json(&[
+        "set-webhook",
+        &rx.url(),
+        "--basic-auth-file",
+        basic.to_str().unwrap(),
+    ])
+    .data();
+    env.emit("c.d", None);
+    let got = rx.wait_for(3, WAIT);
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw-LEAKCHECK-789")
+    );
+    assert_eq!(got[2].header("authorization"), Some(want.as_str()));
+    assert_eq!(got[2].header("x-team"), None);
+    env.stop();
+    let log = env.log();
+    assert!(!log.is_empty());
+    assert!(!log.contains("LEAKCHECK"), "pilot.log leaks:\n{log}");
+    assert!(
+        !log.contains(&want[6..]),
+        "pilot.log leaks basic credentials"
+    );
+}
+
+#[test]
+fn insecure_tls_warns_and_persists() {
+    let env = Env::new();
+    let run = env.ctl_json(&[
+        "set-webhook",
+        "https://127.0.0.1:9/events",
+        "--insecure-tls",
+    ]);
+    assert!(
+        run.stderr.contains("warning: --insecure-tls"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.data()["settings"]["insecure_tls"], true);
+    assert_eq!(env.config()["webhook_settings"]["insecure_tls"], true);
+    let plain = env.ctl_json(&["set-webhook", "https://127.0.0.1:9/events"]);
+    assert!(plain.stderr.is_empty(), "{}", plain.stderr);
+    assert!(env.config().get("webhook_settings").is_none());
+}

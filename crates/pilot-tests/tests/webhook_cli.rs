@@ -1,0 +1,234 @@
+//! `set-webhook` settings and secrets on disk: what config.json and the secret file hold, that
+//! every bad flag changes nothing, that `clear-webhook` keeps the secret, that the durable and
+//! spool flags persist and show in `info`, and that a malformed settings object or secret file
+//! stops `daemon start` with an error naming the file.
+
+use std::os::unix::fs::PermissionsExt;
+
+use pilot_tests::Env;
+use serde_json::json;
+
+const URL: &str = "http://localhost:8080/events";
+
+#[test]
+fn settings_are_persisted_whole_and_replaced_by_the_next_set_webhook() {
+    let env = Env::new();
+    env.write_config(r#"{"registry":"r:9000","hostname":"n1"}"#);
+    let d = env
+        .ctl_json(&[
+            "set-webhook",
+            URL,
+            "--durable",
+            "--max-spool-bytes",
+            "1MiB",
+            "--discard-after",
+            "1h",
+            "--max-backoff",
+            "30s",
+            "--events",
+            "a.*",
+            "--header",
+            "X-Key: hunter2",
+            "--batch-max",
+            "50",
+            "--batch-wait",
+            "20ms",
+            "--concurrency",
+            "2",
+        ])
+        .data();
+    assert_eq!(d["applied"], false);
+    assert_eq!(d["settings"]["headers"], json!(["X-Key: ***"]));
+    let config = env.config();
+    assert_eq!(
+        config,
+        json!({
+            "registry": "r:9000",
+            "hostname": "n1",
+            "webhook": URL,
+            "webhook_settings": {
+                "events": ["a.*"],
+                "durable": true,
+                "headers": ["X-Key: hunter2"],
+                "batch_max": 50,
+                "batch_wait": "20ms",
+                "concurrency": 2,
+                "max_spool_bytes": 1048576,
+                "discard_after": "1h",
+                "max_backoff": "30s"
+            }
+        })
+    );
+    let mode = std::fs::metadata(env.config_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The next set-webhook replaces the whole object; defaults leave no key.
+    env.ctl_json(&["set-webhook", URL, "--exclude", "b.c"])
+        .data();
+    assert_eq!(
+        env.config()["webhook_settings"],
+        json!({"exclude": ["b.c"]})
+    );
+    env.ctl_json(&["set-webhook", URL]).data();
+    assert!(env.config().get("webhook_settings").is_none());
+}
+
+#[test]
+fn durable_and_spool_flags_show_in_info_and_daemon_start_does_not_persist_them() {
+    let env = Env::new();
+    let rx = pilot_tests::Receiver::start();
+    let url = rx.url();
+    let url = url.as_str();
+    env.ctl_json(&[
+        "set-webhook",
+        url,
+        "--durable",
+        "--max-spool-bytes",
+        "2MiB",
+        "--discard-after",
+        "2h",
+    ])
+    .data();
+    env.start(&[]);
+    let s = env.info()["webhook"]["settings"].clone();
+    assert_eq!(s["durable"], true, "{s}");
+    assert_eq!(s["max_spool_bytes"], 2 * 1024 * 1024);
+    assert_eq!(s["discard_after"], "2h");
+    let text = pilot_tests::squeeze(&env.ctl(&["info"]).stdout);
+    assert!(text.contains("durable: yes"), "{text}");
+    assert!(text.contains("max spool bytes: 2097152"), "{text}");
+    assert!(text.contains("discard after: 2h"), "{text}");
+    env.stop();
+
+    env.ctl_json(&["set-webhook", url]).data();
+    let before = env.read_config();
+    env.start(&["--durable", "--max-backoff", "1m", "--batch-max", "5"]);
+    let s = env.info()["webhook"]["settings"].clone();
+    assert_eq!(s["durable"], true, "{s}");
+    assert_eq!(s["max_backoff"], "1m");
+    assert_eq!(s["batch_max"], 5);
+    assert_eq!(env.read_config(), before);
+}
+
+#[test]
+fn bad_flags_change_nothing() {
+    let env = Env::new();
+    env.write_config(r#"{"webhook":"http://localhost:1/x"}"#);
+    let before = env.read_config();
+    let tmp = env.tmp.path();
+    let missing = tmp.join("missing").display().to_string();
+    let bad: &[&[&str]] = &[
+        &["set-webhook", URL, "--events", "a*"],
+        &["set-webhook", URL, "--exclude", ""],
+        &["set-webhook", URL, "--header", "no colon"],
+        &["set-webhook", URL, "--header", "Bad Name: v"],
+        &["set-webhook", URL, "--bearer-token-file", &missing],
+        &["set-webhook", URL, "--basic-auth-file", &missing],
+        &["set-webhook", URL, "--secret-file", &missing],
+        &["set-webhook", URL, "--secret", "whsec_!!notbase64"],
+        &["set-webhook", URL, "--secret", ""],
+        &["set-webhook", URL, "--batch-max", "0"],
+        &["set-webhook", URL, "--concurrency", "-1"],
+        &["set-webhook", URL, "--max-spool-bytes", "lots"],
+        &["set-webhook", URL, "--discard-after", "soon"],
+        &["set-webhook", URL, "--secret", "a", "--generate-secret"],
+        &["set-webhook", URL, "--generate-secret", "--no-secret"],
+        &[
+            "set-webhook",
+            URL,
+            "--bearer-token-file",
+            "a",
+            "--basic-auth-file",
+            "b",
+        ],
+        &["set-webhook", "ftp://x/", "--generate-secret"],
+    ];
+    for args in bad {
+        let run = env.ctl_json(args);
+        assert_eq!(run.error_code(), "invalid_argument", "{args:?}: {run:?}");
+        assert_eq!(env.read_config(), before, "{args:?} changed config.json");
+        assert!(!env.secret_path().exists(), "{args:?} wrote a secret");
+        // Text mode: exit 1 too, and nothing on stdout.
+        let text = env.ctl(args);
+        assert_eq!(text.code, 1, "{args:?}: {text:?}");
+        assert!(text.stdout.is_empty(), "{args:?}: {text:?}");
+    }
+}
+
+#[test]
+fn a_corrupt_secret_file_is_never_overwritten_and_stops_the_daemon_start() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.pilot_home).unwrap();
+    std::fs::write(env.secret_path(), "{not json").unwrap();
+    let run = env.ctl_json(&["set-webhook", URL, "--secret", "x"]);
+    assert_eq!(run.error_code(), "config_error");
+    assert!(run.stderr.contains("webhook_secret.json"), "{}", run.stderr);
+    assert!(!env.config_path().exists(), "config.json was written");
+    assert_eq!(
+        std::fs::read_to_string(env.secret_path()).unwrap(),
+        "{not json"
+    );
+    assert_eq!(
+        env.ctl_json(&["webhook", "secret", "show"]).error_code(),
+        "config_error"
+    );
+    assert_eq!(
+        env.ctl_json(&["webhook", "secret", "rotate"]).error_code(),
+        "config_error"
+    );
+    let run = env.ctl_json(&["daemon", "start"]);
+    assert_eq!(run.error_code(), "start_failed");
+    assert!(run.stderr.contains("webhook_secret.json"), "{}", run.stderr);
+}
+
+#[test]
+fn a_malformed_settings_object_stops_the_daemon_start_naming_the_file() {
+    let env = Env::new();
+    for bad in [
+        r#"{"webhook_settings": {"events": ["a*"]}}"#,
+        r#"{"webhook_settings": {"batch_wait": 5}}"#,
+        r#"{"webhook_settings": "durable"}"#,
+    ] {
+        env.write_config(bad);
+        let run = env.ctl_json(&["daemon", "start"]);
+        assert_eq!(run.error_code(), "start_failed", "{bad}");
+        assert!(run.stderr.contains("config.json"), "{}", run.stderr);
+        assert!(run.stderr.contains("webhook_settings"), "{}", run.stderr);
+        assert_eq!(env.read_config(), bad);
+    }
+}
+
+#[test]
+fn clear_webhook_removes_url_and_settings_but_keeps_the_secret() {
+    let env = Env::new();
+    env.ctl_json(&["set-webhook", URL, "--events", "a.*", "--generate-secret"])
+        .data();
+    let secret_file = std::fs::read_to_string(env.secret_path()).unwrap();
+    let d = env.ctl_json(&["clear-webhook"]).data();
+    assert_eq!(d, json!({"webhook": "", "applied": false}));
+    assert_eq!(env.config(), json!({}));
+    assert_eq!(
+        std::fs::read_to_string(env.secret_path()).unwrap(),
+        secret_file
+    );
+
+    // rotate without a daemon: saved, applied later; show lists both.
+    let d = env
+        .ctl_json(&["webhook", "secret", "rotate", "--grace", "1h"])
+        .data();
+    assert_eq!(d["applied"], false);
+    assert_eq!(d["grace"], "1h");
+    let shown = env.ctl_json(&["webhook", "secret", "show"]).data();
+    assert_eq!(shown["current"]["secret"], d["secret"]);
+    assert_eq!(shown["previous"].as_array().unwrap().len(), 1);
+    assert!(shown["previous"][0]["expires_at"].is_string());
+    let text = env.ctl(&["webhook", "secret", "rotate"]).stdout;
+    assert!(text.starts_with("new secret: whsec_"), "{text}");
+    assert!(
+        text.contains("will take effect on next daemon start"),
+        "{text}"
+    );
+}

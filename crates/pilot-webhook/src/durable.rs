@@ -1,0 +1,1016 @@
+//! Durable delivery (`settings.durable`): at-least-once, in order, through the on-disk spool.
+//!
+//! # The path of one event
+//! 1. The webhook's bus subscription is a durable one ([`pilot_core::Bus::subscribe_durable`]):
+//!    its buffer (`queue_size`) feeds the spooler ([`crate::run_spooler`]), which appends
+//!    events in group commits and advances the bus's durability watermark, so the daemon's
+//!    `emit` (which waits with [`pilot_core::Bus::wait_durable`]) answers only once its event
+//!    is on disk. Each record carries its `webhook-id`, `msg_<node_id>_<event_id>`
+//!    ([`crate::durable_webhook_id`]): the same on every retry and after a restart.
+//! 2. The `DurableWorker` delivers from the spool, oldest first, one request in flight (one
+//!    batch `{"events":[...]}` with `batch_max`, signed as one body with the id
+//!    `msg_<node_id>_<first>-<last>`). It reads the spool after a cursor, the last record it
+//!    settled. The webhook's `events`/`exclude` filters apply here: a record they leave out is
+//!    removed and counted `filtered`.
+//! 3. A 2xx settles the records as delivered, a non-retryable failure (another 4xx, a 3xx, a
+//!    blocked address) as failed. Settled records are removed by the `Settler` in group
+//!    commits, with the delivery-log entries of their attempts (the log is on disk in durable
+//!    mode, see `SpoolLog`): one commit is written while the next deliveries go on, so one
+//!    fsync covers many deliveries. A crash between a 2xx and its commit (a few milliseconds)
+//!    sends those events again after the restart, with the same `webhook-id`: the only
+//!    duplicates. A retryable failure (timeout, connection error, 408, 429, 5xx) keeps the
+//!    records: the attempt count is persisted and the next attempt follows jittered
+//!    exponential backoff from `backoff`, capped at `settings.max_backoff` (default
+//!    [`DEFAULT_MAX_BACKOFF`]), honouring `Retry-After` (up to
+//!    [`crate::retry::MAX_RETRY_AFTER`]), with no limit on attempts: until a 2xx or until the
+//!    record expires.
+//! 4. A record older than `discard_after` is dropped and counted as expired (checked before
+//!    every read of the spool and at least every second while waiting); past
+//!    `max_spool_bytes` the spooler drops the oldest records and counts them. Never silently.
+//!    Expiry runs while durable delivery is on: records left on disk while it is off expire
+//!    (and are counted) when it is on again.
+//!
+//! # Circuit breaker
+//! `max_attempts` failed attempts in a row count as one failed event for the breaker (as a
+//! failed event does in memory mode), and so does every non-retryable failure. While it is
+//! open nothing is skipped: events wait in the spool, the worker sleeps until the cooldown
+//! ends, then probes with the oldest event; a 2xx closes the circuit and the backlog drains
+//! in order, a failure opens it for another cooldown.
+//!
+//! # 410 Gone
+//! Disables the webhook as in memory mode (`webhook.disabled` on the bus, shown in stats until
+//! the next configure, no further events taken from the bus), but the spooled events, the one
+//! that got the 410 included, stay in the spool and are delivered after the next configure.
+//!
+//! # Changes while durable
+//! - A new URL or new settings (still durable): the spooler keeps running; the delivery worker
+//!   is replaced: the old one finishes the request in flight (bounded by the request timeout;
+//!   no further retry), then the new one takes over. The backlog follows the URL: every event
+//!   still in the spool goes to the URL in force when it is delivered, not to the one in force
+//!   when it was published.
+//! - Durable to in-memory: new events go to the in-memory queue from the call on (the switch
+//!   is one atomic `Bus::replace`); events already spooled stay on disk, undelivered, until
+//!   durable delivery is on again.
+//! - Clearing the webhook: delivery stops; the spool keeps its events (nothing is dropped).
+//! - In-memory to durable: the in-memory queue finishes on its URL in the background (as on
+//!   any swap); new events go to the spool.
+//!
+//! # Shutdown
+//! The spooler writes what it holds and stops, the worker delivers for up to `drain_timeout`
+//! (a request still in flight then is abandoned) and stops. What is not delivered stays in the
+//! spool (not counted as dropped) for the next start. A crash (`kill -9`) loses nothing that was acknowledged: it is on disk, and an event
+//! whose request was in flight is sent again with the same `webhook-id`.
+//!
+//! Every spool call runs in `tokio::task::spawn_blocking`, and none is cancelled half way
+//! (cancellation only interrupts requests and waits), so the counters stay exact.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pilot_core::WebhookSettings;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::attempt;
+use crate::batch::{batch_body, Delivery, Item};
+use crate::circuit::{Decision, Transition};
+use crate::config::Config;
+use crate::error::WebhookError;
+use crate::log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
+use crate::plugin::Shared;
+use crate::retry::{jitter, Backoff};
+use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolRecord};
+use crate::stats::{add, sub, Counters};
+use crate::worker::{deadline_after, lock, publish_disabled, Disabled, SharedCircuit};
+
+/// The longest wait between two attempts of a spooled event when `max_backoff` is not set.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
+
+/// Records read beyond a batch's size, so filtered ones are skipped a page at a time.
+const PEEK_SLACK: usize = 64;
+/// The pause after a spool read or write failed.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How often expiry runs at most / at least while the worker waits.
+const EXPIRE_MIN: Duration = Duration::from_millis(50);
+const EXPIRE_MAX: Duration = Duration::from_secs(1);
+
+/// Opens the spool at `path`, creating it (mode 0600) when missing. The parent directory must
+/// exist. Errors name the file (locked by another process, corrupt, read-only...).
+pub fn open_spool(path: &Path) -> Result<Arc<Spool>, WebhookError> {
+    Ok(Arc::new(Spool::open(path, SpoolLimits::default())?))
+}
+
+/// Opens the spool at `path` if the file exists (`Ok(None)` when it does not: nothing was ever
+/// spooled there, and the plugin creates it on the first durable configure). The daemon calls
+/// this before it creates the bus, to start the bus after [`Spool::last_event_id`], and passes
+/// the spool in [`crate::WebhookOptions::spool`].
+pub fn open_existing_spool(path: &Path) -> Result<Option<Arc<Spool>>, WebhookError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => open_spool(path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SpoolError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()),
+    }
+}
+
+/// The spool limits a webhook's settings ask for (defaults: 256 MiB, 24 h).
+pub fn spool_limits(settings: &WebhookSettings) -> SpoolLimits {
+    SpoolLimits {
+        max_bytes: settings
+            .max_spool_bytes
+            .unwrap_or(SpoolLimits::DEFAULT_MAX_BYTES),
+        discard_after: settings
+            .discard_after
+            .unwrap_or(SpoolLimits::DEFAULT_DISCARD_AFTER),
+    }
+}
+
+/// Runs a spool call on the blocking pool; the error as text (a panic included).
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, SpoolError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("webhook spool call crashed: {e}")),
+    }
+}
+
+/// The spool the plugin keeps open for its life, and its on-disk delivery log.
+pub(crate) struct Store {
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) log: Arc<SpoolLog>,
+}
+
+impl Store {
+    pub(crate) fn new(spool: Arc<Spool>) -> Self {
+        Self {
+            log: Arc::new(SpoolLog::new(spool.clone())),
+            spool,
+        }
+    }
+}
+
+/// Durable mode's delivery log on disk: a [`DeliveryLogSink`] that queues each record (as
+/// JSON) in memory, and writes the queue in the spool's next transaction: with the removal of
+/// delivered records, with a failed attempt's count, or by an explicit flush. Off unless
+/// durable delivery is on.
+pub(crate) struct SpoolLog {
+    spool: Arc<Spool>,
+    enabled: AtomicBool,
+    pending: Mutex<VecDeque<Bytes>>,
+    /// Held (on a blocking thread) from taking the queue to its commit, so the log on disk
+    /// keeps the order of the attempts.
+    commit: Mutex<()>,
+}
+
+impl SpoolLog {
+    fn new(spool: Arc<Spool>) -> Self {
+        Self {
+            spool,
+            enabled: AtomicBool::new(false),
+            pending: Mutex::new(VecDeque::new()),
+            commit: Mutex::new(()),
+        }
+    }
+
+    /// Turns persistence on (durable mode) or off.
+    pub(crate) fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+        // Pushes and drains only: a poisoned lock still guards a valid queue.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Vec<Bytes> {
+        self.pending().drain(..).collect()
+    }
+
+    /// Puts entries whose write failed back in front, keeping at most a log's worth.
+    fn put_back(&self, entries: Vec<Bytes>) {
+        let mut pending = self.pending();
+        for e in entries.into_iter().rev() {
+            pending.push_front(e);
+        }
+        while pending.len() > LOG_CAPACITY {
+            pending.pop_front();
+        }
+    }
+
+    fn with_entries<T>(
+        &self,
+        f: impl FnOnce(&[Bytes]) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.take();
+        let result = f(&entries);
+        if result.is_err() {
+            self.put_back(entries);
+        }
+        result
+    }
+
+    /// Blocking: removes the records of each group of ids and writes the queued log entries,
+    /// in one transaction; how many records of each group were removed.
+    fn remove_groups(&self, groups: &[&[u64]]) -> Result<Vec<u64>, SpoolError> {
+        self.with_entries(|entries| {
+            self.spool
+                .remove_groups_and_log(groups, entries, LOG_CAPACITY)
+        })
+    }
+
+    /// Blocking: stores the attempt count of `ids` and writes the queued log entries, in one
+    /// transaction.
+    pub(crate) fn set_attempts(&self, ids: &[u64], attempts: u32) -> Result<(), SpoolError> {
+        self.with_entries(|entries| {
+            self.spool
+                .set_attempts_and_log(ids, attempts, entries, LOG_CAPACITY)
+        })
+    }
+
+    /// Blocking: writes the queued log entries (nothing when none).
+    pub(crate) fn flush(&self) -> Result<(), SpoolError> {
+        self.with_entries(|entries| self.spool.append_log(entries, LOG_CAPACITY))
+    }
+
+    /// Writes the queued log entries on the blocking pool; a failure is logged.
+    pub(crate) async fn flush_async(self: &Arc<Self>) {
+        if self.pending().is_empty() {
+            return;
+        }
+        let log = self.clone();
+        if let Err(e) = blocking(move || log.flush()).await {
+            warn!(error = %e, "webhook delivery log could not be written to the spool");
+        }
+    }
+
+    /// Blocking: the persisted log, oldest first (entries that do not parse are skipped).
+    pub(crate) fn load(&self) -> Result<Vec<DeliveryRecord>, SpoolError> {
+        let entries = self.spool.recent_log(LOG_CAPACITY)?;
+        let mut skipped = 0;
+        let records: Vec<DeliveryRecord> = entries
+            .iter()
+            .filter_map(|e| {
+                let r = serde_json::from_slice(e).ok();
+                skipped += usize::from(r.is_none());
+                r
+            })
+            .collect();
+        if skipped > 0 {
+            warn!(
+                skipped,
+                path = %self.spool.path().display(),
+                "webhook delivery log entries in the spool could not be read; skipped"
+            );
+        }
+        Ok(records)
+    }
+}
+
+impl DeliveryLogSink for SpoolLog {
+    fn on_records(&self, records: &[DeliveryRecord]) {
+        if !self.is_enabled() {
+            return;
+        }
+        let mut pending = self.pending();
+        for r in records {
+            match serde_json::to_vec(r) {
+                Ok(v) => pending.push_back(Bytes::from(v)),
+                Err(e) => warn!(error = %e, "webhook delivery record not persisted"),
+            }
+        }
+        while pending.len() > LOG_CAPACITY {
+            pending.pop_front();
+        }
+    }
+}
+
+/// One spooled event, ready for a delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Spooled {
+    pub(crate) item: Item,
+    pub(crate) webhook_id: String,
+    pub(crate) attempts: u32,
+}
+
+#[derive(Deserialize)]
+struct EventName {
+    event: String,
+}
+
+impl Spooled {
+    pub(crate) fn of(record: SpoolRecord) -> Self {
+        // The payload is the event's own JSON, written by the spooler: it always has a name.
+        let event = serde_json::from_slice::<EventName>(&record.payload)
+            .map(|n| n.event)
+            .unwrap_or_default();
+        Self {
+            item: Item {
+                event_id: record.event_id,
+                event,
+                payload: record.payload,
+            },
+            webhook_id: record.webhook_id,
+            attempts: record.attempts,
+        }
+    }
+}
+
+/// The request for spooled events: one event's payload with its stored id, or (batching on,
+/// or several events) a batch body with the id `<first's id>-<last event_id>`. `None` for no
+/// events.
+pub(crate) fn delivery_of(spooled: Vec<Spooled>, batched: bool) -> Option<Delivery> {
+    let first = spooled.first()?;
+    let last = spooled.last()?;
+    if spooled.len() == 1 && !batched {
+        let s = spooled.into_iter().next()?;
+        return Some(Delivery {
+            body: s.item.payload.clone(),
+            webhook_id: s.webhook_id,
+            items: vec![s.item],
+            batched: false,
+        });
+    }
+    let webhook_id = format!("{}-{}", first.webhook_id, last.item.event_id);
+    let payloads: Vec<Bytes> = spooled.iter().map(|s| s.item.payload.clone()).collect();
+    Some(Delivery {
+        body: batch_body(&payloads),
+        webhook_id,
+        items: spooled.into_iter().map(|s| s.item).collect(),
+        batched: true,
+    })
+}
+
+/// What the worker found to do: the records of the next delivery (and the filtered ones met
+/// among them, settled with it).
+enum Next {
+    Deliver(Vec<Spooled>, Vec<u64>),
+    /// Nothing left past the cursor.
+    Idle,
+    Stop,
+}
+
+/// How one delivery ended, for the loop.
+enum Done {
+    /// Go on with the next records.
+    Next,
+    Stop,
+    /// 410 Gone, with the error text.
+    Gone(String),
+}
+
+/// How a wait ended.
+#[derive(PartialEq, Eq)]
+enum Pause {
+    Elapsed,
+    /// Expiry removed records meanwhile (the head may have changed).
+    Expired,
+    Aborted,
+}
+
+/// Records whose fate is known (delivered, failed, filtered) and whose removal from the spool
+/// is not committed yet.
+#[derive(Debug, Default)]
+struct Settled {
+    delivered: Vec<u64>,
+    failed: Vec<u64>,
+    filtered: Vec<u64>,
+    /// How many of them count as in flight until the commit (the delivered and failed ones).
+    in_flight: u64,
+}
+
+impl Settled {
+    fn is_empty(&self) -> bool {
+        self.delivered.is_empty() && self.failed.is_empty() && self.filtered.is_empty()
+    }
+
+    fn append(&mut self, other: Settled) {
+        self.delivered.extend(other.delivered);
+        self.failed.extend(other.failed);
+        self.filtered.extend(other.filtered);
+        self.in_flight += other.in_flight;
+    }
+}
+
+type Commit = JoinHandle<Result<Vec<u64>, SpoolError>>;
+
+/// Removes settled records from the spool in group commits, one commit at a time, while the
+/// worker goes on delivering: one fsync covers every delivery made during the previous one.
+/// A crash between a 2xx and its commit sends those events again (same `webhook-id`).
+pub(crate) struct Settler {
+    log: Arc<SpoolLog>,
+    counters: Arc<Counters>,
+    queued: Settled,
+    running: Option<(Commit, Settled)>,
+}
+
+impl Settler {
+    pub(crate) fn new(store: &Store, counters: Arc<Counters>) -> Self {
+        Self {
+            log: store.log.clone(),
+            counters,
+            queued: Settled::default(),
+            running: None,
+        }
+    }
+
+    fn push(&mut self, settled: Settled) {
+        self.queued.append(settled);
+    }
+
+    /// Collects a finished commit and starts the next one; never waits for the disk.
+    async fn pump(&mut self) {
+        if self.running.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+            self.collect().await;
+        }
+        if self.running.is_none() && !self.queued.is_empty() {
+            self.spawn();
+        }
+    }
+
+    fn spawn(&mut self) {
+        let batch = std::mem::take(&mut self.queued);
+        let log = self.log.clone();
+        let groups = [
+            batch.delivered.clone(),
+            batch.failed.clone(),
+            batch.filtered.clone(),
+        ];
+        let handle = tokio::task::spawn_blocking(move || {
+            let [d, f, x] = &groups;
+            log.remove_groups(&[d, f, x])
+        });
+        self.running = Some((handle, batch));
+    }
+
+    /// Waits for the running commit and counts it; `false` if it failed (its records are
+    /// queued again, and are not sent again meanwhile).
+    async fn collect(&mut self) -> bool {
+        let Some((handle, batch)) = self.running.take() else {
+            return true;
+        };
+        let result = match handle.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("webhook spool call crashed: {e}")),
+        };
+        match result {
+            Ok(removed) => {
+                let c = &self.counters;
+                let n = |i: usize| removed.get(i).copied().unwrap_or(0);
+                // Records dropped for space or expired meanwhile are counted there already.
+                add(&c.delivered, n(0));
+                add(&c.failed, n(1));
+                add(&c.filtered, n(2));
+                sub(&c.durable_in_flight, batch.in_flight);
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "webhook spool could not remove settled events; retrying");
+                self.counters.set_last_error(e);
+                let mut again = batch;
+                again.append(std::mem::take(&mut self.queued));
+                self.queued = again;
+                false
+            }
+        }
+    }
+
+    /// Commits everything settled so far; `false` if a commit failed.
+    async fn flush(&mut self) -> bool {
+        loop {
+            if !self.collect().await {
+                return false;
+            }
+            if self.queued.is_empty() {
+                return true;
+            }
+            self.spawn();
+        }
+    }
+
+    /// At exit, after a failed flush: what could not be removed waits again (and will be
+    /// sent again by the next worker).
+    fn release(&mut self) {
+        let left = std::mem::take(&mut self.queued);
+        sub(&self.counters.durable_in_flight, left.in_flight);
+    }
+}
+
+/// Delivers from the spool with one configuration. See the module docs.
+pub(crate) struct DurableWorker {
+    pub(crate) config: Arc<Config>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) circuit: SharedCircuit,
+    pub(crate) disabled: Arc<Disabled>,
+    /// Cancelled to stop now: a request in flight is abandoned, its records stay.
+    pub(crate) abort: CancellationToken,
+    /// Cancelled to stop after the request in flight (a change of webhook): a child of
+    /// `abort`.
+    pub(crate) stop: CancellationToken,
+    /// Cancelled at shutdown (after the spooler stopped): stop once the spool is empty.
+    pub(crate) drain: CancellationToken,
+    /// The worker this one replaces: awaited first, so one worker at a time uses the spool.
+    pub(crate) previous: Option<JoinHandle<()>>,
+    /// The durable subscription and its spooler, stopped on a 410.
+    pub(crate) sub_id: u64,
+    pub(crate) spooler_stop: CancellationToken,
+    /// Removes settled records.
+    pub(crate) settler: Settler,
+    /// Every record up to this id is settled (its removal committed or queued).
+    pub(crate) cursor: Option<u64>,
+    /// No attempt before this (the backoff of the last failed attempt).
+    pub(crate) retry_at: Option<Instant>,
+}
+
+impl DurableWorker {
+    /// Runs until aborted, drained (at shutdown) or the webhook is gone.
+    pub(crate) async fn run(mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = previous.await;
+        }
+        info!(
+            url = %self.config.shown,
+            depth = self.store.spool.stats().depth,
+            "webhook delivering from the durable spool"
+        );
+        let gone = loop {
+            if self.stop.is_cancelled() {
+                break None;
+            }
+            self.expire().await;
+            self.settler.pump().await;
+            match self.next().await {
+                Next::Stop => break None,
+                Next::Idle => {
+                    if !self.settler.flush().await {
+                        if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                            break None;
+                        }
+                        continue;
+                    }
+                    if self.drain.is_cancelled() {
+                        break None;
+                    }
+                    tokio::select! {
+                        biased;
+                        () = self.stop.cancelled() => break None,
+                        () = self.drain.cancelled() => {}
+                        () = self.shared.notify.notified() => {}
+                    }
+                }
+                Next::Deliver(spooled, filtered) => match self.deliver(spooled, filtered).await {
+                    Done::Next => {}
+                    Done::Stop => break None,
+                    Done::Gone(reason) => break Some(reason),
+                },
+            }
+        };
+        // Delivered events are removed even when stopping (one more try if the disk failed).
+        if !self.settler.flush().await && !self.settler.flush().await {
+            self.settler.release();
+        }
+        if let Some(reason) = gone {
+            self.disable(reason).await;
+        }
+        debug!(url = %self.config.shown, "webhook durable worker stopped");
+    }
+
+    /// How often expiry runs while waiting.
+    fn expire_every(&self) -> Duration {
+        (self.store.spool.limits().discard_after / 4).clamp(EXPIRE_MIN, EXPIRE_MAX)
+    }
+
+    /// Drops (and counts) the records older than `discard_after`; how many.
+    async fn expire(&self) -> u64 {
+        let spool = self.store.spool.clone();
+        let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+        match blocking(move || spool.expire(now_ms)).await {
+            Ok(0) => 0,
+            Ok(n) => {
+                add(&self.shared.counters.expired, n);
+                warn!(
+                    expired = n,
+                    discard_after = %pilot_core::duration::format(self.store.spool.limits().discard_after),
+                    "webhook spool: undelivered events older than discard_after were dropped"
+                );
+                n
+            }
+            Err(e) => {
+                self.spool_error(&e);
+                0
+            }
+        }
+    }
+
+    fn spool_error(&self, e: &str) {
+        error!(error = %e, "webhook spool error; retrying");
+        self.shared.counters.set_last_error(e.to_string());
+    }
+
+    /// Waits until `at` (settled records committed first), running expiry meanwhile.
+    async fn pause_until(&mut self, at: Instant) -> Pause {
+        self.settler.flush().await;
+        loop {
+            let now = Instant::now();
+            if now >= at {
+                return Pause::Elapsed;
+            }
+            let tick = now
+                .checked_add(self.expire_every())
+                .map_or(at, |t| t.min(at));
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return Pause::Aborted,
+                () = tokio::time::sleep_until(tick) => {}
+            }
+            self.settler.pump().await;
+            if tick < at && self.expire().await > 0 {
+                return Pause::Expired;
+            }
+        }
+    }
+
+    /// The next records to deliver, after the cursor: the oldest ones the filters allow (the
+    /// ones they leave out are settled as filtered), up to `batch_max`, waiting up to
+    /// `batch_wait` for a batch to fill.
+    async fn next(&mut self) -> Next {
+        let max = self.config.batch.map_or(1, |b| b.max.max(1));
+        let mut fill_until: Option<Instant> = None;
+        loop {
+            let spool = self.store.spool.clone();
+            let limit = max.saturating_add(PEEK_SLACK);
+            let after = self.cursor;
+            let records = match blocking(move || spool.peek(after, limit)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.spool_error(&e);
+                    if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                        return Next::Stop;
+                    }
+                    continue;
+                }
+            };
+            // Filtered records before the first allowed one are settled now; those among a
+            // batch are settled with it.
+            let mut leading = Vec::new();
+            let mut among = Vec::new();
+            let mut spooled = Vec::new();
+            for record in records {
+                if spooled.len() >= max {
+                    break;
+                }
+                let s = Spooled::of(record);
+                if self.config.filter.allows(&s.item.event) {
+                    spooled.push(s);
+                } else if spooled.is_empty() {
+                    leading.push(s.item.event_id);
+                } else {
+                    among.push(s.item.event_id);
+                }
+            }
+            if let Some(&last) = leading.last() {
+                self.cursor = Some(last);
+                self.settler.push(Settled {
+                    filtered: leading,
+                    ..Settled::default()
+                });
+                self.settler.pump().await;
+                continue;
+            }
+            if spooled.is_empty() {
+                return Next::Idle;
+            }
+            if let Some(batching) = self.config.batch {
+                if spooled.len() < batching.max && !self.drain.is_cancelled() {
+                    let until = *fill_until.get_or_insert_with(|| deadline_after(batching.wait));
+                    if Instant::now() < until {
+                        self.settler.pump().await;
+                        tokio::select! {
+                            biased;
+                            () = self.stop.cancelled() => return Next::Stop,
+                            () = self.drain.cancelled() => {}
+                            () = self.shared.notify.notified() => {}
+                            () = tokio::time::sleep_until(until) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            return Next::Deliver(spooled, among);
+        }
+    }
+
+    /// Delivers `spooled` until a 2xx, a failure that is not retried, a 410, expiry of its
+    /// head, or a stop (a request in flight is finished first, unless aborted).
+    async fn deliver(&mut self, spooled: Vec<Spooled>, filtered: Vec<u64>) -> Done {
+        let ids: Vec<u64> = spooled.iter().map(|s| s.item.event_id).collect();
+        let n = ids.len() as u64;
+        let mut attempts = spooled.iter().map(|s| s.attempts).max().unwrap_or(0);
+        let Some(delivery) = delivery_of(spooled, self.config.batch.is_some()) else {
+            return Done::Next;
+        };
+        add(&self.shared.counters.durable_in_flight, n);
+        let outcome = self.attempts(&delivery, &ids, &mut attempts).await;
+        let settled = match outcome {
+            Ok(delivered) => {
+                let last = ids.iter().chain(&filtered).copied().max();
+                self.cursor = last.or(self.cursor);
+                let (delivered, failed) = if delivered {
+                    (ids, Vec::new())
+                } else {
+                    (Vec::new(), ids)
+                };
+                Settled {
+                    delivered,
+                    failed,
+                    filtered,
+                    in_flight: n,
+                }
+            }
+            Err(done) => {
+                // Not settled: the records wait again.
+                sub(&self.shared.counters.durable_in_flight, n);
+                return done;
+            }
+        };
+        self.settler.push(settled);
+        self.settler.pump().await;
+        Done::Next
+    }
+
+    /// The attempts of one delivery: `Ok(true)` delivered, `Ok(false)` failed for good,
+    /// `Err` when it ends otherwise (the records stay).
+    async fn attempts(
+        &mut self,
+        delivery: &Delivery,
+        ids: &[u64],
+        attempts: &mut u32,
+    ) -> Result<bool, Done> {
+        let shown = self.config.shown.clone();
+        let id = &delivery.webhook_id;
+        let options = &self.shared.options;
+        let backoff = Backoff {
+            base: options.backoff,
+            max: Some(
+                self.config
+                    .settings
+                    .max_backoff
+                    .unwrap_or(DEFAULT_MAX_BACKOFF),
+            ),
+        };
+        let round = options.max_attempts.max(1);
+        loop {
+            // The backoff of the last attempt, and an open circuit: wait, skip nothing.
+            let open_until = lock(&self.circuit).open_until();
+            let wait = match (self.retry_at, open_until) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = wait {
+                match self.pause_until(at).await {
+                    Pause::Elapsed => {}
+                    Pause::Expired => return Err(Done::Next),
+                    Pause::Aborted => return Err(Done::Stop),
+                }
+            }
+            self.retry_at = None;
+            let decision = lock(&self.circuit).before_event(Instant::now());
+            match decision {
+                Decision::Skip => continue,
+                Decision::Probe => {
+                    debug!(webhook_id = %id, url = %shown, "webhook circuit half open; probing with the oldest spooled event");
+                }
+                Decision::Deliver => {}
+            }
+            let attempt = attempts.saturating_add(1);
+            if attempt > 1 {
+                add(&self.shared.counters.retries, 1);
+            }
+            debug!(webhook_id = %id, events = delivery.len(), attempt, url = %shown, "webhook POST (durable)");
+            self.settler.pump().await;
+            if self.stop.is_cancelled() {
+                return Err(Done::Stop);
+            }
+            let result = tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Err(Done::Stop),
+                sent = attempt::send(&self.shared, &self.config, delivery, attempt) => sent.result,
+            };
+            let e = match result {
+                Ok(status) => {
+                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
+                    if lock(&self.circuit).on_success() == Transition::Closed {
+                        warn!(url = %shown, "webhook probe delivered; circuit closed, the spooled backlog drains in order");
+                    }
+                    return Ok(true);
+                }
+                Err(e) => e,
+            };
+            self.shared.counters.set_last_error(e.to_string());
+            if e.is_gone() {
+                return Err(Done::Gone(e.to_string()));
+            }
+            let probe = decision == Decision::Probe;
+            if !e.is_retryable() {
+                warn!(
+                    event_id = ids.first().copied().unwrap_or(0),
+                    events = ids.len(),
+                    webhook_id = %id,
+                    attempt,
+                    error = %e,
+                    "webhook delivery failed and is not retried; removed from the spool"
+                );
+                self.circuit_failure(probe);
+                return Ok(false);
+            }
+            *attempts = attempt;
+            let log = self.store.log.clone();
+            let owned = ids.to_vec();
+            if let Err(e) = blocking(move || log.set_attempts(&owned, attempt)).await {
+                warn!(error = %e, "webhook spool could not store the attempt count");
+            }
+            let end_of_round = attempt.is_multiple_of(round);
+            if end_of_round {
+                warn!(
+                    event_id = ids.first().copied().unwrap_or(0),
+                    webhook_id = %id,
+                    attempts = attempt,
+                    error = %e,
+                    "webhook delivery still failing; the event stays in the spool and is retried"
+                );
+            } else {
+                debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
+            }
+            if probe || end_of_round {
+                self.circuit_failure(probe);
+            }
+            let delay = backoff.delay(attempt, e.retry_after(), jitter());
+            debug!(webhook_id = %id, waiting = ?delay, "webhook retries later");
+            self.retry_at = Some(deadline_after(delay));
+        }
+    }
+
+    fn circuit_failure(&self, probe: bool) {
+        let transition = lock(&self.circuit).on_failure(Instant::now());
+        if let Transition::Opened { .. } = transition {
+            let cooldown = pilot_core::duration::format(self.shared.options.circuit_cooldown);
+            if probe {
+                warn!(url = %self.config.shown, %cooldown, "webhook probe failed; circuit open again");
+            } else {
+                warn!(
+                    url = %self.config.shown,
+                    %cooldown,
+                    "webhook circuit open: events wait in the spool until the cooldown ends"
+                );
+            }
+        }
+    }
+
+    /// 410 Gone: stop taking events from the bus, keep the spool, say so.
+    async fn disable(&self, reason: String) {
+        let shown = &self.config.shown;
+        warn!(
+            url = %shown,
+            %reason,
+            depth = self.store.spool.stats().depth,
+            "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook \
+             is set again, and the spooled events wait on disk until then"
+        );
+        self.shared.bus.detach(self.sub_id);
+        self.spooler_stop.cancel();
+        self.disabled.set(reason.clone(), jiff::Timestamp::now());
+        self.store.log.flush_async().await;
+        publish_disabled(&self.shared.bus, shown, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spooled(id: u64, name: &str) -> Spooled {
+        let payload = Bytes::from(format!(
+            r#"{{"event_id":{id},"event":"{name}","node_id":7,"timestamp":"2026-01-15T12:34:56Z"}}"#
+        ));
+        Spooled::of(SpoolRecord {
+            event_id: id,
+            webhook_id: format!("msg_7_{id}"),
+            accepted_at_ms: 0,
+            attempts: 2,
+            payload,
+        })
+    }
+
+    #[test]
+    fn a_spooled_record_knows_its_name_and_keeps_its_id() {
+        let s = spooled(5, "trust.changed");
+        assert_eq!(s.item.event, "trust.changed");
+        assert_eq!((s.webhook_id.as_str(), s.attempts), ("msg_7_5", 2));
+        let odd = Spooled::of(SpoolRecord {
+            event_id: 1,
+            webhook_id: "msg_0_1".into(),
+            accepted_at_ms: 0,
+            attempts: 0,
+            payload: Bytes::from_static(b"not json"),
+        });
+        assert_eq!(odd.item.event, "", "unreadable payloads still deliver");
+    }
+
+    #[test]
+    fn single_and_batch_deliveries_use_the_stored_ids() {
+        let one = delivery_of(vec![spooled(5, "a.b")], false).unwrap();
+        assert_eq!(one.webhook_id, "msg_7_5");
+        assert!(!one.batched);
+        assert_eq!(one.body, spooled(5, "a.b").item.payload);
+        let batch = delivery_of(vec![spooled(5, "a.b"), spooled(9, "a.c")], false).unwrap();
+        assert_eq!(batch.webhook_id, "msg_7_5-9");
+        assert!(batch.batched);
+        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        assert_eq!(v["events"][1]["event_id"], 9);
+        let of_one = delivery_of(vec![spooled(5, "a.b")], true).unwrap();
+        assert_eq!(of_one.webhook_id, "msg_7_5-5");
+        assert!(of_one.body.starts_with(b"{\"events\":["));
+        assert!(delivery_of(vec![], true).is_none());
+    }
+
+    #[test]
+    fn limits_come_from_the_settings() {
+        assert_eq!(
+            spool_limits(&WebhookSettings::default()),
+            SpoolLimits::default()
+        );
+        let s = WebhookSettings {
+            max_spool_bytes: Some(1000),
+            discard_after: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        assert_eq!(
+            spool_limits(&s),
+            SpoolLimits {
+                max_bytes: 1000,
+                discard_after: Duration::from_secs(3)
+            }
+        );
+    }
+
+    #[test]
+    fn the_log_sink_queues_only_when_enabled_and_writes_with_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_spool(&dir.path().join("s.redb")).unwrap();
+        let log = SpoolLog::new(spool.clone());
+        let rec = DeliveryRecord {
+            event_id: 1,
+            event: "a.b".into(),
+            webhook_id: "msg_0_1".into(),
+            url: "http://h/".into(),
+            attempt: 1,
+            status: Some(200),
+            latency_ms: 1.0,
+            error: None,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            ok: true,
+            batch: None,
+        };
+        log.on_records(std::slice::from_ref(&rec));
+        assert!(log.pending().is_empty(), "off by default");
+        log.set_enabled(true);
+        log.on_records(&[rec.clone(), rec.clone()]);
+        assert_eq!(log.remove_groups(&[&[42], &[]]).unwrap(), vec![0, 0]);
+        assert!(log.pending().is_empty());
+        assert_eq!(log.load().unwrap(), vec![rec.clone(), rec.clone()]);
+        log.on_records(std::slice::from_ref(&rec));
+        log.flush().unwrap();
+        assert_eq!(log.load().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn open_existing_spool_is_none_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        assert!(open_existing_spool(&path).unwrap().is_none());
+        assert!(!path.exists(), "not created");
+        drop(open_spool(&path).unwrap());
+        assert!(open_existing_spool(&path).unwrap().is_some());
+        let err = open_spool(&dir.path().join("missing-dir/s.redb")).unwrap_err();
+        assert!(err.to_string().contains("missing-dir"), "{err}");
+    }
+}
