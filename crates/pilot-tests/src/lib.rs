@@ -14,7 +14,7 @@ pub mod sig;
 pub use child::LineChild;
 pub use env::{Env, Run};
 pub use external::{External, Kind};
-pub use receiver::{Received, Receiver, Reply};
+pub use receiver::{free_port, Received, Receiver, Reply};
 
 use std::time::{Duration, Instant};
 

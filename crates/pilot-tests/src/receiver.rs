@@ -84,6 +84,12 @@ pub struct Receiver {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A port on 127.0.0.1 that nothing listens on (now): connections to it are refused.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
 impl Receiver {
     /// A receiver that answers 200 to everything.
     pub fn start() -> Receiver {
@@ -92,6 +98,15 @@ impl Receiver {
 
     /// A receiver that answers `reply` to everything (after any script).
     pub fn with_default(reply: Reply) -> Receiver {
+        Self::bind(0, reply)
+    }
+
+    /// A receiver on 127.0.0.1:`port` (0: any free port), answering 200.
+    pub fn on_port(port: u16) -> Receiver {
+        Self::bind(port, Reply::Status(200))
+    }
+
+    fn bind(port: u16, reply: Reply) -> Receiver {
         let state = Arc::new(Mutex::new(State {
             default: Some(reply),
             ..State::default()
@@ -105,7 +120,7 @@ impl Receiver {
                 .build()
                 .expect("receiver runtime");
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                     .await
                     .expect("bind receiver");
                 addr_tx

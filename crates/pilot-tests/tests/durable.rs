@@ -1,0 +1,222 @@
+//! Durable mode end to end: accepted events survive an endpoint outage and `kill -9` of the
+//! daemon and arrive in order, at least once, with stable webhook-ids; the spool's limits drop
+//! the oldest events and count them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pilot_tests::env::wait_gone;
+use pilot_tests::{free_port, sig, wait_until, Env, Receiver};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn burst(env: &Env, name: &str, n: usize, pad: usize) -> (u64, u64) {
+    let file = env.tmp.path().join(format!("{name}.jsonl"));
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"event\":\"{name}\",\"data\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
+                "x".repeat(pad)
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = env
+        .ctl_json(&["emit", "--file", file.to_str().unwrap()])
+        .data();
+    assert_eq!(out["count"], n as u64);
+    (
+        out["first_event_id"].as_u64().unwrap(),
+        out["last_event_id"].as_u64().unwrap(),
+    )
+}
+
+fn kill_9(env: &Env) {
+    let pid = env.pid().expect("daemon pid");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+}
+
+#[test]
+fn accepted_events_survive_an_outage_and_kill_9_in_order() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    env.ctl_json(&[
+        "set-webhook",
+        &url,
+        "--durable",
+        "--max-backoff",
+        "200ms",
+        "--generate-secret",
+    ])
+    .data();
+    let secret = env.secret();
+    let fast = ["--backoff", "20ms", "--circuit-cooldown", "300ms"];
+    env.start(&fast);
+
+    // The receiver is down: every emit is acknowledged once its event is on disk.
+    let (first, last) = burst(&env, "test.durable", 1000, 0);
+    assert_eq!(last - first, 999);
+    let spool = env.info()["webhook"]["spool"].clone();
+    assert!(spool["depth"].as_u64().unwrap() >= 1000, "{spool}");
+
+    kill_9(&env);
+    let restarted = env.start(&fast);
+    assert!(restarted["pid"].is_u64());
+    let rx = Receiver::on_port(port);
+
+    let done = wait_until(WAIT, || {
+        let mut seen: Vec<u64> = rx
+            .received()
+            .iter()
+            .flat_map(|r| r.events())
+            .filter(|e| e["event"] == "test.durable")
+            .map(|e| e["event_id"].as_u64().unwrap())
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == 1000
+    });
+    assert!(
+        done,
+        "not every accepted event arrived; info: {}",
+        env.info()
+    );
+
+    // In order (first arrivals), at least once, duplicates with the same webhook-id, all signed.
+    let mut first_arrival: Vec<u64> = Vec::new();
+    let mut ids: HashMap<u64, String> = HashMap::new();
+    for r in rx.received() {
+        assert!(sig::standard_ok(&r, &secret), "signature does not verify");
+        let webhook_id = r.header("webhook-id").expect("webhook-id").to_string();
+        for e in r.events() {
+            let id = e["event_id"].as_u64().unwrap();
+            if e["event"] != "test.durable" {
+                continue;
+            }
+            match ids.get(&id) {
+                Some(prev) => assert_eq!(prev, &webhook_id, "a duplicate of {id} changed id"),
+                None => {
+                    ids.insert(id, webhook_id.clone());
+                    first_arrival.push(id);
+                }
+            }
+        }
+    }
+    assert_eq!(first_arrival, (first..=last).collect::<Vec<u64>>());
+
+    // Ids never repeat across the restart.
+    let started: Vec<u64> = rx
+        .received()
+        .iter()
+        .flat_map(|r| r.events())
+        .filter(|e| e["event"] == "daemon.started")
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect();
+    assert!(started.iter().any(|id| *id > last), "{started:?}");
+}
+
+#[test]
+fn a_stopped_daemon_delivers_its_backlog_after_restart() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    env.ctl_json(&["set-webhook", &url, "--durable", "--max-backoff", "100ms"])
+        .data();
+    let fast = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
+    env.start(&fast);
+    let (first, last) = burst(&env, "test.backlog", 50, 0);
+    env.stop();
+    env.start(&fast);
+    let rx = Receiver::on_port(port);
+    assert!(wait_until(WAIT, || {
+        rx.events().iter().filter(|e| *e == "test.backlog").count() >= 50
+    }));
+    let ids: Vec<u64> = rx
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["event"] == "test.backlog")
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (first..=last).collect::<Vec<u64>>());
+    assert!(wait_until(WAIT, || env.info()["webhook"]["spool"]["depth"] == 0));
+}
+
+#[test]
+fn spool_limits_drop_the_oldest_and_count_them() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    env.ctl_json(&[
+        "set-webhook",
+        &url,
+        "--durable",
+        "--max-spool-bytes",
+        "40000",
+        "--max-backoff",
+        "100ms",
+    ])
+    .data();
+    let fast = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
+    env.start(&fast);
+    let (first, last) = burst(&env, "test.limit", 400, 200);
+    let spool = env.info()["webhook"]["spool"].clone();
+    let dropped = spool["dropped_full"].as_u64().unwrap();
+    assert!(dropped > 0, "{spool}");
+    assert!(spool["bytes"].as_u64().unwrap() <= 40_000, "{spool}");
+    assert!(env.info()["webhook"]["dropped"].as_u64().unwrap() >= dropped);
+
+    let rx = Receiver::on_port(port);
+    assert!(wait_until(WAIT, || env.info()["webhook"]["spool"]["depth"] == 0));
+    let ids: Vec<u64> = rx
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["event"] == "test.limit")
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect();
+    // The newest survived, in order; the oldest were the ones dropped.
+    assert_eq!(ids.last(), Some(&last));
+    assert!(
+        ids[0] > first,
+        "the oldest should have been dropped: {ids:?}"
+    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn events_older_than_discard_after_are_dropped_and_counted() {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    env.ctl_json(&[
+        "set-webhook",
+        &url,
+        "--durable",
+        "--discard-after",
+        "300ms",
+        "--max-backoff",
+        "100ms",
+    ])
+    .data();
+    env.start(&["--backoff", "20ms", "--circuit-cooldown", "200ms"]);
+    burst(&env, "test.stale", 20, 0);
+    assert!(wait_until(WAIT, || {
+        env.info()["webhook"]["spool"]["expired"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 20
+    }));
+    let rx = Receiver::on_port(port);
+    env.emit("test.fresh", None);
+    assert!(wait_until(WAIT, || rx
+        .events()
+        .contains(&"test.fresh".to_string())));
+    assert!(!rx.events().contains(&"test.stale".to_string()));
+}
