@@ -87,6 +87,22 @@ impl WebhookSettings {
         if self.batch_max == Some(0) {
             return Err(SettingsError::Zero { what: "batch max" });
         }
+        if self.max_spool_bytes == Some(0) {
+            return Err(SettingsError::Zero {
+                what: "max spool bytes",
+            });
+        }
+        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        if zero(self.discard_after) {
+            return Err(SettingsError::Zero {
+                what: "discard after",
+            });
+        }
+        if zero(self.max_backoff) {
+            return Err(SettingsError::Zero {
+                what: "max backoff",
+            });
+        }
         if self.concurrency == Some(0) {
             return Err(SettingsError::Zero {
                 what: "concurrency",
@@ -198,6 +214,9 @@ mod tests {
         bad(|s| s.headers = vec!["Bad Name: v".into()]);
         bad(|s| s.headers = vec!["X: a\r\nInjected: b".into()]);
         bad(|s| s.batch_max = Some(0));
+        bad(|s| s.max_spool_bytes = Some(0));
+        bad(|s| s.discard_after = Some(Duration::ZERO));
+        bad(|s| s.max_backoff = Some(Duration::ZERO));
         bad(|s| {
             s.bearer_token_file = Some("/a".into());
             s.basic_auth_file = Some("/b".into());

@@ -58,7 +58,7 @@ impl Replies {
                         let msg = format!(
                             "event {id} was published but is not in the webhook spool: {e}"
                         );
-                        frame::encode(&ErrorReply::new(ErrorCode::Internal, &msg))
+                        frame::encode(&ErrorReply::new(ErrorCode::NotDurable, &msg))
                     }
                 },
                 _ => reply,

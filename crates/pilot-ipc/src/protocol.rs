@@ -250,6 +250,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// The event was published but could not be written to the durable spool.
+    NotDurable,
     /// Something failed inside the daemon.
     Internal,
     /// A code this build does not know (from a newer daemon).
@@ -269,6 +271,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::NotDurable => "not_durable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -354,7 +357,7 @@ pub struct WebhookStatus {
     pub filtered: u64,
     /// Requests in flight now.
     pub in_flight: u64,
-    /// The durable spool (durable mode only).
+    /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).
     pub spool: Option<SpoolStatus>,
 }
 
