@@ -226,3 +226,53 @@ pub async fn deliver(args: &DeliverArgs) -> Result<Value> {
         "problems": problems,
     }))
 }
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The daemon's control socket (default: the pilot home's pilot.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<std::path::PathBuf>,
+    /// Wait until the daemon's `delivered` counter reaches this total.
+    #[arg(long, value_name = "TOTAL")]
+    delivered: u64,
+    /// How often to read the counter.
+    #[arg(long, value_parser = duration, default_value = "2ms")]
+    poll: Duration,
+    /// Give up after this long.
+    #[arg(long, value_parser = duration, default_value = "10m")]
+    timeout: Duration,
+}
+
+/// `drain`: times the daemon's `delivered` counter from now until it reaches a total: the
+/// dispatcher alone emptying a backlog that was queued while the receiver was paused.
+pub async fn drain(args: &DrainArgs) -> Result<Value> {
+    let socket = crate::socket_path(args.socket.as_ref())?;
+    let mut info = connect(&socket).await?;
+    let start = Instant::now();
+    let first = webhook(&mut info).await?.delivered;
+    loop {
+        let w = webhook(&mut info).await?;
+        if w.delivered >= args.delivered {
+            let secs = start.elapsed().as_secs_f64();
+            let drained = w.delivered - first;
+            return Ok(json!({
+                "seconds": secs,
+                "delivered_at_start": first,
+                "delivered": w.delivered,
+                "drained": drained,
+                "events_per_sec": rate(drained, secs),
+                "failed": w.failed,
+                "dropped": w.dropped,
+            }));
+        }
+        if start.elapsed() >= args.timeout {
+            bail!(
+                "timed out after {:?}: delivered {} of {}",
+                args.timeout,
+                w.delivered,
+                args.delivered
+            );
+        }
+        tokio::time::sleep(args.poll).await;
+    }
+}

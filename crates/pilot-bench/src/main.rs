@@ -8,6 +8,8 @@
 //! - `deliver`: N events the same way, timed from the first emit until the receiver has them
 //!   all (nginx `stub_status` request count, or the daemon's `delivered` counter for batched
 //!   delivery where one request carries many events).
+//! - `drain`: the time until the daemon's `delivered` counter reaches a total: how fast the
+//!   dispatcher alone empties a backlog queued while the receiver was paused.
 //! - `latency`: publish-to-receive latency at a fixed rate, against a receiver in this process
 //!   that timestamps every arrival on the same monotonic clock as the emits.
 //! - `payload`: the exact POST body the daemon sends for the benchmark event (for `wrk`).
@@ -50,6 +52,8 @@ enum Command {
     },
     /// Emit N events and time them until the receiver has counted all of them.
     Deliver(load::DeliverArgs),
+    /// Time the daemon's `delivered` counter until it reaches a total (a backlog's drain).
+    Drain(load::DrainArgs),
     /// Publish-to-receive latency at a fixed rate, with a timestamping receiver in-process.
     Latency(latency::LatencyArgs),
     /// Print the POST body the daemon sends for the benchmark event.
@@ -155,6 +159,7 @@ async fn run(command: Command) -> Result<serde_json::Value> {
     match command {
         Command::Emit { feed } => load::emit(&feed).await,
         Command::Deliver(args) => load::deliver(&args).await,
+        Command::Drain(args) => load::drain(&args).await,
         Command::Latency(args) => latency::run(&args).await,
         Command::Payload { event, node_id } => {
             let (name, data) = event.parsed()?;
