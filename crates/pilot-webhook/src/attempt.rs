@@ -2,6 +2,7 @@
 //! and the signatures with this attempt's timestamp), the POST, its latency, and its records in
 //! the delivery log. Shared by the worker and the `test` / `redeliver` tools.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -12,7 +13,7 @@ use tracing::warn;
 use crate::batch::Delivery;
 use crate::config::Config;
 use crate::error::DeliveryError;
-use crate::log::DeliveryRecord;
+use crate::log::Logged;
 use crate::plugin::Shared;
 
 /// What `test` and `redeliver` report of their one attempt.
@@ -47,9 +48,9 @@ impl Attempt {
     /// The report of this attempt of `delivery`'s first event.
     pub(crate) fn outcome(&self, config: &Config, delivery: &Delivery) -> AttemptOutcome {
         AttemptOutcome {
-            url: config.shown.clone(),
+            url: config.shown.to_string(),
             event_id: delivery.items.first().map_or(0, |i| i.event_id),
-            webhook_id: delivery.webhook_id.clone(),
+            webhook_id: delivery.webhook_id.to_string(),
             status: status_of(&self.result),
             latency_ms: millis(self.latency),
             error: self.result.as_ref().err().map(|e| e.to_string()),
@@ -77,7 +78,7 @@ pub(crate) async fn send(
     delivery: &Delivery,
     attempt: u32,
 ) -> Attempt {
-    let mut headers = config.headers.clone();
+    let mut headers = config.request_headers.clone();
     let at = jiff::Timestamp::now();
     let secrets = shared.secrets();
     let mut signed = false;
@@ -107,31 +108,24 @@ pub(crate) async fn send(
     };
     let latency = started.elapsed();
     let status = status_of(&result);
-    let error = result.as_ref().err().map(|e| e.to_string());
+    let error: Option<Arc<str>> = result.as_ref().err().map(|e| e.to_string().into());
     let batch = delivery.batched.then_some(delivery.len());
-    let records = delivery
-        .items
-        .iter()
-        .map(|item| {
-            (
-                DeliveryRecord {
-                    event_id: item.event_id,
-                    event: item.event.clone(),
-                    webhook_id: delivery.webhook_id.clone(),
-                    url: config.shown.clone(),
-                    attempt,
-                    status,
-                    latency_ms: millis(latency),
-                    error: error.clone(),
-                    at,
-                    ok: result.is_ok(),
-                    batch,
-                },
-                Some(item.payload.clone()),
-            )
-        })
-        .collect();
-    shared.log.push(records);
+    let latency_ms = millis(latency);
+    let ok = result.is_ok();
+    shared.log.push(delivery.items.iter().map(|item| Logged {
+        event_id: item.event_id,
+        event: item.event.clone(),
+        webhook_id: delivery.webhook_id.clone(),
+        url: config.shown.clone(),
+        attempt,
+        status,
+        latency_ms,
+        error: error.clone(),
+        at,
+        ok,
+        batch,
+        payload: Some(item.payload.clone()),
+    }));
     Attempt {
         result,
         latency,

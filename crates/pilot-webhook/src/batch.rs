@@ -8,6 +8,8 @@
 //! across daemon restarts, while the retries of one delivery keep theirs. The id is a field of
 //! the delivery: a durable store can give back the id an event was first sent with.
 
+use std::sync::Arc;
+
 use bytes::{BufMut as _, Bytes, BytesMut};
 use pilot_core::Event;
 
@@ -18,12 +20,75 @@ pub fn new_instance_id() -> String {
 
 /// The `webhook-id` of a single-event body.
 pub fn single_id(instance: &str, event_id: u64) -> String {
-    format!("msg_{instance}_{event_id}")
+    with_id(instance, event_id, None, str::to_string)
 }
 
 /// The `webhook-id` of a batch body.
 pub fn batch_id(instance: &str, first: u64, last: u64) -> String {
-    format!("msg_{instance}_{first}-{last}")
+    with_id(instance, first, Some(last), str::to_string)
+}
+
+/// `msg_<instance>_<first>[-<last>]`, handed to `f`. Built by hand on the stack (every id of
+/// a 16-digit instance fits): `format!` costs several times more, and an `Arc<str>` made from
+/// the stack copy is one allocation where `String` then `Arc` would be two.
+fn with_id<R>(instance: &str, first: u64, last: Option<u64>, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let end = len + bytes.len();
+        if let Some(dst) = buf.get_mut(len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        len = end;
+    };
+    put(b"msg_");
+    put(instance.as_bytes());
+    put(b"_");
+    put(decimal(first).as_ref());
+    if let Some(last) = last {
+        put(b"-");
+        put(decimal(last).as_ref());
+    }
+    match buf.get(..len).map(std::str::from_utf8) {
+        // A whole `&str` and ASCII: always UTF-8 when it fits.
+        Some(Ok(id)) => f(id),
+        _ => {
+            let last = last.map(|l| format!("-{l}")).unwrap_or_default();
+            f(&format!("msg_{instance}_{first}{last}"))
+        }
+    }
+}
+
+/// An id as shared text.
+fn shared(id: &str) -> Arc<str> {
+    Arc::from(id)
+}
+
+/// `n` in decimal: the digits, in a buffer that derefs to them.
+fn decimal(mut n: u64) -> Decimal {
+    let mut d = Decimal {
+        digits: [0; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.digits[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return d;
+        }
+    }
+}
+
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl AsRef<[u8]> for Decimal {
+    fn as_ref(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
 }
 
 /// `{"events":[p1,p2,...]}` from encoded payloads, in order.
@@ -45,7 +110,8 @@ pub fn batch_body(payloads: &[Bytes]) -> Bytes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Item {
     pub(crate) event_id: u64,
-    pub(crate) event: String,
+    /// The event's name (shared with the delivery log's entries).
+    pub(crate) event: Arc<str>,
     pub(crate) payload: Bytes,
 }
 
@@ -54,7 +120,7 @@ impl Item {
     pub(crate) fn of(event: &Event) -> Self {
         Self {
             event_id: event.event_id,
-            event: event.event.clone(),
+            event: Arc::from(event.event.as_str()),
             payload: event.payload(),
         }
     }
@@ -67,8 +133,8 @@ pub(crate) struct Delivery {
     pub(crate) items: Vec<Item>,
     /// The request body.
     pub(crate) body: Bytes,
-    /// Stable across the retries of this delivery.
-    pub(crate) webhook_id: String,
+    /// Stable across the retries of this delivery (shared with the delivery log's entries).
+    pub(crate) webhook_id: Arc<str>,
     /// Whether the body is a batch (`{"events":[...]}`).
     pub(crate) batched: bool,
 }
@@ -79,10 +145,13 @@ impl Delivery {
         let (body, webhook_id) = if batched {
             (
                 batch_body(std::slice::from_ref(&item.payload)),
-                batch_id(instance, item.event_id, item.event_id),
+                with_id(instance, item.event_id, Some(item.event_id), shared),
             )
         } else {
-            (item.payload.clone(), single_id(instance, item.event_id))
+            (
+                item.payload.clone(),
+                with_id(instance, item.event_id, None, shared),
+            )
         };
         Self {
             items: vec![item],
@@ -103,7 +172,7 @@ impl Delivery {
         let payloads: Vec<Bytes> = items.iter().map(|i| i.payload.clone()).collect();
         Some(Self {
             body: batch_body(&payloads),
-            webhook_id: batch_id(instance, first, last),
+            webhook_id: with_id(instance, first, Some(last), shared),
             items,
             batched: true,
         })
@@ -140,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_msg_instance_and_event_ids() {
+        for n in [0, 1, 9, 10, 99, 12345, u64::MAX] {
+            assert_eq!(single_id("00ff", n), format!("msg_00ff_{n}"));
+            assert_eq!(batch_id("ab", n, 7), format!("msg_ab_{n}-7"));
+        }
+        assert_eq!(single_id("", 5), "msg__5");
+        let long = "x".repeat(50);
+        assert_eq!(
+            batch_id(&long, 1, 2),
+            format!("msg_{long}_1-2"),
+            "too long for the stack"
+        );
+        assert_eq!(single_id("é", 3), "msg_é_3");
+    }
+
+    #[test]
     fn a_single_delivery_is_the_payload_itself() {
         let event = Event::new(7, "a.b", 0, jiff::Timestamp::UNIX_EPOCH, None);
         let d = Delivery::new(vec![Item::of(&event)], false, "00ff").unwrap();
@@ -149,7 +234,7 @@ mod tests {
             event.payload().as_ptr(),
             "shared, not copied"
         );
-        assert_eq!(d.webhook_id, "msg_00ff_7");
+        assert_eq!(&*d.webhook_id, "msg_00ff_7");
         assert_eq!(d.len(), 1);
         assert!(Delivery::new(vec![], false, "x").is_none());
     }
@@ -158,7 +243,7 @@ mod tests {
     fn a_batch_concatenates_payloads_in_order() {
         let events = vec![ev(4, "a.one"), ev(5, "a.two"), ev(9, "a.three")];
         let d = Delivery::new(events.clone(), false, "abcd").unwrap();
-        assert_eq!(d.webhook_id, "msg_abcd_4-9");
+        assert_eq!(&*d.webhook_id, "msg_abcd_4-9");
         assert!(d.batched, "several events always make a batch body");
         let want = format!(
             "{{\"events\":[{},{},{}]}}",
@@ -170,7 +255,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(parsed["events"][2]["event_id"], 9);
         let one = Delivery::new(vec![ev(1, "a.b")], true, "abcd").unwrap();
-        assert_eq!(one.webhook_id, "msg_abcd_1-1");
+        assert_eq!(&*one.webhook_id, "msg_abcd_1-1");
         assert!(one.body.starts_with(b"{\"events\":[{"));
         assert_eq!(&batch_body(&[])[..], b"{\"events\":[]}");
     }

@@ -4,6 +4,24 @@
 //! Open, events are skipped without an attempt. Once the cooldown is over the next event is a
 //! probe (half open): its success closes the circuit, its failure opens it for another cooldown.
 //! A delivered event always resets the count of consecutive failures.
+//!
+//! # With several deliveries in flight (`--concurrency N`)
+//! A "unit" is one request's worth of events (an event, or a batch). The decision is taken when
+//! a unit is dequeued ([`Circuit::before_event`]); its failure is counted when it completes
+//! ([`Circuit::on_unit_failure`]), in completion order, so units already in flight when the
+//! circuit opens still finish (and count as failed or delivered as they end). Then:
+//! - a failure of a unit that is not the probe while the circuit is open or half open changes
+//!   nothing: it was admitted before the circuit opened, so it neither extends the cooldown nor
+//!   decides the probe;
+//! - any 2xx closes the circuit (the endpoint answers), whatever the state;
+//! - in half open, exactly one probe is in flight: the in-memory worker stops dequeuing until
+//!   the probe completes, so the other events *wait* in the queue (they are not skipped); if
+//!   the probe fails they are then dequeued into an open circuit and skipped, if it succeeds
+//!   they are delivered. (`before_event` itself answers `Probe` again while half open: the
+//!   caller is the one that keeps a single probe in flight.)
+//!
+//! With one unit in flight at a time (the default, and durable mode) none of these cases can
+//! arise, and the breaker behaves exactly as described first.
 
 use std::time::Duration;
 
@@ -99,14 +117,27 @@ impl Circuit {
         }
     }
 
-    /// The event was delivered.
+    /// The event was delivered: the circuit closes (from any state; with several units in
+    /// flight a unit admitted before the circuit opened may succeed while it is open).
     pub fn on_success(&mut self) -> Transition {
-        let was_half_open = self.state == State::HalfOpen;
+        let was_closed = matches!(self.state, State::Closed { .. });
         self.state = State::Closed { failures: 0 };
-        if was_half_open {
-            Transition::Closed
-        } else {
+        if was_closed {
             Transition::None
+        } else {
+            Transition::Closed
+        }
+    }
+
+    /// A unit failed (every attempt, or a status that is not retried); `probe` when it was
+    /// dequeued as the probe ([`Decision::Probe`]). While open or half open only the probe's
+    /// failure counts (it reopens the circuit); the failure of a unit admitted earlier changes
+    /// nothing. Closed, it counts like [`Circuit::on_failure`].
+    pub fn on_unit_failure(&mut self, now: Instant, probe: bool) -> Transition {
+        match self.state {
+            State::Closed { .. } => self.on_failure(now),
+            State::HalfOpen | State::Open { .. } if probe => self.open(now),
+            State::HalfOpen | State::Open { .. } => Transition::None,
         }
     }
 
@@ -238,6 +269,50 @@ mod tests {
         assert_eq!(c.before_event(Instant::now()), Decision::Skip);
         tokio::time::advance(COOLDOWN).await;
         assert_eq!(c.before_event(Instant::now()), Decision::Probe);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_units_in_flight_only_the_probe_decides_and_any_success_closes() {
+        let mut c = Circuit::new(2, COOLDOWN);
+        // Three units admitted while closed; two fail and open the circuit.
+        for _ in 0..3 {
+            assert_eq!(c.before_event(Instant::now()), Decision::Deliver);
+        }
+        assert_eq!(c.on_unit_failure(Instant::now(), false), Transition::None);
+        let opened = c.on_unit_failure(Instant::now(), false);
+        assert_eq!(
+            opened,
+            Transition::Opened {
+                until: Instant::now() + COOLDOWN
+            }
+        );
+        // The third fails later: the cooldown is not extended.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(c.on_unit_failure(Instant::now(), false), Transition::None);
+        assert_eq!(
+            c.open_until(),
+            Some(Instant::now() + COOLDOWN - Duration::from_secs(1))
+        );
+        assert_eq!(c.before_event(Instant::now()), Decision::Skip);
+
+        // Half open: the probe is out; a late failure of an older unit does not decide.
+        tokio::time::advance(COOLDOWN).await;
+        assert_eq!(c.before_event(Instant::now()), Decision::Probe);
+        assert_eq!(c.on_unit_failure(Instant::now(), false), Transition::None);
+        assert_eq!(c.state(Instant::now()), CircuitState::HalfOpen);
+        // The probe's failure does.
+        assert!(matches!(
+            c.on_unit_failure(Instant::now(), true),
+            Transition::Opened { .. }
+        ));
+        assert_eq!(c.state(Instant::now()), CircuitState::Open);
+        // A late success while open closes it (the endpoint answers 2xx).
+        assert_eq!(c.on_success(), Transition::Closed);
+        assert_eq!(c.state(Instant::now()), CircuitState::Closed);
+        assert_eq!(c.on_success(), Transition::None);
+        // Closed, a probe's late failure counts like any other.
+        assert_eq!(c.on_unit_failure(Instant::now(), true), Transition::None);
+        assert_eq!(c.consecutive_failures(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! One webhook's configuration, resolved and checked before it takes effect ([`Config`]): the
 //! URL made ready for requests, the extra headers, the auth header read from its file, the
-//! filter, batching, and the HTTP client (the normal one, or the `insecure_tls` one).
+//! filter, batching, concurrency, and the HTTP client (the normal one, or the `insecure_tls`
+//! one).
 //!
 //! Everything that can be wrong is found here, so a configure that fails changes nothing. Auth
 //! files are read once, here; their content and every extra header value are marked sensitive
@@ -8,7 +9,7 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -82,14 +83,20 @@ impl Clients {
 pub(crate) struct Config {
     pub(crate) url: Url,
     pub(crate) settings: WebhookSettings,
-    /// The URL as logs show it.
-    pub(crate) shown: String,
+    /// The URL as logs show it (shared with the delivery log's entries).
+    pub(crate) shown: Arc<str>,
     /// The prepared URL, or why it cannot be used (then every attempt fails at once).
     pub(crate) target: Result<Target, DeliveryError>,
     /// Extra headers and the auth header, values marked sensitive.
     pub(crate) headers: HeaderMap,
+    /// Every request's headers before its signatures: the standard ones and `headers`
+    /// ([`HttpClient::request_headers`]), built once.
+    pub(crate) request_headers: HeaderMap,
     pub(crate) filter: Filter,
     pub(crate) batch: Option<Batching>,
+    /// Deliveries (events, or batches) in flight at once in memory mode: `settings.concurrency`,
+    /// at least 1. Durable mode ignores it (one at a time, in order).
+    pub(crate) concurrency: usize,
     pub(crate) client: HttpClient,
 }
 
@@ -170,6 +177,7 @@ impl Config {
             max: max.max(1),
             wait: settings.batch_wait.unwrap_or(DEFAULT_BATCH_WAIT),
         });
+        let concurrency = settings.concurrency.unwrap_or(1).max(1);
         if settings.insecure_tls {
             warn!(
                 url = %shown,
@@ -177,15 +185,19 @@ impl Config {
                  path can read and change deliveries); use it for testing only"
             );
         }
+        let client = clients.get(settings.insecure_tls);
+        let request_headers = client.request_headers(target.as_ref().ok(), &headers);
         Ok(Config {
-            client: clients.get(settings.insecure_tls),
+            client,
+            request_headers,
             url,
             settings,
-            shown,
+            shown: shown.into(),
             target,
             headers,
             filter,
             batch,
+            concurrency,
         })
     }
 

@@ -9,7 +9,8 @@
 //!    ([`crate::durable_webhook_id`]): the same on every retry and after a restart.
 //! 2. The `DurableWorker` delivers from the spool, oldest first, one request in flight (one
 //!    batch `{"events":[...]}` with `batch_max`, signed as one body with the id
-//!    `msg_<node_id>_<first>-<last>`). It reads the spool after a cursor, the last record it
+//!    `msg_<node_id>_<first>-<last>`). `settings.concurrency` is ignored here: durable
+//!    delivery stays ordered, one request at a time (use `batch_max` for throughput). It reads the spool after a cursor, the last record it
 //!    settled. The webhook's `events`/`exclude` filters apply here: a record they leave out is
 //!    removed and counted `filtered`.
 //! 3. A 2xx settles the records as delivered, a non-retryable failure (another 4xx, a 3xx, a
@@ -325,7 +326,7 @@ impl Spooled {
         Self {
             item: Item {
                 event_id: record.event_id,
-                event,
+                event: event.into(),
                 payload: record.payload,
             },
             webhook_id: record.webhook_id,
@@ -344,12 +345,12 @@ pub(crate) fn delivery_of(spooled: Vec<Spooled>, batched: bool) -> Option<Delive
         let s = spooled.into_iter().next()?;
         return Some(Delivery {
             body: s.item.payload.clone(),
-            webhook_id: s.webhook_id,
+            webhook_id: s.webhook_id.into(),
             items: vec![s.item],
             batched: false,
         });
     }
-    let webhook_id = format!("{}-{}", first.webhook_id, last.item.event_id);
+    let webhook_id = format!("{}-{}", first.webhook_id, last.item.event_id).into();
     let payloads: Vec<Bytes> = spooled.iter().map(|s| s.item.payload.clone()).collect();
     Some(Delivery {
         body: batch_body(&payloads),
@@ -923,7 +924,7 @@ mod tests {
     #[test]
     fn a_spooled_record_knows_its_name_and_keeps_its_id() {
         let s = spooled(5, "trust.changed");
-        assert_eq!(s.item.event, "trust.changed");
+        assert_eq!(&*s.item.event, "trust.changed");
         assert_eq!((s.webhook_id.as_str(), s.attempts), ("msg_7_5", 2));
         let odd = Spooled::of(SpoolRecord {
             event_id: 1,
@@ -932,22 +933,22 @@ mod tests {
             attempts: 0,
             payload: Bytes::from_static(b"not json"),
         });
-        assert_eq!(odd.item.event, "", "unreadable payloads still deliver");
+        assert_eq!(&*odd.item.event, "", "unreadable payloads still deliver");
     }
 
     #[test]
     fn single_and_batch_deliveries_use_the_stored_ids() {
         let one = delivery_of(vec![spooled(5, "a.b")], false).unwrap();
-        assert_eq!(one.webhook_id, "msg_7_5");
+        assert_eq!(&*one.webhook_id, "msg_7_5");
         assert!(!one.batched);
         assert_eq!(one.body, spooled(5, "a.b").item.payload);
         let batch = delivery_of(vec![spooled(5, "a.b"), spooled(9, "a.c")], false).unwrap();
-        assert_eq!(batch.webhook_id, "msg_7_5-9");
+        assert_eq!(&*batch.webhook_id, "msg_7_5-9");
         assert!(batch.batched);
         let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
         assert_eq!(v["events"][1]["event_id"], 9);
         let of_one = delivery_of(vec![spooled(5, "a.b")], true).unwrap();
-        assert_eq!(of_one.webhook_id, "msg_7_5-5");
+        assert_eq!(&*of_one.webhook_id, "msg_7_5-5");
         assert!(of_one.body.starts_with(b"{\"events\":["));
         assert!(delivery_of(vec![], true).is_none());
     }

@@ -2,7 +2,9 @@
 //! (its shared, already-encoded payload) to one HTTP(S) URL, in publish order, with retries
 //! (backoff with jitter, `Retry-After`), a circuit breaker, an SSRF guard at connect time, hot
 //! swap and graceful shutdown. Per webhook ([`pilot_core::WebhookSettings`]): include/exclude
-//! filters, extra headers, Bearer/Basic auth from a file, `insecure_tls`, batching. Requests are
+//! filters, extra headers, Bearer/Basic auth from a file, `insecure_tls`, batching, and
+//! `concurrency` (up to N requests in flight, unordered, in memory mode; see the worker's
+//! docs and [`circuit`]). Requests are
 //! signed (Standard Webhooks and `X-Pilot-Signature-256`) once secrets are set. A 410 Gone
 //! disables the webhook until it is set again. The last 1000 attempts are kept in a delivery log,
 //! and `test` / `redeliver` send one attempt at once.

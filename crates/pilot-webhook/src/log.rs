@@ -3,6 +3,11 @@
 //! payload of each logged event kept (shared bytes, no copy) so it can be redelivered while it is
 //! still in the log. Memory is bounded by the entries in the ring and their payloads.
 //!
+//! Logging is on every attempt's path, so the ring keeps each entry as a [`Logged`]: the
+//! record's parts with its strings shared (the event name, `webhook-id`, URL and error are
+//! `Arc<str>` clones, no allocation), and a [`DeliveryRecord`] is made only when one is read or
+//! a sink is set.
+//!
 //! The log is pluggable: a [`DeliveryLogSink`] sees every record as it is logged (the daemon
 //! may set one), the plugin's own persistence sink does too (durable mode writes the log to
 //! the spool file), and [`DeliveryLog::restore`] puts persisted records back after a restart
@@ -52,15 +57,65 @@ pub trait DeliveryLogSink: Send + Sync {
     fn on_records(&self, records: &[DeliveryRecord]);
 }
 
-struct Entry {
-    record: DeliveryRecord,
-    payload: Option<Bytes>,
+/// One attempt of one event, as the ring keeps it (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Logged {
+    pub(crate) event_id: u64,
+    pub(crate) event: Arc<str>,
+    pub(crate) webhook_id: Arc<str>,
+    pub(crate) url: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) status: Option<u16>,
+    pub(crate) latency_ms: f64,
+    pub(crate) error: Option<Arc<str>>,
+    pub(crate) at: jiff::Timestamp,
+    pub(crate) ok: bool,
+    pub(crate) batch: Option<usize>,
+    /// The payload sent, kept for `redeliver` (none for restored records).
+    pub(crate) payload: Option<Bytes>,
+}
+
+impl Logged {
+    /// The record as the log shows it.
+    pub(crate) fn record(&self) -> DeliveryRecord {
+        DeliveryRecord {
+            event_id: self.event_id,
+            event: self.event.to_string(),
+            webhook_id: self.webhook_id.to_string(),
+            url: self.url.to_string(),
+            attempt: self.attempt,
+            status: self.status,
+            latency_ms: self.latency_ms,
+            error: self.error.as_deref().map(str::to_string),
+            at: self.at,
+            ok: self.ok,
+            batch: self.batch,
+        }
+    }
+
+    /// A persisted record (without payload).
+    fn restored(r: DeliveryRecord) -> Self {
+        Self {
+            event_id: r.event_id,
+            event: r.event.into(),
+            webhook_id: r.webhook_id.into(),
+            url: r.url.into(),
+            attempt: r.attempt,
+            status: r.status,
+            latency_ms: r.latency_ms,
+            error: r.error.map(Into::into),
+            at: r.at,
+            ok: r.ok,
+            batch: r.batch,
+            payload: None,
+        }
+    }
 }
 
 /// The ring of recent attempts, and the sink.
 pub(crate) struct DeliveryLog {
     capacity: usize,
-    ring: Mutex<VecDeque<Entry>>,
+    ring: Mutex<VecDeque<Logged>>,
     sink: RwLock<Option<Arc<dyn DeliveryLogSink>>>,
     /// The plugin's own sink (durable mode's on-disk log), beside the public one.
     persist: RwLock<Option<Arc<dyn DeliveryLogSink>>>,
@@ -87,7 +142,7 @@ impl DeliveryLog {
         }
     }
 
-    fn ring(&self) -> MutexGuard<'_, VecDeque<Entry>> {
+    fn ring(&self) -> MutexGuard<'_, VecDeque<Logged>> {
         // Updates are single pushes and pops: a poisoned lock still guards a valid ring.
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -102,23 +157,27 @@ impl DeliveryLog {
         *self.persist.write().unwrap_or_else(|p| p.into_inner()) = sink;
     }
 
-    /// Logs the records of one attempt with their payloads, then tells the sink.
-    pub(crate) fn push(&self, entries: Vec<(DeliveryRecord, Option<Bytes>)>) {
+    /// Logs the entries of one attempt (one per event), then tells the sinks (their records
+    /// are made only when a sink is set).
+    pub(crate) fn push(&self, entries: impl IntoIterator<Item = Logged>) {
         let sink = self.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
         let persist = self
             .persist
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let for_sink: Option<Vec<DeliveryRecord>> = (sink.is_some() || persist.is_some())
-            .then(|| entries.iter().map(|(r, _)| r.clone()).collect());
+        let mut for_sink: Option<Vec<DeliveryRecord>> =
+            (sink.is_some() || persist.is_some()).then(Vec::new);
         {
             let mut ring = self.ring();
-            for (record, payload) in entries {
-                ring.push_back(Entry { record, payload });
-                while ring.len() > self.capacity {
+            for entry in entries {
+                if let Some(records) = &mut for_sink {
+                    records.push(entry.record());
+                }
+                if ring.len() >= self.capacity {
                     ring.pop_front();
                 }
+                ring.push_back(entry);
             }
         }
         if let Some(records) = for_sink {
@@ -138,10 +197,7 @@ impl DeliveryLog {
             if ring.len() >= self.capacity {
                 break;
             }
-            ring.push_front(Entry {
-                record,
-                payload: None,
-            });
+            ring.push_front(Logged::restored(record));
         }
     }
 
@@ -152,9 +208,9 @@ impl DeliveryLog {
         let mut out: Vec<DeliveryRecord> = ring
             .iter()
             .rev()
-            .filter(|e| !failed_only || !e.record.ok)
+            .filter(|e| !failed_only || !e.ok)
             .take(limit)
-            .map(|e| e.record.clone())
+            .map(Logged::record)
             .collect();
         out.reverse();
         out
@@ -165,8 +221,8 @@ impl DeliveryLog {
         self.ring()
             .iter()
             .rev()
-            .filter(|e| e.record.event_id == event_id)
-            .find_map(|e| e.payload.clone().map(|p| (e.record.clone(), p)))
+            .filter(|e| e.event_id == event_id)
+            .find_map(|e| e.payload.clone().map(|p| (e.record(), p)))
     }
 }
 
@@ -190,6 +246,14 @@ mod tests {
         }
     }
 
+    /// The ring entry of `record` with `payload`.
+    fn entry(record: DeliveryRecord, payload: Option<Bytes>) -> Logged {
+        Logged {
+            payload,
+            ..Logged::restored(record)
+        }
+    }
+
     fn payload(id: u64) -> Option<Bytes> {
         Some(Bytes::from(format!("{{\"event_id\":{id}}}")))
     }
@@ -198,7 +262,7 @@ mod tests {
     fn keeps_the_newest_entries_and_their_payloads_only() {
         let log = DeliveryLog::new(3);
         for id in 1..=5 {
-            log.push(vec![(rec(id, id % 2 == 0), payload(id))]);
+            log.push(vec![entry(rec(id, id % 2 == 0), payload(id))]);
         }
         let ids: Vec<u64> = log.list(false, 0).iter().map(|r| r.event_id).collect();
         assert_eq!(ids, [3, 4, 5], "oldest dropped, newest last");
@@ -214,10 +278,10 @@ mod tests {
     #[test]
     fn find_takes_the_newest_attempt_with_a_payload() {
         let log = DeliveryLog::new(10);
-        log.push(vec![(rec(1, false), payload(1))]);
+        log.push(vec![entry(rec(1, false), payload(1))]);
         let mut second = rec(1, true);
         second.attempt = 2;
-        log.push(vec![(second, payload(1))]);
+        log.push(vec![entry(second, payload(1))]);
         assert_eq!(log.find(1).unwrap().0.attempt, 2);
         assert!(log.find(9).is_none());
     }
@@ -225,7 +289,7 @@ mod tests {
     #[test]
     fn restored_records_come_first_and_have_no_payload() {
         let log = DeliveryLog::new(3);
-        log.push(vec![(rec(10, true), payload(10))]);
+        log.push(vec![entry(rec(10, true), payload(10))]);
         log.restore(vec![rec(1, true), rec(2, false), rec(3, true)]);
         let ids: Vec<u64> = log.list(false, 0).iter().map(|r| r.event_id).collect();
         assert_eq!(ids, [2, 3, 10]);
@@ -246,10 +310,10 @@ mod tests {
         }
         let sink = Arc::new(Collect::default());
         let log = DeliveryLog::new(2);
-        log.push(vec![(rec(1, true), None)]);
+        log.push(vec![entry(rec(1, true), None)]);
         log.set_sink(Some(sink.clone()));
-        log.push(vec![(rec(2, true), None), (rec(3, true), None)]);
-        log.push(vec![(rec(4, true), None)]);
+        log.push(vec![entry(rec(2, true), None), entry(rec(3, true), None)]);
+        log.push(vec![entry(rec(4, true), None)]);
         assert_eq!(*sink.0.lock().unwrap(), [2, 3, 4]);
         let json = serde_json::to_value(rec(5, false)).unwrap();
         assert_eq!(json["status"], serde_json::Value::Null);

@@ -726,7 +726,7 @@ impl WebhookPlugin {
         stats.signatures = secrets.len();
         let state = self.lock();
         if let Some(active) = &state.current {
-            stats.url = Some(active.config.shown.clone());
+            stats.url = Some(active.config.shown.to_string());
             stats.circuit = worker::lock(&active.circuit).state(Instant::now());
             stats.queue_capacity = self.shared.options.queue_size as u64;
             stats.settings = Some(active.config.settings.redacted());
@@ -790,7 +790,7 @@ impl WebhookPlugin {
             config.batch.is_some(),
             &self.shared.instance,
         );
-        delivery.webhook_id = format!("msg_{}_test-{n}", self.shared.instance);
+        delivery.webhook_id = format!("msg_{}_test-{n}", self.shared.instance).into();
         let attempt = attempt::send(&self.shared, &config, &delivery, 1).await;
         self.shared.flush_log().await;
         info!(url = %config.shown, ok = attempt.result.is_ok(), "webhook test sent");
@@ -834,12 +834,12 @@ impl WebhookPlugin {
             .ok_or(WebhookError::NotFound { event_id })?;
         let item = Item {
             event_id,
-            event: record.event.clone(),
+            event: record.event.as_str().into(),
             payload,
         };
         let mut delivery = Delivery::one(item, batched, &self.shared.instance);
         if !batched && record.batch.is_none() {
-            delivery.webhook_id = record.webhook_id.clone();
+            delivery.webhook_id = record.webhook_id.as_str().into();
         }
         let attempt_no = record.attempt.saturating_add(1);
         let attempt = attempt::send(&self.shared, &config, &delivery, attempt_no).await;

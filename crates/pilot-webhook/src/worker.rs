@@ -1,16 +1,44 @@
-//! The per-configuration delivery loop: takes events from one bus subscription in publish
-//! order, skips (and counts) what the filter leaves out, gathers batches when batching is on,
-//! and POSTs one delivery at a time with retries, backoff with jitter, `Retry-After` and the
-//! circuit breaker, counting every outcome. A 410 Gone disables the webhook: the worker detaches
-//! from the bus, drops (and counts) what is queued, publishes `webhook.disabled` and stops.
+//! The per-configuration delivery loop (memory mode): takes events from one bus subscription,
+//! skips (and counts) what the filter leaves out, gathers batches when batching is on, and
+//! POSTs them with retries, backoff with jitter, `Retry-After` and the circuit breaker,
+//! counting every outcome. A 410 Gone disables the webhook: the worker detaches from the bus,
+//! drops (and counts) what is queued, publishes `webhook.disabled` and stops.
+//!
+//! # Concurrency
+//! A *unit* is one request's worth of events: one event, or one batch when `batch_max` is set.
+//! Up to `settings.concurrency` units (default 1) are in flight at once. With 1, the worker
+//! takes the next event only when the previous unit is settled: deliveries are in publish
+//! order, exactly as before concurrency existed. Above 1, units run side by side and complete
+//! in any order (events can arrive out of order). No task is spawned per unit: the first unit
+//! in flight is polled in place in a slot of the worker's own future (so with concurrency 1 a
+//! unit costs no allocation), the others in a `FuturesUnordered`, both polled by the worker's
+//! own `select!`. The requests share the client's keep-alive pool (up to N connections).
+//!
+//! Every guarantee holds per unit: its own retries, backoff, `Retry-After` and jitter, its own
+//! `max_attempts`, its own `webhook-id` and signatures, its own records in the delivery log,
+//! and one outcome counted when it completes. `in_flight` counts the events of the units under
+//! way (and of a batch being filled), so it can reach N units' worth. The circuit breaker sees
+//! units as they complete; while it is open, dequeued units are skipped and counted; in half
+//! open exactly one probe is in flight and the worker dequeues nothing else until the probe
+//! has completed (the others wait in the queue; see [`crate::circuit`]).
+//!
+//! A 410 Gone stops the worker at once: nothing more is dequeued or sent, the other units in
+//! flight are cancelled and counted as dropped (their retries would go to an endpoint that is
+//! gone), and the queue is dropped and counted. An abort (a clear, a drain past its bound,
+//! shutdown past `drain_timeout`) cancels every unit in flight and counts their events as
+//! dropped. A drain (swap, shutdown) ends when the queue is empty and every unit has settled.
 //!
 //! When the webhook switches to durable mode, the durable subscription starts in the same
 //! instant the in-memory one is detached, as far as the bus allows: the durable one is made
 //! first, then this worker is told the cutoff ([`Handover`]) and detached, so the few events
 //! published in between reach both. This worker leaves those to the spool (uncounted here).
 
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use std::task::Poll;
 
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use pilot_core::{Event, Subscription};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,10 +47,16 @@ use tracing::{debug, warn};
 use crate::attempt;
 use crate::batch::{Delivery, Item};
 use crate::circuit::{Circuit, Decision, Transition};
-use crate::config::{Batching, Config};
+use crate::config::Config;
 use crate::plugin::Shared;
 use crate::retry::{jitter, Backoff};
-use crate::stats::{add, bump, sub};
+use crate::stats::{add, bump, sub as sub_counter};
+
+/// A wait longer than any test or daemon lives (the batch timer while no batch is filling).
+const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// The most item slots reserved up front for a batch (a huge `batch_max` grows as it fills).
+const BATCH_RESERVE: usize = 1024;
 
 /// The circuit breaker of one worker, readable by the plugin for stats.
 pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
@@ -92,13 +126,31 @@ impl Handover {
     }
 }
 
-/// What became of one delivery.
+/// What became of one unit whose request(s) went out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Delivered,
     Failed,
-    Skipped,
-    Abandoned,
+    /// 410 Gone, with the error text.
+    Gone(String),
+}
+
+/// A completed unit.
+#[derive(Debug)]
+struct Done {
+    outcome: Outcome,
+    /// How many events the unit carried.
+    events: u64,
+    /// Whether it was the circuit's probe.
+    probe: bool,
+}
+
+/// Why the delivery loop ended.
+enum End {
+    /// The subscription is detached and everything taken from it has settled.
+    Drained,
+    /// Aborted: what was in flight is dropped.
+    Aborted,
     /// 410 Gone, with the error text.
     Gone(String),
 }
@@ -110,84 +162,177 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) circuit: SharedCircuit,
     pub(crate) disabled: Arc<Disabled>,
-    /// Cancelled to stop at once: the delivery in flight and everything queued are dropped.
+    /// Cancelled to stop at once: the deliveries in flight and everything queued are dropped.
     pub(crate) abort: CancellationToken,
     /// Set when the webhook switched to durable mode.
     pub(crate) handover: Arc<Handover>,
 }
 
+/// What the units in flight borrow: everything of a worker but its subscription.
+struct Ctx {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    circuit: SharedCircuit,
+    handover: Arc<Handover>,
+}
+
 impl Worker {
     /// Runs until the subscription is detached and drained, aborted, or the webhook is gone.
-    pub(crate) async fn run(mut self) {
-        let counters = self.shared.counters.clone();
-        let mut gone = None;
-        loop {
-            let first = tokio::select! {
-                biased;
-                () = self.abort.cancelled() => break,
-                event = self.sub.recv() => match event {
-                    Some(event) => event,
-                    None => break,
-                },
-            };
-            if !self.take(&first) {
-                continue;
-            }
-            let mut items = vec![Item::of(&first)];
-            let mut aborted = false;
-            if let Some(batching) = self.config.batch {
-                aborted = self.fill(&mut items, batching).await;
-            }
-            let n = items.len() as u64;
-            let delivery =
-                match Delivery::new(items, self.config.batch.is_some(), &self.shared.instance) {
-                    Some(d) if !aborted => d,
-                    _ => {
-                        add(&counters.dropped, n);
-                        sub(&counters.in_flight, n);
-                        break;
-                    }
-                };
-            let outcome = tokio::select! {
-                biased;
-                () = self.abort.cancelled() => Outcome::Abandoned,
-                outcome = self.deliver(&delivery) => outcome,
-            };
-            let counter = match &outcome {
-                Outcome::Delivered => &counters.delivered,
-                Outcome::Failed | Outcome::Gone(_) => &counters.failed,
-                Outcome::Skipped => &counters.circuit_skips,
-                Outcome::Abandoned => &counters.dropped,
-            };
-            add(counter, n);
-            sub(&counters.in_flight, n);
-            match outcome {
-                Outcome::Abandoned => {
-                    debug!(webhook_id = %delivery.webhook_id, url = %self.config.shown, "webhook delivery abandoned");
-                    break;
-                }
-                Outcome::Gone(reason) => {
-                    gone = Some(reason);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        self.sub.detach();
+    pub(crate) async fn run(self) {
+        let Worker {
+            mut sub,
+            config,
+            shared,
+            circuit,
+            disabled,
+            abort,
+            handover,
+        } = self;
+        let ctx = Ctx {
+            config,
+            shared,
+            circuit,
+            handover,
+        };
+        let end = ctx.deliver_all(&mut sub, &abort).await;
+        let counters = &ctx.shared.counters;
+        sub.detach();
         let mut left = 0;
-        while let Some(event) = self.sub.try_recv() {
-            if self.handover.beyond(event.event_id) {
-                sub(&counters.bus.queued, 1);
+        while let Some(event) = sub.try_recv() {
+            if ctx.handover.beyond(event.event_id) {
+                sub_counter(&counters.bus.queued, 1);
             } else {
                 left += 1;
             }
         }
         if left > 0 {
             counters.discard(left);
-            warn!(url = %self.config.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
+            warn!(url = %ctx.config.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
         }
-        if let Some(reason) = gone {
-            self.disable(reason);
+        if let End::Gone(reason) = end {
+            ctx.disable(&disabled, reason);
+        }
+    }
+}
+
+impl Ctx {
+    /// The delivery loop: dequeues while fewer than `concurrency` units are in flight (and no
+    /// probe is), fills batches, launches units and settles them as they complete.
+    async fn deliver_all(&self, sub: &mut Subscription, abort: &CancellationToken) -> End {
+        let counters = &*self.shared.counters;
+        let limit = self.config.concurrency.max(1);
+        let batching = self.config.batch;
+        // Units in flight: the first in `slot`, polled in place (no allocation: with
+        // concurrency 1 every unit goes there), the others in `running`.
+        let mut slot = pin!(None);
+        let mut running = FuturesUnordered::new();
+        // Events carried by the units in flight.
+        let mut running_events: u64 = 0;
+        // The circuit's probe is in flight: dequeue nothing until it completes.
+        let mut probing = false;
+        // The batch being filled (empty: none).
+        let mut batch: Vec<Item> = Vec::new();
+        let mut closed = false;
+        let timer = tokio::time::sleep_until(deadline_after(FAR));
+        tokio::pin!(timer);
+        let end = loop {
+            let in_flight = usize::from(slot.is_some()) + running.len();
+            if closed && in_flight == 0 && batch.is_empty() {
+                break End::Drained;
+            }
+            let filling = !batch.is_empty();
+            let can_take = !closed && !probing && (filling || in_flight < limit);
+            let mut ready = None;
+            tokio::select! {
+                biased;
+                () = abort.cancelled() => break End::Aborted,
+                done = poll_slot(slot.as_mut()), if slot.is_some() => {
+                    slot.set(None);
+                    if let Some(reason) = self.settle(done, &mut running_events, &mut probing) {
+                        break End::Gone(reason);
+                    }
+                }
+                Some(done) = running.next(), if !running.is_empty() => {
+                    if let Some(reason) = self.settle(done, &mut running_events, &mut probing) {
+                        break End::Gone(reason);
+                    }
+                }
+                () = &mut timer, if filling => ready = Some(std::mem::take(&mut batch)),
+                event = sub.recv(), if can_take => match event {
+                    None => {
+                        closed = true;
+                        if filling {
+                            ready = Some(std::mem::take(&mut batch));
+                        }
+                    }
+                    Some(event) => {
+                        if self.take(&event) {
+                            match batching {
+                                None => ready = Some(vec![Item::of(&event)]),
+                                Some(b) => {
+                                    if batch.is_empty() {
+                                        timer.as_mut().reset(deadline_after(b.wait));
+                                        batch.reserve(b.max.min(BATCH_RESERVE));
+                                    }
+                                    batch.push(Item::of(&event));
+                                    // Take what is already queued without another turn.
+                                    while batch.len() < b.max {
+                                        let Some(next) = sub.try_recv() else { break };
+                                        if self.take(&next) {
+                                            batch.push(Item::of(&next));
+                                        }
+                                    }
+                                    if batch.len() >= b.max {
+                                        ready = Some(std::mem::take(&mut batch));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+            if let Some(items) = ready {
+                if let Some((delivery, decision)) = self.admit(items) {
+                    running_events += delivery.len() as u64;
+                    probing |= decision == Decision::Probe;
+                    let unit = self.unit(delivery, decision);
+                    if slot.is_some() {
+                        running.push(unit);
+                    } else {
+                        slot.set(Some(unit));
+                    }
+                }
+            }
+        };
+        let abandoned = running_events + batch.len() as u64;
+        if abandoned > 0 {
+            add(&counters.dropped, abandoned);
+            sub_counter(&counters.in_flight, abandoned);
+            debug!(
+                url = %self.config.shown,
+                units = usize::from(slot.is_some()) + running.len(),
+                events = abandoned,
+                "webhook deliveries in flight abandoned"
+            );
+        }
+        end
+    }
+
+    /// Counts a completed unit (and takes it off `running_events`, and `probing` when it was
+    /// the probe); the reason when it got a 410 Gone.
+    fn settle(&self, done: Done, running_events: &mut u64, probing: &mut bool) -> Option<String> {
+        *running_events = running_events.saturating_sub(done.events);
+        *probing &= !done.probe;
+        let counters = &self.shared.counters;
+        let counter = match &done.outcome {
+            Outcome::Delivered => &counters.delivered,
+            Outcome::Failed | Outcome::Gone(_) => &counters.failed,
+        };
+        add(counter, done.events);
+        sub_counter(&counters.in_flight, done.events);
+        match done.outcome {
+            Outcome::Gone(reason) => Some(reason),
+            _ => None,
         }
     }
 
@@ -197,7 +342,7 @@ impl Worker {
     fn take(&self, event: &Event) -> bool {
         let counters = &self.shared.counters;
         if self.handover.beyond(event.event_id) {
-            sub(&counters.bus.queued, 1);
+            sub_counter(&counters.bus.queued, 1);
             return false;
         }
         bump(&counters.in_flight);
@@ -206,48 +351,54 @@ impl Worker {
             return true;
         }
         bump(&counters.filtered);
-        sub(&counters.in_flight, 1);
+        sub_counter(&counters.in_flight, 1);
         false
     }
 
-    /// Adds events to a batch until it is full, `wait` has passed since the first, or the queue
-    /// is closed. `true` if aborted meanwhile.
-    async fn fill(&mut self, items: &mut Vec<Item>, batching: Batching) -> bool {
-        let deadline = deadline_after(batching.wait);
-        while items.len() < batching.max {
-            let next = match self.sub.try_recv() {
-                Some(event) => event,
-                None => tokio::select! {
-                    biased;
-                    () = self.abort.cancelled() => return true,
-                    next = tokio::time::timeout_at(deadline, self.sub.recv()) => match next {
-                        Ok(Some(event)) => event,
-                        Ok(None) | Err(_) => break,
-                    },
-                },
-            };
-            if self.take(&next) {
-                items.push(Item::of(&next));
-            }
-        }
-        false
-    }
-
-    /// One delivery: skipped while the circuit is open, else up to `max_attempts` attempts.
-    async fn deliver(&self, delivery: &Delivery) -> Outcome {
-        let shown = &self.config.shown;
-        let id = &delivery.webhook_id;
+    /// Makes a unit of `items` and asks the circuit: `None` (skipped and counted) while it is
+    /// open, else the delivery and whether it is the probe.
+    fn admit(&self, items: Vec<Item>) -> Option<(Delivery, Decision)> {
+        let counters = &self.shared.counters;
+        let n = items.len() as u64;
+        let Some(delivery) =
+            Delivery::new(items, self.config.batch.is_some(), &self.shared.instance)
+        else {
+            // No items: nothing to count.
+            return None;
+        };
         let decision = lock(&self.circuit).before_event(Instant::now());
+        let id = &delivery.webhook_id;
+        let shown = &self.config.shown;
         match decision {
             Decision::Skip => {
-                debug!(webhook_id = %id, events = delivery.len(), url = %shown, "webhook circuit open; skipped");
-                return Outcome::Skipped;
+                debug!(webhook_id = %id, events = n, url = %shown, "webhook circuit open; skipped");
+                add(&counters.circuit_skips, n);
+                sub_counter(&counters.in_flight, n);
+                return None;
             }
             Decision::Probe => {
                 debug!(webhook_id = %id, url = %shown, "webhook circuit half open; probing");
             }
             Decision::Deliver => {}
         }
+        Some((delivery, decision))
+    }
+
+    /// One unit: up to `max_attempts` attempts, then its outcome for the circuit.
+    async fn unit(&self, delivery: Delivery, decision: Decision) -> Done {
+        let probe = decision == Decision::Probe;
+        let outcome = self.attempts(&delivery, probe).await;
+        Done {
+            outcome,
+            events: delivery.len() as u64,
+            probe,
+        }
+    }
+
+    /// The attempts of one unit.
+    async fn attempts(&self, delivery: &Delivery, probe: bool) -> Outcome {
+        let shown = &self.config.shown;
+        let id = &delivery.webhook_id;
         let options = &self.shared.options;
         let backoff = Backoff {
             base: options.backoff,
@@ -264,7 +415,7 @@ impl Worker {
                 Ok(status) => {
                     debug!(webhook_id = %id, attempt, %status, "webhook delivered");
                     if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %shown, "webhook probe delivered; circuit closed");
+                        warn!(url = %shown, "webhook delivered; circuit closed");
                     }
                     return Outcome::Delivered;
                 }
@@ -296,8 +447,7 @@ impl Worker {
             error = %failure,
             "webhook delivery failed"
         );
-        let probe = decision == Decision::Probe;
-        let transition = lock(&self.circuit).on_failure(Instant::now());
+        let transition = lock(&self.circuit).on_unit_failure(Instant::now(), probe);
         if let Transition::Opened { .. } = transition {
             let cooldown = pilot_core::duration::format(options.circuit_cooldown);
             if probe {
@@ -316,12 +466,21 @@ impl Worker {
 
     /// Marks the webhook disabled and says so on the bus (this worker is already detached, so
     /// the announcement never goes to the URL that is gone).
-    fn disable(&self, reason: String) {
+    fn disable(&self, disabled: &Disabled, reason: String) {
         let shown = &self.config.shown;
         warn!(url = %shown, %reason, "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook is set again");
-        self.disabled.set(reason.clone(), jiff::Timestamp::now());
+        disabled.set(reason.clone(), jiff::Timestamp::now());
         publish_disabled(&self.shared.bus, shown, reason);
     }
+}
+
+/// Polls the unit in `slot` (the caller only asks while there is one).
+async fn poll_slot<F: Future>(mut slot: Pin<&mut Option<F>>) -> F::Output {
+    std::future::poll_fn(|cx| match slot.as_mut().as_pin_mut() {
+        Some(unit) => unit.poll(cx),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// Publishes `webhook.disabled` {url, reason} (the caller has detached from the bus first, so

@@ -5,6 +5,7 @@ mod receiver;
 mod support;
 
 mod circuit;
+mod concurrency;
 mod delivery;
 mod durable;
 mod filters;

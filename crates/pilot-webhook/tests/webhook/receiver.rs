@@ -1,6 +1,8 @@
 //! A real HTTP/1.1 webhook receiver on 127.0.0.1 for tests: records every request (method,
-//! path, headers, body) and answers from a programmable script, then with a default reply.
-//! Optionally speaks TLS. Shared by the integration tests and the crate's unit tests.
+//! path, headers, body) and answers from a programmable script, then with a default reply (or
+//! per request, with [`Reply::Decide`]). Counts the requests it is answering at once (the
+//! highest count is kept). Optionally speaks TLS. Shared by the integration tests and the
+//! crate's unit tests.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -34,6 +36,9 @@ pub enum Reply {
     Big(usize),
     /// This status with one extra response header (name, value), like `Retry-After`.
     WithHeader(u16, &'static str, &'static str),
+    /// Asks the function, given the request and how many earlier requests had the same body
+    /// (0 for the first attempt). It must not answer `Decide` again (that is a 500).
+    Decide(fn(&Recorded, usize) -> Reply),
 }
 
 /// One request as received.
@@ -79,7 +84,32 @@ pub struct Receiver {
     inner: Arc<Mutex<Inner>>,
     arrived: Arc<Notify>,
     connections: Arc<AtomicUsize>,
+    load: Arc<Load>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One request being answered (until its response is ready or it is dropped).
+struct Answering(Arc<Load>);
+
+impl Answering {
+    fn new(load: Arc<Load>) -> Self {
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.max.fetch_max(now, Ordering::SeqCst);
+        Answering(load)
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Receiver {
@@ -122,10 +152,15 @@ impl Receiver {
         }));
         let arrived = Arc::new(Notify::new());
         let connections = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(Load::default());
         let tls = acceptor.is_some();
         let task = {
-            let (inner, arrived, connections) =
-                (inner.clone(), arrived.clone(), connections.clone());
+            let (inner, arrived, connections, load) = (
+                inner.clone(),
+                arrived.clone(),
+                connections.clone(),
+                load.clone(),
+            );
             tokio::spawn(async move {
                 let mut conns = JoinSet::new();
                 loop {
@@ -133,11 +168,12 @@ impl Receiver {
                         continue;
                     };
                     connections.fetch_add(1, Ordering::SeqCst);
-                    let (inner, arrived) = (inner.clone(), arrived.clone());
+                    let (inner, arrived, load) = (inner.clone(), arrived.clone(), load.clone());
                     let acceptor = acceptor.clone();
                     conns.spawn(async move {
-                        let service =
-                            service_fn(move |req| handle(req, inner.clone(), arrived.clone()));
+                        let service = service_fn(move |req| {
+                            handle(req, inner.clone(), arrived.clone(), load.clone())
+                        });
                         let http = hyper::server::conn::http1::Builder::new();
                         match acceptor {
                             None => {
@@ -160,6 +196,7 @@ impl Receiver {
             inner,
             arrived,
             connections,
+            load,
             task,
         }
     }
@@ -190,6 +227,16 @@ impl Receiver {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// How many requests are being answered now (arrived, response not yet sent).
+    pub fn in_flight(&self) -> usize {
+        self.load.now.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.load.max.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` requests arrived (panics after `within`).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Recorded> {
         let deadline = Instant::now() + within;
@@ -212,7 +259,9 @@ async fn handle(
     req: http::Request<Incoming>,
     inner: Arc<Mutex<Inner>>,
     arrived: Arc<Notify>,
+    load: Arc<Load>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _answering = Answering::new(load);
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -221,6 +270,7 @@ async fn handle(
         .unwrap_or_default();
     let reply = {
         let mut inner = inner.lock().expect("lock");
+        let seen = inner.requests.iter().filter(|r| r.body == body).count();
         inner.requests.push(Recorded {
             method: parts.method,
             target: parts
@@ -233,7 +283,13 @@ async fn handle(
             at: Instant::now(),
         });
         let default = inner.default;
-        inner.script.pop_front().unwrap_or(default)
+        match inner.script.pop_front().unwrap_or(default) {
+            Reply::Decide(f) => match inner.requests.last() {
+                Some(request) => f(request, seen),
+                None => Reply::Status(500),
+            },
+            reply => reply,
+        }
     };
     arrived.notify_waiters();
     let mut extra = None;
@@ -249,6 +305,7 @@ async fn handle(
             extra = Some((name, value));
             (code, Bytes::from_static(b"ok"))
         }
+        Reply::Decide(_) => (500, Bytes::from_static(b"Decide answered Decide")),
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = StatusCode::from_u16(status).expect("status");
