@@ -31,6 +31,32 @@ fn burst(env: &Env, name: &str, n: usize, pad: usize) -> (u64, u64) {
     )
 }
 
+/// Fast retries, so a test's outage ends soon after its receiver comes up.
+const FAST: [&str; 4] = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
+
+/// A daemon whose durable webhook points at a port nothing listens on yet (`set-webhook URL
+/// --durable FLAGS`, then `daemon start` with [`FAST`]); returns the port for the receiver.
+fn durable_daemon(flags: &[&str]) -> (Env, u16) {
+    let env = Env::new();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let mut args = vec!["set-webhook", url.as_str(), "--durable"];
+    args.extend_from_slice(flags);
+    env.ctl_json(&args).data();
+    env.start(&FAST);
+    (env, port)
+}
+
+/// The event ids of every `name` event the receiver got, in arrival order.
+fn ids_of(rx: &Receiver, name: &str) -> Vec<u64> {
+    rx.received()
+        .iter()
+        .flat_map(|r| r.events())
+        .filter(|e| e["event"] == name)
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect()
+}
+
 fn kill_9(env: &Env) {
     let pid = env.pid().expect("daemon pid");
     rustix::process::kill_process(
@@ -43,21 +69,8 @@ fn kill_9(env: &Env) {
 
 #[test]
 fn accepted_events_survive_an_outage_and_kill_9_in_order() {
-    let env = Env::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/events");
-    env.ctl_json(&[
-        "set-webhook",
-        &url,
-        "--durable",
-        "--max-backoff",
-        "200ms",
-        "--generate-secret",
-    ])
-    .data();
+    let (env, port) = durable_daemon(&["--max-backoff", "200ms", "--generate-secret"]);
     let secret = env.secret();
-    let fast = ["--backoff", "20ms", "--circuit-cooldown", "300ms"];
-    env.start(&fast);
 
     // The receiver is down: every emit is acknowledged once its event is on disk.
     let (first, last) = burst(&env, "test.durable", 1000, 0);
@@ -66,18 +79,12 @@ fn accepted_events_survive_an_outage_and_kill_9_in_order() {
     assert!(spool["depth"].as_u64().unwrap() >= 1000, "{spool}");
 
     kill_9(&env);
-    let restarted = env.start(&fast);
+    let restarted = env.start(&FAST);
     assert!(restarted["pid"].is_u64());
     let rx = Receiver::on_port(port);
 
     let done = wait_until(WAIT, || {
-        let mut seen: Vec<u64> = rx
-            .received()
-            .iter()
-            .flat_map(|r| r.events())
-            .filter(|e| e["event"] == "test.durable")
-            .map(|e| e["event_id"].as_u64().unwrap())
-            .collect();
+        let mut seen = ids_of(&rx, "test.durable");
         seen.sort_unstable();
         seen.dedup();
         seen.len() == 1000
@@ -111,60 +118,26 @@ fn accepted_events_survive_an_outage_and_kill_9_in_order() {
     assert_eq!(first_arrival, (first..=last).collect::<Vec<u64>>());
 
     // Ids never repeat across the restart.
-    let started: Vec<u64> = rx
-        .received()
-        .iter()
-        .flat_map(|r| r.events())
-        .filter(|e| e["event"] == "daemon.started")
-        .map(|e| e["event_id"].as_u64().unwrap())
-        .collect();
+    let started = ids_of(&rx, "daemon.started");
     assert!(started.iter().any(|id| *id > last), "{started:?}");
 }
 
 #[test]
 fn a_stopped_daemon_delivers_its_backlog_after_restart() {
-    let env = Env::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/events");
-    env.ctl_json(&["set-webhook", &url, "--durable", "--max-backoff", "100ms"])
-        .data();
-    let fast = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
-    env.start(&fast);
+    let (env, port) = durable_daemon(&["--max-backoff", "100ms"]);
     let (first, last) = burst(&env, "test.backlog", 50, 0);
     env.stop();
-    env.start(&fast);
+    env.start(&FAST);
     let rx = Receiver::on_port(port);
-    assert!(wait_until(WAIT, || {
-        rx.events().iter().filter(|e| *e == "test.backlog").count() >= 50
-    }));
-    let ids: Vec<u64> = rx
-        .received()
-        .iter()
-        .map(|r| r.json())
-        .filter(|e| e["event"] == "test.backlog")
-        .map(|e| e["event_id"].as_u64().unwrap())
-        .collect();
+    assert!(wait_until(WAIT, || ids_of(&rx, "test.backlog").len() >= 50));
+    let ids = ids_of(&rx, "test.backlog");
     assert_eq!(ids, (first..=last).collect::<Vec<u64>>());
     assert!(wait_until(WAIT, || env.info()["webhook"]["spool"]["depth"] == 0));
 }
 
 #[test]
 fn spool_limits_drop_the_oldest_and_count_them() {
-    let env = Env::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/events");
-    env.ctl_json(&[
-        "set-webhook",
-        &url,
-        "--durable",
-        "--max-spool-bytes",
-        "40000",
-        "--max-backoff",
-        "100ms",
-    ])
-    .data();
-    let fast = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
-    env.start(&fast);
+    let (env, port) = durable_daemon(&["--max-spool-bytes", "40000", "--max-backoff", "100ms"]);
     let (first, last) = burst(&env, "test.limit", 400, 200);
     let spool = env.info()["webhook"]["spool"].clone();
     let dropped = spool["dropped_full"].as_u64().unwrap();
@@ -174,13 +147,7 @@ fn spool_limits_drop_the_oldest_and_count_them() {
 
     let rx = Receiver::on_port(port);
     assert!(wait_until(WAIT, || env.info()["webhook"]["spool"]["depth"] == 0));
-    let ids: Vec<u64> = rx
-        .received()
-        .iter()
-        .map(|r| r.json())
-        .filter(|e| e["event"] == "test.limit")
-        .map(|e| e["event_id"].as_u64().unwrap())
-        .collect();
+    let ids = ids_of(&rx, "test.limit");
     // The newest survived, in order; the oldest were the ones dropped.
     assert_eq!(ids.last(), Some(&last));
     assert!(
@@ -192,20 +159,7 @@ fn spool_limits_drop_the_oldest_and_count_them() {
 
 #[test]
 fn events_older_than_discard_after_are_dropped_and_counted() {
-    let env = Env::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/events");
-    env.ctl_json(&[
-        "set-webhook",
-        &url,
-        "--durable",
-        "--discard-after",
-        "300ms",
-        "--max-backoff",
-        "100ms",
-    ])
-    .data();
-    env.start(&["--backoff", "20ms", "--circuit-cooldown", "200ms"]);
+    let (env, port) = durable_daemon(&["--discard-after", "300ms", "--max-backoff", "100ms"]);
     burst(&env, "test.stale", 20, 0);
     assert!(wait_until(WAIT, || {
         env.info()["webhook"]["spool"]["expired"]
