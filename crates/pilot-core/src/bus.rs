@@ -742,6 +742,12 @@ mod tests {
         }
     }
 
+    /// A task waiting until event `id` is durable.
+    fn spawn_waiter(bus: &Bus, id: u64) -> tokio::task::JoinHandle<Result<(), DurabilityError>> {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.wait_durable(id).await })
+    }
+
     async fn settles<F: std::future::Future>(f: F) -> F::Output {
         tokio::time::timeout(std::time::Duration::from_secs(5), f)
             .await
@@ -766,11 +772,7 @@ mod tests {
         assert_eq!(ready_now(bus.wait_durable(before.event_id)), Some(Ok(())));
 
         let ev = bus.publish("a.c", None);
-        let waiter = tokio::spawn({
-            let bus = bus.clone();
-            let id = ev.event_id;
-            async move { bus.wait_durable(id).await }
-        });
+        let waiter = spawn_waiter(&bus, ev.event_id);
         tokio::task::yield_now().await;
         assert!(
             !waiter.is_finished(),
@@ -798,11 +800,7 @@ mod tests {
         let bus = Bus::new(0);
         let sink = bus.durable_sink("spool");
         let ev = bus.publish("a.b", None);
-        let waiter = tokio::spawn({
-            let bus = bus.clone();
-            let id = ev.event_id;
-            async move { bus.wait_durable(id).await }
-        });
+        let waiter = spawn_waiter(&bus, ev.event_id);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(sink);
@@ -815,11 +813,7 @@ mod tests {
         let bus = Bus::new(0);
         let sink = bus.durable_sink("spool");
         let ev = bus.publish("a.b", None);
-        let waiter = tokio::spawn({
-            let bus = bus.clone();
-            let id = ev.event_id;
-            async move { bus.wait_durable(id).await }
-        });
+        let waiter = spawn_waiter(&bus, ev.event_id);
         tokio::task::yield_now().await;
         sink.fail("disk full".into());
         let failed = DurabilityError::Failed {
