@@ -125,6 +125,8 @@ fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
         disabled_at: s.disabled_at.map(|t| t.to_string()),
         filtered: s.filtered,
         in_flight: s.in_flight,
+        dropped_queue_full: s.dropped_queue_full,
+        recovered: s.recovered,
         options: WebhookOptionsInfo {
             queue_size: o.queue_size as u64,
             timeout: pilot_core::duration::format(o.timeout),

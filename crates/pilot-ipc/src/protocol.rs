@@ -357,6 +357,10 @@ pub struct WebhookStatus {
     pub filtered: u64,
     /// Requests in flight now.
     pub in_flight: u64,
+    /// Of `dropped`, the events that never entered the queue because it was full.
+    pub dropped_queue_full: u64,
+    /// Events found in the durable spool at start (accepted by an earlier run).
+    pub recovered: u64,
     /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).
     pub spool: Option<SpoolStatus>,
 }

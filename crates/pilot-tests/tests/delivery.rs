@@ -21,6 +21,25 @@ fn webhook_stats(env: &Env) -> Value {
     w
 }
 
+/// At a quiet moment (nothing moving), every event the webhook took is accounted for exactly:
+/// queued + recovered = delivered + failed + skipped + filtered + dropped after queueing
+/// + still queued + in flight.
+fn assert_balanced(env: &Env) {
+    let w = env.info()["webhook"].clone();
+    let n = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("{k} in {w}"));
+    assert_eq!(
+        n("queued") + n("recovered"),
+        n("delivered")
+            + n("failed")
+            + n("circuit_skips")
+            + n("filtered")
+            + (n("dropped") - n("dropped_queue_full"))
+            + n("queue_depth")
+            + n("in_flight"),
+        "the webhook's counters do not balance: {w}"
+    );
+}
+
 #[test]
 fn payload_shape_headers_and_order() {
     let env = Env::new();
@@ -98,6 +117,7 @@ fn payload_shape_headers_and_order() {
     assert_eq!(w["delivered"], 33);
     assert_eq!(w["failed"], 0);
     assert_eq!(w["url"], rx.url());
+    assert_balanced(&env);
 }
 
 #[test]
@@ -200,6 +220,7 @@ fn circuit_opens_skips_probes_and_closes() {
     );
     assert_eq!(w["failed"], 3);
     assert_eq!(w["queued"], 8);
+    assert_balanced(&env);
 }
 
 #[test]
@@ -226,8 +247,11 @@ fn a_full_queue_drops_and_counts() {
     assert_eq!(out["count"], 50);
     let w = webhook_stats(&env);
     assert_eq!(w["dropped"], 48, "2 fit in the queue: {w}");
+    assert_eq!(w["dropped_queue_full"], 48);
     assert_eq!(w["queue_depth"], 2);
     assert_eq!(w["queue_capacity"], 2);
+    assert_eq!(w["in_flight"], 1, "daemon.started hangs in flight");
+    assert_balanced(&env);
 }
 
 #[test]
