@@ -138,14 +138,19 @@ impl Bus {
             if !sub.pattern.matches(&event.event) {
                 continue;
             }
+            // Counted before it is sent, so `queued` is never behind what the subscriber has
+            // taken (a consumer's accounting can rely on it); taken back if it was not sent.
+            sub.counters.queued.fetch_add(1, Ordering::Relaxed);
             match sub.tx.try_send(event.clone()) {
-                Ok(()) => {
-                    sub.counters.queued.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    sub.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    closed = true;
+                }
             }
         }
         if closed {
