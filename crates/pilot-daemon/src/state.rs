@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
-use pilot_ipc::protocol::{BusStatus, InfoReply, SpoolStatus, WebhookOptionsInfo, WebhookStatus};
+use pilot_ipc::protocol::{
+    AccountingStatus, BusStatus, InfoReply, SpoolStatus, WebhookOptionsInfo, WebhookStatus,
+};
 use pilot_webhook::WebhookPlugin;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -134,6 +136,16 @@ fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
             backoff: pilot_core::duration::format(o.backoff),
             circuit_threshold: o.circuit_threshold,
             circuit_cooldown: pilot_core::duration::format(o.circuit_cooldown),
+        },
+        accounting: AccountingStatus {
+            emitted: s.accounting.emitted,
+            delivered: s.accounting.delivered,
+            failed: s.accounting.failed,
+            dropped: s.accounting.dropped,
+            skipped: s.accounting.skipped,
+            filtered: s.accounting.filtered,
+            pending: s.accounting.pending,
+            balanced: s.accounting.balanced,
         },
         spool: s.spool.map(|sp| SpoolStatus {
             path: sp.path,

@@ -363,6 +363,35 @@ pub struct WebhookStatus {
     pub recovered: u64,
     /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).
     pub spool: Option<SpoolStatus>,
+    /// Where every event emitted to the webhook went (read in one consistent step).
+    pub accounting: AccountingStatus,
+}
+
+/// The webhook's accounting: `emitted = delivered + failed + dropped + skipped + filtered +
+/// pending`, exact in every reply (each term is read in one step that no event moves during).
+/// See docs/delivery.md.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct AccountingStatus {
+    /// Events offered to the webhook's subscription since the daemon started (every event
+    /// published while a webhook was set, whatever its filters; queue-full drops included),
+    /// plus the events found in the durable spool at start (`recovered`).
+    pub emitted: u64,
+    /// Answered with a 2xx.
+    pub delivered: u64,
+    /// Every attempt failed, or a 3xx/4xx, or a blocked address.
+    pub failed: u64,
+    /// Dropped for any reason (queue full, cleared, drain or shutdown bound, spool full,
+    /// expired, refused by the spool).
+    pub dropped: u64,
+    /// Skipped without an attempt while the circuit was open.
+    pub skipped: u64,
+    /// Left out by the webhook's filters.
+    pub filtered: u64,
+    /// Not settled yet: in a queue, in flight, on the way into the spool, or spooled.
+    pub pending: u64,
+    /// Whether `emitted` equals the sum of the other terms.
+    pub balanced: bool,
 }
 
 /// The durable spool part of `info`.

@@ -476,7 +476,9 @@ impl Settler {
             Ok(removed) => {
                 let c = &self.counters;
                 let n = |i: usize| removed.get(i).copied().unwrap_or(0);
+                let _moving = c.moving();
                 // Records dropped for space or expired meanwhile are counted there already.
+                add(&c.spool_removed, n(0) + n(1) + n(2));
                 add(&c.delivered, n(0));
                 add(&c.failed, n(1));
                 add(&c.filtered, n(2));
@@ -607,7 +609,12 @@ impl DurableWorker {
         match blocking(move || spool.expire(now_ms)).await {
             Ok(0) => 0,
             Ok(n) => {
-                add(&self.shared.counters.expired, n);
+                {
+                    let c = &self.shared.counters;
+                    let _moving = c.moving();
+                    add(&c.expired, n);
+                    add(&c.spool_removed, n);
+                }
                 warn!(
                     expired = n,
                     discard_after = %pilot_core::duration::format(self.store.spool.limits().discard_after),

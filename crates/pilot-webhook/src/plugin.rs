@@ -85,9 +85,12 @@ impl Shared {
         }
         let spool = &store.spool;
         let stats = spool.stats();
-        self.counters
-            .recovered
-            .store(stats.depth, Ordering::Relaxed);
+        {
+            let _moving = self.counters.moving();
+            self.counters
+                .recovered
+                .store(stats.depth, Ordering::Relaxed);
+        }
         match store.log.load() {
             Ok(records) => self.log.restore(records),
             Err(e) => warn!(error = %e, "webhook delivery log could not be read from the spool"),

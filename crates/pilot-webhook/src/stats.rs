@@ -1,9 +1,38 @@
 //! Delivery counters ([`Counters`], shared by the current and the draining workers, the
 //! spooler and the durable worker) and the [`Stats`] snapshot the daemon shows in `info`.
 //!
-//! Every event that enters the webhook queue, and every event found in the spool when the
-//! plugin opened it (`recovered`, accepted by an earlier run), ends in exactly one bucket, so
-//! at any quiet moment
+//! # The accounting
+//! Every event *emitted* to the webhook ends in exactly one bucket:
+//!
+//! ```text
+//! emitted = delivered + failed + dropped + skipped + filtered + pending
+//! ```
+//!
+//! - `emitted`: the events offered to the webhook's bus subscription (every event published
+//!   while a webhook is set, whatever its filters), those dropped because the queue was full
+//!   included, plus the events found in the spool when the plugin opened it (`recovered`,
+//!   accepted by an earlier run).
+//! - `dropped`: queue full; pending when the URL was cleared, a drain ran out of time or the
+//!   plugin shut down (in-memory mode); durable mode: the spool was full, an event expired, or
+//!   the spool refused it.
+//! - `skipped`: skipped while the circuit was open (`circuit_skips`).
+//! - `pending`: in a queue (also queues still draining after a swap), in flight, on its way
+//!   into the spool, or in the spool (in flight or waiting). Events left in the spool when
+//!   durable delivery stops (clear, switch to in-memory, 410, shutdown) stay pending: the next
+//!   durable run delivers them.
+//!
+//! It holds in *every* snapshot, busy or not: each change that moves events between buckets
+//! is made under the shared side of one lock ([`Counters::moving`]), and a snapshot reads
+//! under its exclusive side, so it never sees an event half way. The bus's own counters
+//! (`queued`, queue-full `dropped`) move outside that lock, but each is read once and enters
+//! both sides of the equation. The spool's part of `pending` is the plugin's own count of the
+//! records it put in and took out, changed with the counters that say where they went; the
+//! spool's own depth (`spool.depth`, moved by each commit a moment earlier) equals it
+//! whenever no commit is on its way. Events published while no webhook is set, and `test` and
+//! `redeliver`, are outside the accounting (`redeliver` shows in the delivery log only).
+//!
+//! The older, equivalent form of the same balance (`dropped` also counts the queue-full drops,
+//! which never entered the queue):
 //!
 //! ```text
 //! queued + recovered = delivered + failed + circuit_skips + filtered
@@ -12,19 +41,16 @@
 //!
 //! In durable mode an event is `queued` when it enters the spooler's buffer; it stays in
 //! `queue_depth` while it is on its way into the spool and while it waits in the spool, and is
-//! `in_flight` while its delivery is under way (it is still on disk then). Events left in the
-//! spool when durable delivery stops (clear, switch to in-memory, 410, shutdown) stay in
-//! `queue_depth`: they are delivered by the next durable run, not dropped. Spool losses are
+//! `in_flight` while its delivery is under way (it is still on disk then). Spool losses are
 //! part of `dropped`: the oldest records dropped past `max_spool_bytes`
 //! ([`SpoolInfo::dropped_full`]), records older than `discard_after` ([`SpoolInfo::expired`]),
 //! and events the spool refused or could not write when the spooler stopped.
 //!
 //! Counters count events: a batch of 10 delivered adds 10 to `delivered` (but `retries` counts
-//! requests). `test` and `redeliver` are outside the queue and count nowhere but in the
-//! delivery log.
+//! requests).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLockReadGuard};
 
 use pilot_core::{SubscriberCounters, WebhookSettings};
 use serde::Serialize;
@@ -48,6 +74,63 @@ pub struct SpoolInfo {
     pub dropped_full: u64,
     /// Records dropped since the plugin started because they were older than `discard_after`.
     pub expired: u64,
+}
+
+/// The accounting of one snapshot: `emitted = delivered + failed + dropped + skipped + filtered
+/// + pending` (see the module docs for what each term counts).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Accounting {
+    /// Events offered to the webhook's subscription (queue-full drops included), plus those
+    /// recovered from the spool.
+    pub emitted: u64,
+    /// Answered with a 2xx.
+    pub delivered: u64,
+    /// Every attempt failed, or a 3xx/4xx, or a blocked address.
+    pub failed: u64,
+    /// Dropped, for any reason (queue full included).
+    pub dropped: u64,
+    /// Skipped while the circuit was open.
+    pub skipped: u64,
+    /// Left out by the webhook's filters.
+    pub filtered: u64,
+    /// Still to be settled: queued, in flight, on the way into the spool, or spooled.
+    pub pending: u64,
+    /// Whether the two sides are equal (always, unless events are lost track of).
+    pub balanced: bool,
+}
+
+impl Default for Accounting {
+    /// Nothing emitted, nothing settled: balanced.
+    fn default() -> Self {
+        Accounting::new(0, 0, 0, 0, 0, 0, 0)
+    }
+}
+
+impl Accounting {
+    /// The terms, `balanced` computed from them.
+    pub fn new(
+        emitted: u64,
+        delivered: u64,
+        failed: u64,
+        dropped: u64,
+        skipped: u64,
+        filtered: u64,
+        pending: u64,
+    ) -> Accounting {
+        let settled = [delivered, failed, dropped, skipped, filtered, pending]
+            .iter()
+            .fold(0u64, |sum, n| sum.saturating_add(*n));
+        Accounting {
+            emitted,
+            delivered,
+            failed,
+            dropped,
+            skipped,
+            filtered,
+            pending,
+            balanced: settled == emitted,
+        }
+    }
 }
 
 /// A snapshot of the plugin's state and counters (cumulative for the plugin's life).
@@ -100,11 +183,13 @@ pub struct Stats {
     pub settings: Option<WebhookSettings>,
     /// The durable spool, while the plugin has one open.
     pub spool: Option<SpoolInfo>,
+    /// The accounting, from the same consistent reading as the counters above.
+    pub accounting: Accounting,
 }
 
 impl Stats {
-    /// Whether every queued (or recovered) event is accounted for (exact when nothing is
-    /// moving); see the module docs.
+    /// Whether every queued (or recovered) event is accounted for, checked on the counters
+    /// themselves (the same balance as [`Accounting::balanced`]); see the module docs.
     pub fn is_balanced(&self) -> bool {
         let settled = self.delivered
             + self.failed
@@ -120,6 +205,8 @@ impl Stats {
 /// The counters, shared by every worker the plugin ever ran.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Spool records removed after they settled (delivered, failed, filtered) or expired.
+    pub(crate) spool_removed: AtomicU64,
     /// Given to the bus for every subscription: `queued` and queue-full `dropped`.
     pub(crate) bus: Arc<SubscriberCounters>,
     /// Events taken out of a queue, by a worker or by discarding.
@@ -161,6 +248,13 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Held while counters that move events between buckets change together, so a snapshot
+    /// never sees an event half way (the spooler's [`SpoolerCounters::moving`], the same lock).
+    /// Never held across an `.await` (the guard is not `Send`).
+    pub(crate) fn moving(&self) -> RwLockReadGuard<'_, ()> {
+        self.spooler.moving()
+    }
+
     /// Records the latest error with the current time.
     pub(crate) fn set_last_error(&self, message: String) {
         let mut slot = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,6 +263,7 @@ impl Counters {
 
     /// Counts `n` events taken from a queue and dropped without an attempt.
     pub(crate) fn discard(&self, n: u64) {
+        let _moving = self.moving();
         self.taken.fetch_add(n, Ordering::Relaxed);
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
@@ -177,8 +272,15 @@ impl Counters {
     /// the spool's part when the plugin has one open.
     pub(crate) fn snapshot(&self, spool: Option<&Spool>) -> Stats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        // Outcomes first, then what is still moving, then what came in: a snapshot taken while
-        // events move may briefly be off by the few in transit, never by more.
+        let (last_error, last_error_at) =
+            match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some((m, t)) => (Some(m.clone()), Some(*t)),
+                None => (None, None),
+            };
+        let spool_stats = spool.map(|s| (s, s.stats()));
+        // No event moves between buckets while this is held (the bus's counters may: each is
+        // read once and counts on both sides).
+        let exclusive = self.spooler.exclusive();
         let delivered = load(&self.delivered);
         let failed = load(&self.failed);
         let circuit_skips = load(&self.circuit_skips);
@@ -190,30 +292,29 @@ impl Counters {
         let retries = load(&self.retries);
         let durable_in_flight = load(&self.durable_in_flight);
         let in_flight = load(&self.in_flight) + durable_in_flight;
-        let spool_stats = spool.map(|s| (s, s.stats()));
-        let spool_depth = spool_stats.as_ref().map_or(0, |(_, st)| st.depth);
         let spooled = load(&self.spooler.settled);
         let taken = load(&self.taken);
         let recovered = load(&self.recovered);
+        let spool_depth = (recovered + load(&self.spooler.appended))
+            .saturating_sub(load(&self.spooler.evicted) + load(&self.spool_removed));
+        let memory_queued = load(&self.bus.queued);
         let durable_queued = load(&self.durable_bus.queued);
-        let queued = load(&self.bus.queued) + durable_queued;
         let dropped_queue_full = load(&self.bus.dropped) + load(&self.durable_bus.dropped);
-        let (last_error, last_error_at) =
-            match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some((m, t)) => (Some(m.clone()), Some(*t)),
-                None => (None, None),
-            };
-        let memory_depth = load(&self.bus.queued).saturating_sub(taken);
+        drop(exclusive);
+        let queued = memory_queued + durable_queued;
+        let memory_depth = memory_queued.saturating_sub(taken);
         let on_the_way = durable_queued.saturating_sub(spooled);
         let waiting = spool_depth.saturating_sub(durable_in_flight);
+        let dropped = dropped_after + dropped_queue_full;
+        let queue_depth = memory_depth + on_the_way + waiting;
         Stats {
-            queue_depth: memory_depth + on_the_way + waiting,
+            queue_depth,
             queued,
             recovered,
             delivered,
             failed,
             retries,
-            dropped: dropped_after + dropped_queue_full,
+            dropped,
             dropped_queue_full,
             circuit_skips,
             filtered,
@@ -228,6 +329,15 @@ impl Counters {
                 dropped_full,
                 expired,
             }),
+            accounting: Accounting::new(
+                queued + dropped_queue_full + recovered,
+                delivered,
+                failed,
+                dropped,
+                circuit_skips,
+                filtered,
+                queue_depth + in_flight,
+            ),
             ..Stats::default()
         }
     }
@@ -275,5 +385,67 @@ mod tests {
         let s = c.snapshot(None);
         assert_eq!((s.queue_depth, s.filtered, s.dropped), (1, 2, 2));
         assert!(s.is_balanced(), "{s:?}");
+        assert_eq!(
+            s.accounting,
+            Accounting::new(8, 2, 0, 2, 0, 2, 2),
+            "emitted counts the queue-full drops"
+        );
+        assert!(s.accounting.balanced);
+    }
+
+    #[test]
+    fn the_spool_part_follows_what_went_in_and_out() {
+        let c = Counters::default();
+        // 3 recovered, 10 into the spooler's buffer: 8 written, 1 incoming and 1 stored
+        // dropped for space, 1 refused; 2 delivered, 1 expired, 1 in flight.
+        add(&c.recovered, 3);
+        add(&c.durable_bus.queued, 10);
+        add(&c.spooler.settled, 10);
+        add(&c.spooler.appended, 8);
+        add(&c.spooler.dropped_full, 2);
+        add(&c.spooler.evicted, 1);
+        add(&c.spooler.refused, 1);
+        add(&c.delivered, 2);
+        add(&c.expired, 1);
+        add(&c.spool_removed, 3);
+        add(&c.durable_in_flight, 1);
+        let s = c.snapshot(None);
+        // On disk: 3 + 8 - 1 - 3 = 7, one of them in flight.
+        assert_eq!((s.queue_depth, s.in_flight), (6, 1));
+        assert_eq!(s.accounting, Accounting::new(13, 2, 0, 4, 0, 0, 7));
+        assert!(s.accounting.balanced && s.is_balanced(), "{s:#?}");
+    }
+
+    #[test]
+    fn no_snapshot_sees_an_event_half_way() {
+        // Publishers and workers move events through every bucket while a reader takes
+        // snapshots: each one balances, however the threads interleave.
+        let c = Arc::new(Counters::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let movers: Vec<_> = (0..3)
+            .map(|i| {
+                let (c, stop) = (c.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        bump(&c.bus.queued); // the bus, before the send
+                        let moving = c.moving();
+                        bump(&c.taken);
+                        bump(&c.in_flight);
+                        drop(moving);
+                        let _moving = c.moving();
+                        sub(&c.in_flight, 1);
+                        bump(if i == 0 { &c.delivered } else { &c.failed });
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            let s = c.snapshot(None);
+            assert!(s.accounting.balanced, "{:?}", s.accounting);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for m in movers {
+            m.join().unwrap();
+        }
     }
 }

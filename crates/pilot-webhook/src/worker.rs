@@ -306,6 +306,7 @@ impl Ctx {
         };
         let abandoned = running_events + batch.len() as u64;
         if abandoned > 0 {
+            let _moving = counters.moving();
             add(&counters.dropped, abandoned);
             sub_counter(&counters.in_flight, abandoned);
             debug!(
@@ -328,8 +329,11 @@ impl Ctx {
             Outcome::Delivered => &counters.delivered,
             Outcome::Failed | Outcome::Gone(_) => &counters.failed,
         };
-        add(counter, done.events);
-        sub_counter(&counters.in_flight, done.events);
+        {
+            let _moving = counters.moving();
+            add(counter, done.events);
+            sub_counter(&counters.in_flight, done.events);
+        }
         match done.outcome {
             Outcome::Gone(reason) => Some(reason),
             _ => None,
@@ -345,14 +349,15 @@ impl Ctx {
             sub_counter(&counters.bus.queued, 1);
             return false;
         }
-        bump(&counters.in_flight);
+        let allowed = self.config.filter.allows(&event.event);
+        let _moving = counters.moving();
         bump(&counters.taken);
-        if self.config.filter.allows(&event.event) {
-            return true;
-        }
-        bump(&counters.filtered);
-        sub_counter(&counters.in_flight, 1);
-        false
+        bump(if allowed {
+            &counters.in_flight
+        } else {
+            &counters.filtered
+        });
+        allowed
     }
 
     /// Makes a unit of `items` and asks the circuit: `None` (skipped and counted) while it is
@@ -372,6 +377,7 @@ impl Ctx {
         match decision {
             Decision::Skip => {
                 debug!(webhook_id = %id, events = n, url = %shown, "webhook circuit open; skipped");
+                let _moving = counters.moving();
                 add(&counters.circuit_skips, n);
                 sub_counter(&counters.in_flight, n);
                 return None;

@@ -18,7 +18,7 @@
 //! out: conservative, never the other way round.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use pilot_core::bus::DurableSink;
@@ -55,6 +55,26 @@ pub(crate) struct SpoolerCounters {
     /// Events the subscription received that never reached the spool: refused (ids not above
     /// its high-water mark) or still unwritten when the spooler stopped.
     pub(crate) refused: AtomicU64,
+    /// Records written to the spool (in the plugin's own count of what the spool holds).
+    pub(crate) appended: AtomicU64,
+    /// Stored records dropped to make room (the part of `dropped_full` that was on disk).
+    pub(crate) evicted: AtomicU64,
+    /// The plugin's accounting lock (see `crate::stats`): shared by every change of counters
+    /// that moves events between buckets, exclusive for a snapshot.
+    ledger: RwLock<()>,
+}
+
+impl SpoolerCounters {
+    /// The shared side of the accounting lock.
+    pub(crate) fn moving(&self) -> RwLockReadGuard<'_, ()> {
+        // The lock guards no data: a poisoned one is as good as a sound one.
+        self.ledger.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exclusive side of the accounting lock (a snapshot).
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.ledger.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What a spooler did, returned when it stops.
@@ -170,6 +190,7 @@ pub(crate) async fn run_spooler_counted(
             );
         }
         if !stale.is_empty() {
+            let _moving = counters.moving();
             counters
                 .refused
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
@@ -185,16 +206,25 @@ pub(crate) async fn run_spooler_counted(
         }
         let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e)).collect();
         if !records.is_empty() {
-            let before = report.dropped_for_space;
+            let (dropped_before, spooled_before) = (report.dropped_for_space, report.spooled);
             let written = persist(&spool, &records, &sink, &stop, stopping, &mut report).await;
             let n = records.len() as u64;
-            if written {
-                let dropped = report.dropped_for_space - before;
-                counters.dropped_full.fetch_add(dropped, Ordering::Relaxed);
-            } else {
-                counters.refused.fetch_add(n, Ordering::Relaxed);
+            {
+                let _moving = counters.moving();
+                if written {
+                    let dropped = report.dropped_for_space - dropped_before;
+                    let appended = report.spooled - spooled_before;
+                    // Of the dropped ones, those not appended were incoming; the rest were
+                    // stored.
+                    let evicted = dropped.saturating_sub(n - appended);
+                    counters.dropped_full.fetch_add(dropped, Ordering::Relaxed);
+                    counters.appended.fetch_add(appended, Ordering::Relaxed);
+                    counters.evicted.fetch_add(evicted, Ordering::Relaxed);
+                } else {
+                    counters.refused.fetch_add(n, Ordering::Relaxed);
+                }
+                counters.settled.fetch_add(n, Ordering::Relaxed);
             }
-            counters.settled.fetch_add(n, Ordering::Relaxed);
             if !written {
                 let (first, last) = (records[0].event_id, records[records.len() - 1].event_id);
                 sink.lost(
@@ -217,6 +247,7 @@ pub(crate) async fn run_spooler_counted(
                     );
                     rest += 1;
                 }
+                let _moving = counters.moving();
                 counters.refused.fetch_add(rest, Ordering::Relaxed);
                 counters.settled.fetch_add(rest, Ordering::Relaxed);
                 report.lost += rest;

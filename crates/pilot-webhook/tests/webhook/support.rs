@@ -57,8 +57,14 @@ pub async fn settled(plugin: &WebhookPlugin) -> Stats {
 }
 
 /// queued + recovered = delivered + failed + circuit_skips + filtered + (dropped - queue-full
-/// drops) + depth + in flight.
+/// drops) + depth + in flight; and the snapshot's own accounting says the same.
 pub fn assert_balanced(s: &Stats) {
+    assert!(s.accounting.balanced, "accounting: {:#?}", s.accounting);
+    assert_eq!(
+        s.accounting.emitted,
+        s.queued + s.dropped_queue_full + s.recovered,
+        "{s:#?}"
+    );
     assert_eq!(
         s.queued + s.recovered,
         s.delivered

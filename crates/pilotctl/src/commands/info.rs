@@ -1,7 +1,7 @@
 //! `info`: everything the running daemon knows of itself, as its JSON reply or a readable
 //! summary (process, webhook URL, circuit, counters and options, bus and subscribers).
 
-use pilot_ipc::protocol::{InfoReply, WebhookStatus};
+use pilot_ipc::protocol::{AccountingStatus, InfoReply, WebhookStatus};
 use pilot_ipc::{Client, Request};
 use serde_json::Value;
 
@@ -119,6 +119,10 @@ fn webhook_text(w: &WebhookStatus) -> String {
         ("filtered", w.filtered.to_string()),
         ("circuit skips", w.circuit_skips.to_string()),
     ]);
+    // A daemon too old to send the accounting sends none (all zero and not balanced).
+    if w.accounting != AccountingStatus::default() {
+        rows.push(("accounting", accounting_text(&w.accounting)));
+    }
     if let Some(e) = &w.last_error {
         let at = w
             .last_error_at
@@ -144,6 +148,33 @@ fn webhook_text(w: &WebhookStatus) -> String {
     format!("webhook\n{}", aligned(&rows, 2))
 }
 
+/// `emitted N = delivered + failed + dropped + skipped + filtered + pending (balanced)`.
+fn accounting_text(a: &AccountingStatus) -> String {
+    let settled = [
+        a.delivered,
+        a.failed,
+        a.dropped,
+        a.skipped,
+        a.filtered,
+        a.pending,
+    ]
+    .iter()
+    .fold(0u64, |sum, n| sum.saturating_add(*n));
+    let verdict = if a.balanced {
+        "balanced".to_string()
+    } else {
+        format!(
+            "NOT balanced: the right side is {settled}, off by {}",
+            i128::from(settled) - i128::from(a.emitted)
+        )
+    };
+    format!(
+        "emitted {} = delivered {} + failed {} + dropped {} + skipped {} + filtered {} + \
+         pending {} ({verdict})",
+        a.emitted, a.delivered, a.failed, a.dropped, a.skipped, a.filtered, a.pending
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +191,8 @@ mod tests {
                 "last_error": "HTTP 500", "last_error_at": "2026-01-15T12:01:00Z",
                 "settings": {"events": ["handshake.*", "trust.*"], "exclude": ["data.datagram"],
                              "durable": true, "headers": ["X-Team: ***"], "batch_max": 10},
+                "accounting": {"emitted": 15, "delivered": 8, "failed": 1, "dropped": 0,
+                               "skipped": 0, "filtered": 4, "pending": 2, "balanced": true},
                 "signing": true, "disabled": "HTTP 410 Gone from http://localhost:8080/events",
                 "disabled_at": "2026-01-15T12:02:00Z", "filtered": 4, "in_flight": 1,
                 "spool": {"path": "/h/webhook-spool.redb", "depth": 3, "bytes": 300,
@@ -200,6 +233,7 @@ webhook
   dropped:       0
   filtered:      4
   circuit skips: 0
+  accounting:    emitted 15 = delivered 8 + failed 1 + dropped 0 + skipped 0 + filtered 4 + pending 2 (balanced)
   last error:    HTTP 500 (at 2026-01-15T12:01:00Z)
   options:       queue_size=1024 timeout=5s max_attempts=3 backoff=1s circuit_threshold=5 circuit_cooldown=30s
 
@@ -222,5 +256,21 @@ bus
         );
         assert!(!text.contains("disabled"), "{text}");
         assert!(!text.contains("last error"));
+        assert!(!text.contains("accounting"), "an old daemon sends none");
+    }
+
+    #[test]
+    fn an_unbalanced_accounting_says_by_how_much() {
+        let a = AccountingStatus {
+            emitted: 10,
+            delivered: 7,
+            pending: 2,
+            ..AccountingStatus::default()
+        };
+        assert_eq!(
+            accounting_text(&a),
+            "emitted 10 = delivered 7 + failed 0 + dropped 0 + skipped 0 + filtered 0 + \
+             pending 2 (NOT balanced: the right side is 9, off by -1)"
+        );
     }
 }
