@@ -261,8 +261,13 @@ impl HttpClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = target.origin.clone();
         *request.headers_mut() = headers;
+        // One deadline for the whole exchange: connecting, sending, the response head and
+        // (up to MAX_RESPONSE_BODY of) its body; a server that trickles any of them is cut off.
+        let deadline = Instant::now()
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         let (response, sender) =
-            match tokio::time::timeout(self.timeout, self.exchange(target, request)).await {
+            match tokio::time::timeout_at(deadline, self.exchange(target, request)).await {
                 Err(_elapsed) => return Err(DeliveryError::timeout(&target.shown, self.timeout)),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(done)) => done,
@@ -277,7 +282,7 @@ impl HttpClient {
         } else {
             None
         };
-        if discard_body(response.into_body(), self.timeout).await {
+        if discard_body(response.into_body(), deadline).await {
             target.pool.put(sender);
         }
         if status.is_success() {
@@ -359,10 +364,11 @@ impl HttpClient {
     }
 }
 
-/// Reads and throws away at most [`MAX_RESPONSE_BODY`] bytes of a body, within `within` (no
+/// Reads and throws away at most [`MAX_RESPONSE_BODY`] bytes of a body, until `deadline` (no
 /// timer for a body known to be empty, like a 204's). Whether it was read to its end (then the
-/// connection can carry the next request).
-async fn discard_body(mut body: Incoming, within: Duration) -> bool {
+/// connection can carry the next request); else the connection is dropped, so a huge or
+/// endless body is never buffered nor read past the limit.
+async fn discard_body(mut body: Incoming, deadline: Instant) -> bool {
     if body.is_end_stream() {
         return true;
     }
@@ -380,7 +386,9 @@ async fn discard_body(mut body: Incoming, within: Duration) -> bool {
         }
         false
     };
-    tokio::time::timeout(within, read).await.unwrap_or(false)
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(false)
 }
 
 /// Turns a connect error into a [`DeliveryError`], finding a blocked address among its causes.

@@ -14,7 +14,8 @@ use crate::spool::Spool;
 pub struct WebhookOptions {
     /// Capacity of the webhook queue (the bus subscription buffer). Default 1024; 0 counts as 1.
     pub queue_size: usize,
-    /// Bound for one attempt, from sending the request until the response headers. Default 5 s.
+    /// Bound for one attempt: connecting, sending the request, and reading the response head
+    /// and its body (at most 64 KiB of it, the rest is not read). Default 5 s.
     pub timeout: Duration,
     /// Attempts per event, the first included. Default 3; 0 counts as 1.
     pub max_attempts: u32,
