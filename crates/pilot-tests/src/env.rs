@@ -192,6 +192,28 @@ impl Env {
         d["event_id"].as_u64().expect("event_id")
     }
 
+    /// Emits `n` events named `name` with `{"i":N,"pad":"xxx..."}` (`pad` bytes of padding)
+    /// in one `emit --file`; returns the first and last event ids.
+    pub fn burst(&self, name: &str, n: usize, pad: usize) -> (u64, u64) {
+        let file = self.tmp.path().join(format!("{name}.jsonl"));
+        let lines: String = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"event\":\"{name}\",\"data\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
+                    "x".repeat(pad)
+                )
+            })
+            .collect();
+        std::fs::write(&file, lines).expect("write the events file");
+        let path = file.to_str().expect("a UTF-8 temp path");
+        let out = self.ctl_json(&["emit", "--file", path]).data();
+        assert_eq!(out["count"], n as u64, "{out}");
+        (
+            out["first_event_id"].as_u64().expect("first_event_id"),
+            out["last_event_id"].as_u64().expect("last_event_id"),
+        )
+    }
+
     /// `pilotctl --json info` data.
     pub fn info(&self) -> Value {
         self.ctl_json(&["info"]).data()
@@ -249,6 +271,20 @@ pub fn alive(pid: i32) -> bool {
             .unwrap_or(true),
         Err(_) => false,
     }
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// How many file descriptors process `pid` has open.
+pub fn open_fds(pid: i32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Waits up to `timeout` for `pid` to exit.

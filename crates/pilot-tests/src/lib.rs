@@ -1,6 +1,6 @@
 //! Test harness for the end-to-end tests: a temporary pilot home, the real binaries, real HTTP
-//! receivers on 127.0.0.1 (a scripted Rust one, and the documented Python and Node receivers),
-//! and an independent signature verifier.
+//! receivers on 127.0.0.1 (a scripted Rust one, the documented Python and Node receivers, and
+//! misbehaving raw-TCP ones), and an independent signature verifier.
 //!
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
 //! build them first (`cargo build --workspace --bins`, which `scripts/test` does).
@@ -8,12 +8,14 @@
 pub mod child;
 pub mod env;
 pub mod external;
+pub mod faulty;
 pub mod receiver;
 pub mod sig;
 
 pub use child::LineChild;
 pub use env::{Env, Run};
 pub use external::{External, Kind};
+pub use faulty::{Fault, FaultServer};
 pub use receiver::{free_port, Received, Receiver, Reply};
 
 use std::time::{Duration, Instant};

@@ -10,27 +10,6 @@ use pilot_tests::{free_port, sig, wait_until, Env, Receiver};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn burst(env: &Env, name: &str, n: usize, pad: usize) -> (u64, u64) {
-    let file = env.tmp.path().join(format!("{name}.jsonl"));
-    let lines: String = (0..n)
-        .map(|i| {
-            format!(
-                "{{\"event\":\"{name}\",\"data\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
-                "x".repeat(pad)
-            )
-        })
-        .collect();
-    std::fs::write(&file, lines).unwrap();
-    let out = env
-        .ctl_json(&["emit", "--file", file.to_str().unwrap()])
-        .data();
-    assert_eq!(out["count"], n as u64);
-    (
-        out["first_event_id"].as_u64().unwrap(),
-        out["last_event_id"].as_u64().unwrap(),
-    )
-}
-
 /// Fast retries, so a test's outage ends soon after its receiver comes up.
 const FAST: [&str; 4] = ["--backoff", "20ms", "--circuit-cooldown", "200ms"];
 
@@ -73,7 +52,7 @@ fn accepted_events_survive_an_outage_and_kill_9_in_order() {
     let secret = env.secret();
 
     // The receiver is down: every emit is acknowledged once its event is on disk.
-    let (first, last) = burst(&env, "test.durable", 1000, 0);
+    let (first, last) = env.burst("test.durable", 1000, 0);
     assert_eq!(last - first, 999);
     let spool = env.info()["webhook"]["spool"].clone();
     assert!(spool["depth"].as_u64().unwrap() >= 1000, "{spool}");
@@ -125,7 +104,7 @@ fn accepted_events_survive_an_outage_and_kill_9_in_order() {
 #[test]
 fn a_stopped_daemon_delivers_its_backlog_after_restart() {
     let (env, port) = durable_daemon(&["--max-backoff", "100ms"]);
-    let (first, last) = burst(&env, "test.backlog", 50, 0);
+    let (first, last) = env.burst("test.backlog", 50, 0);
     env.stop();
     env.start(&FAST);
     let rx = Receiver::on_port(port);
@@ -138,7 +117,7 @@ fn a_stopped_daemon_delivers_its_backlog_after_restart() {
 #[test]
 fn spool_limits_drop_the_oldest_and_count_them() {
     let (env, port) = durable_daemon(&["--max-spool-bytes", "40000", "--max-backoff", "100ms"]);
-    let (first, last) = burst(&env, "test.limit", 400, 200);
+    let (first, last) = env.burst("test.limit", 400, 200);
     let spool = env.info()["webhook"]["spool"].clone();
     let dropped = spool["dropped_full"].as_u64().unwrap();
     assert!(dropped > 0, "{spool}");
@@ -160,7 +139,7 @@ fn spool_limits_drop_the_oldest_and_count_them() {
 #[test]
 fn events_older_than_discard_after_are_dropped_and_counted() {
     let (env, port) = durable_daemon(&["--discard-after", "300ms", "--max-backoff", "100ms"]);
-    burst(&env, "test.stale", 20, 0);
+    env.burst("test.stale", 20, 0);
     assert!(wait_until(WAIT, || {
         env.info()["webhook"]["spool"]["expired"]
             .as_u64()
