@@ -1,5 +1,6 @@
 //! Test harness for the end-to-end tests: a temporary pilot home, the real binaries, real HTTP
 //! receivers on 127.0.0.1 (a scripted Rust one, and the documented Python and Node receivers),
+//! a scraper and strict parser of `/metrics`,
 //! and an independent signature verifier.
 //!
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
@@ -8,6 +9,7 @@
 pub mod child;
 pub mod env;
 pub mod external;
+pub mod metrics;
 pub mod receiver;
 pub mod sig;
 
