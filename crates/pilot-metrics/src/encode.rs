@@ -157,104 +157,118 @@ fn webhook(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         let f = m.encode_family(&labels)?;
         ConstGauge::new(u64::from(state == w.circuit)).encode(f)?;
     }
-    let counters = [
+    let spool = w.spool.clone().unwrap_or_default();
+    // Counters first (the numbers `info` shows), then the queue and spool now.
+    let values = [
         (
             "pilot_webhook_queued",
             "Events put into the webhook queue (durable mode: the spooler's buffer).",
+            MetricType::Counter,
             w.queued,
         ),
         (
             "pilot_webhook_recovered",
             "Events found in the durable spool at start (accepted by an earlier run).",
+            MetricType::Counter,
             w.recovered,
         ),
         (
             "pilot_webhook_delivered",
             "Events answered with a 2xx.",
+            MetricType::Counter,
             w.delivered,
         ),
         (
             "pilot_webhook_failed",
             "Events that failed: every attempt failed, a 3xx/4xx, or a blocked address.",
+            MetricType::Counter,
             w.failed,
         ),
         (
             "pilot_webhook_retries",
             "HTTP attempts after the first of an event or batch.",
+            MetricType::Counter,
             w.retries,
         ),
         (
             "pilot_webhook_dropped",
             "Events dropped: queue full, cleared, drain timeout, shutdown, spool full or expired.",
+            MetricType::Counter,
             w.dropped,
         ),
         (
             "pilot_webhook_dropped_queue_full",
             "The part of dropped that never entered the queue because it was full.",
+            MetricType::Counter,
             w.dropped_queue_full,
         ),
         (
             "pilot_webhook_circuit_skips",
             "Events skipped without an attempt while the circuit was open.",
+            MetricType::Counter,
             w.circuit_skips,
         ),
         (
             "pilot_webhook_filtered",
             "Events the webhook's events/exclude filters left out.",
+            MetricType::Counter,
             w.filtered,
         ),
-    ];
-    for (name, help, v) in counters {
-        counter(e, name, help, v)?;
-    }
-    let spool = w.spool.clone().unwrap_or_default();
-    let gauges = [
         (
             "pilot_webhook_queue_depth",
             "Events waiting in the queue (durable mode: in the spool), in flight excluded.",
+            MetricType::Gauge,
             w.queue_depth,
         ),
         (
             "pilot_webhook_queue_capacity",
             "Capacity of the webhook queue (0 while no webhook is set).",
+            MetricType::Gauge,
             w.queue_capacity,
         ),
         (
             "pilot_webhook_in_flight",
             "Events whose delivery is under way.",
+            MetricType::Gauge,
             w.in_flight,
         ),
         (
             "pilot_webhook_spool_depth",
             "Records in the durable spool (0 while no spool is open).",
+            MetricType::Gauge,
             spool.depth,
         ),
         (
             "pilot_webhook_spool_bytes",
             "Stored bytes of the durable spool's records (0 while no spool is open).",
+            MetricType::Gauge,
             spool.bytes,
         ),
         (
             "pilot_webhook_spool_max_bytes",
             "The durable spool's size limit (0 while no spool is open).",
+            MetricType::Gauge,
             spool.max_bytes,
         ),
+        (
+            "pilot_webhook_spool_dropped_full",
+            "Spooled records dropped, oldest first, because the spool was full (part of dropped).",
+            MetricType::Counter,
+            spool.dropped_full,
+        ),
+        (
+            "pilot_webhook_spool_expired",
+            "Spooled records dropped because they were older than discard_after (part of dropped).",
+            MetricType::Counter,
+            spool.expired,
+        ),
     ];
-    for (name, help, v) in gauges {
-        gauge(e, name, help, v)?;
+    for (name, help, kind, v) in values {
+        match kind {
+            MetricType::Counter => counter(e, name, help, v)?,
+            _ => gauge(e, name, help, v)?,
+        }
     }
-    counter(
-        e,
-        "pilot_webhook_spool_dropped_full",
-        "Spooled records dropped, oldest first, because the spool was full (part of dropped).",
-        spool.dropped_full,
-    )?;
-    counter(
-        e,
-        "pilot_webhook_spool_expired",
-        "Spooled records dropped because they were older than discard_after (part of dropped).",
-        spool.expired,
-    )?;
     let mut m = e.encode_descriptor(
         "pilot_webhook_attempt_duration_seconds",
         "Duration of each HTTP attempt of the webhook queue, from the request's start to the \
