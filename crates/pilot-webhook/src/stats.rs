@@ -139,8 +139,8 @@ pub struct AttemptLatency {
     pub failure: LatencyHistogram,
 }
 
-/// A snapshot of one latency histogram.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// A snapshot of one latency histogram (by default: the buckets in use, all empty).
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LatencyHistogram {
     /// The buckets' upper bounds in seconds, ascending.
     pub bounds: Vec<f64>,
@@ -149,6 +149,19 @@ pub struct LatencyHistogram {
     pub counts: Vec<u64>,
     /// The sum of every attempt's duration, in seconds.
     pub sum_seconds: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            bounds: LATENCY_BOUNDS_NANOS
+                .iter()
+                .map(|&n| n as f64 / 1e9)
+                .collect(),
+            counts: vec![0; LATENCY_BOUNDS_NANOS.len() + 1],
+            sum_seconds: 0.0,
+        }
+    }
 }
 
 impl LatencyHistogram {
@@ -192,16 +205,13 @@ impl LatencyRecorder {
 impl Buckets {
     fn snapshot(&self) -> LatencyHistogram {
         LatencyHistogram {
-            bounds: LATENCY_BOUNDS_NANOS
-                .iter()
-                .map(|&n| n as f64 / 1e9)
-                .collect(),
             counts: self
                 .counts
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
             sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            ..LatencyHistogram::default()
         }
     }
 }
@@ -393,6 +403,11 @@ mod tests {
         r.record(Duration::from_secs(31), false); // past every bound
         r.record(Duration::from_millis(30_000), false);
         r.record(Duration::MAX, false);
+        assert_eq!(
+            LatencyRecorder::default().snapshot(),
+            AttemptLatency::default(),
+            "nothing recorded: the default"
+        );
         let l = r.snapshot();
         assert_eq!(l.success.bounds.len(), 15);
         assert_eq!(l.success.bounds[0], 0.0005);
