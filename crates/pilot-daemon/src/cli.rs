@@ -72,6 +72,9 @@ pub struct Args {
     /// Webhook settings for this run (each given one overrides config `webhook_settings`).
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Serve Prometheus metrics on http://IP:PORT/metrics (else config `metrics_addr`; "" for off).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
     /// How long a connecting client may take to say hello.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s", hide = true)]
     pub handshake_timeout: Duration,

@@ -4,6 +4,7 @@
 //! `error: ...` line on stderr); 2 for bad flags.
 
 mod cli;
+mod metrics;
 mod pidfile;
 mod replies;
 mod run;

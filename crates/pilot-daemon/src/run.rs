@@ -1,13 +1,16 @@
-//! The daemon's life: claim the home, start the bus and the webhook plugin (with its settings
-//! and signing secrets), serve the socket, and shut down in order.
+//! The daemon's life: claim the home, bind the metrics endpoint (if asked), start the bus and
+//! the webhook plugin (with its settings and signing secrets), serve the socket and the
+//! metrics, and shut down in order.
 //!
 //! Shutdown order (signal or IPC request): publish `daemon.shutting_down`, let the webhook
-//! plugin drain (bounded), close client connections, remove the socket and the pid file.
+//! plugin drain (bounded; the metrics are still served meanwhile), close client connections
+//! and the metrics endpoint, remove the socket and the pid file.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use pilot_core::Bus;
+use pilot_metrics::{Metrics, MetricsServer};
 use pilot_webhook::WebhookPlugin;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +47,18 @@ fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
 /// Runs the daemon until it is asked to stop. Errors are start-up failures.
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let pid_file = PidFile::acquire(&settings.home.pid_file())?;
+    // Bound before anything else starts, so a busy port fails the start before the socket
+    // answers (and `pilotctl daemon start` reports the error).
+    let metrics_server = match settings.metrics_addr {
+        Some(addr) => match MetricsServer::bind(addr).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                pid_file.remove();
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let listener = match crate::socket::claim(&settings.socket).await {
         Ok(l) => l,
         Err(e) => {
@@ -80,6 +95,12 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         stop_connections.clone(),
         tracker.clone(),
     ));
+    let metrics_addr = metrics_server.as_ref().map(MetricsServer::local_addr);
+    if let Some(server) = metrics_server {
+        let source = daemon.clone();
+        let metrics = Metrics::new(move || crate::metrics::snapshot(&source));
+        server.spawn(metrics, stop_connections.clone(), &tracker);
+    }
 
     tracing::info!(
         pid = daemon.pid,
@@ -91,6 +112,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
             .map(pilot_webhook::redact_url)
             .unwrap_or_default(),
         durable = settings.webhook_settings.durable,
+        metrics = metrics_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
         "pilot-daemon {} ready",
         pilot_core::VERSION
     );

@@ -3,6 +3,7 @@
 //! field; the signing secrets come from the secret file. A malformed settings object or secret
 //! file stops the start with an error that names the file.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pilot_core::secrets::SecretError;
@@ -14,6 +15,9 @@ use crate::cli::{Args, SettingsArgs};
 
 /// The config key of the persisted webhook settings.
 pub const SETTINGS_KEY: &str = "webhook_settings";
+
+/// The config key of the metrics endpoint's address.
+pub const METRICS_KEY: &str = "metrics_addr";
 
 /// Everything the daemon needs to start.
 #[derive(Debug)]
@@ -29,6 +33,8 @@ pub struct Settings {
     pub secrets: SecretStore,
     /// Config `log_level`, used when neither --log-level nor RUST_LOG is given.
     pub log_level: Option<String>,
+    /// Where to serve `/metrics` (--metrics-addr, else config `metrics_addr`); `None`: off.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Why the daemon cannot start with what it was given.
@@ -53,6 +59,12 @@ pub enum SettingsError {
     FlagSettings(InvalidSettings),
     #[error(transparent)]
     Secrets(#[from] SecretError),
+    #[error("--metrics-addr {value:?}: expected IP:PORT, like 127.0.0.1:9464")]
+    FlagMetricsAddr { value: String },
+    #[error(
+        "config file {path}: key \"metrics_addr\": expected \"IP:PORT\", like \"127.0.0.1:9464\""
+    )]
+    ConfigMetricsAddr { path: PathBuf },
 }
 
 impl Settings {
@@ -85,6 +97,7 @@ impl Settings {
             .validate()
             .map_err(SettingsError::FlagSettings)?;
         let secrets = SecretStore::load(home.secret_file())?;
+        let metrics_addr = metrics_addr(args, &config)?;
         Ok(Settings {
             home,
             socket,
@@ -94,7 +107,33 @@ impl Settings {
             webhook_options,
             secrets,
             log_level: config.get_str("log_level").map(String::from),
+            metrics_addr,
         })
+    }
+}
+
+/// `--metrics-addr`, else config `metrics_addr`: an `IP:PORT`; empty (or null in the config)
+/// is off, so `--metrics-addr ""` turns off a configured endpoint for one run.
+fn metrics_addr(args: &Args, config: &ConfigFile) -> Result<Option<SocketAddr>, SettingsError> {
+    if let Some(value) = &args.metrics_addr {
+        return match value.trim() {
+            "" => Ok(None),
+            v => v
+                .parse()
+                .map(Some)
+                .map_err(|_| SettingsError::FlagMetricsAddr {
+                    value: value.clone(),
+                }),
+        };
+    }
+    let invalid = || SettingsError::ConfigMetricsAddr {
+        path: config.path().to_path_buf(),
+    };
+    match config.get(METRICS_KEY) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid()),
+        Some(_) => Err(invalid()),
     }
 }
 
@@ -228,6 +267,40 @@ mod tests {
             merge(WebhookSettings::default(), &SettingsArgs::default()),
             WebhookSettings::default()
         );
+    }
+
+    #[test]
+    fn metrics_addr_comes_from_the_flag_then_the_config() {
+        use clap::Parser;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        let resolve = |flags: &[&str], config: &str| {
+            std::fs::write(&path, config).unwrap();
+            let config = ConfigFile::load(&path).unwrap();
+            let mut argv = vec!["pilot-daemon"];
+            argv.extend_from_slice(flags);
+            metrics_addr(&Args::parse_from(argv), &config)
+        };
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(resolve(&[], "{}").unwrap(), None);
+        let configured = r#"{"metrics_addr": "127.0.0.1:9464"}"#;
+        assert_eq!(resolve(&[], configured).unwrap(), addr("127.0.0.1:9464"));
+        let flag = ["--metrics-addr", "[::1]:9000"];
+        assert_eq!(resolve(&flag, configured).unwrap(), addr("[::1]:9000"));
+        assert_eq!(resolve(&["--metrics-addr", ""], configured).unwrap(), None);
+        assert_eq!(resolve(&[], r#"{"metrics_addr": ""}"#).unwrap(), None);
+        let msg = resolve(&["--metrics-addr", "localhost:9464"], "{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--metrics-addr \"localhost:9464\": expected IP:PORT"),
+            "{msg}"
+        );
+        for bad in [r#"{"metrics_addr": 9464}"#, r#"{"metrics_addr": "9464"}"#] {
+            let msg = resolve(&[], bad).unwrap_err().to_string();
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains("metrics_addr"), "{msg}");
+        }
     }
 
     #[test]

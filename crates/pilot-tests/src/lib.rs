@@ -1,6 +1,7 @@
 //! Test harness for the end-to-end tests: a temporary pilot home, the real binaries, real HTTP
 //! receivers on 127.0.0.1 (a scripted Rust one, the documented Python and Node receivers, and
-//! misbehaving raw-TCP ones), and an independent signature verifier.
+//! misbehaving raw-TCP ones), a scraper and strict parser of `/metrics`, and an independent
+//! signature verifier.
 //!
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
 //! build them first (`cargo build --workspace --bins`, which `scripts/test` does).
@@ -9,6 +10,7 @@ pub mod child;
 pub mod env;
 pub mod external;
 pub mod faulty;
+pub mod metrics;
 pub mod receiver;
 pub mod sig;
 

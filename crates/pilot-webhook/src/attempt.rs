@@ -71,6 +71,22 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
+/// [`send`] for the queue workers: the attempt's latency also goes into the stats'
+/// histogram (`test` and `redeliver` count nowhere but in the delivery log).
+pub(crate) async fn send_counted(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
+    let sent = send(shared, config, delivery, attempt).await;
+    shared
+        .counters
+        .latency
+        .record(sent.latency, sent.result.is_ok());
+    sent
+}
+
 /// Makes attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
 pub(crate) async fn send(
     shared: &Shared,

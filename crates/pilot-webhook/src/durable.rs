@@ -821,7 +821,7 @@ impl DurableWorker {
             let result = tokio::select! {
                 biased;
                 () = self.abort.cancelled() => return Err(Done::Stop),
-                sent = attempt::send(&self.shared, &self.config, delivery, attempt) => sent.result,
+                sent = attempt::send_counted(&self.shared, &self.config, delivery, attempt) => sent.result,
             };
             let e = match result {
                 Ok(status) => {

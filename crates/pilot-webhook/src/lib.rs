@@ -75,7 +75,7 @@ pub use spool::{
     durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
     SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
-pub use stats::{Accounting, SpoolInfo, Stats};
+pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
 
 /// The integration tests' HTTP receiver, shared with the unit tests.
 #[cfg(test)]

@@ -48,9 +48,15 @@
 //!
 //! Counters count events: a batch of 10 delivered adds 10 to `delivered` (but `retries` counts
 //! requests).
+//!
+//! [`Stats::latency`] is a histogram of the duration of every HTTP attempt the queue workers
+//! make (in-memory and durable), split by outcome: one entry per request (a batch is one),
+//! from the request's start to its response's status (or its error). Recording one is two
+//! relaxed atomic adds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLockReadGuard};
+use std::time::Duration;
 
 use pilot_core::{SubscriberCounters, WebhookSettings};
 use serde::Serialize;
@@ -185,6 +191,114 @@ pub struct Stats {
     pub spool: Option<SpoolInfo>,
     /// The accounting, from the same consistent reading as the counters above.
     pub accounting: Accounting,
+    /// How long the queue workers' HTTP attempts took, by outcome.
+    pub latency: AttemptLatency,
+}
+
+/// The upper bounds, in nanoseconds, of the attempt latency histogram's buckets: from a
+/// loopback answer (0.5 ms) to a slow endpoint across the internet (30 s); one more bucket
+/// holds everything slower (and every timeout longer than 30 s).
+const LATENCY_BOUNDS_NANOS: [u64; 15] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// The durations of the queue workers' HTTP attempts: those answered with a 2xx, and the rest
+/// (any other status, a timeout, a connection or TLS error, a blocked address).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AttemptLatency {
+    pub success: LatencyHistogram,
+    pub failure: LatencyHistogram,
+}
+
+/// A snapshot of one latency histogram (by default: the buckets in use, all empty).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LatencyHistogram {
+    /// The buckets' upper bounds in seconds, ascending.
+    pub bounds: Vec<f64>,
+    /// Attempts per bucket (not cumulative): `counts[i]` took at most `bounds[i]` and more than
+    /// the bound before; the last entry (one past `bounds`) took longer than every bound.
+    pub counts: Vec<u64>,
+    /// The sum of every attempt's duration, in seconds.
+    pub sum_seconds: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            bounds: LATENCY_BOUNDS_NANOS
+                .iter()
+                .map(|&n| n as f64 / 1e9)
+                .collect(),
+            counts: vec![0; LATENCY_BOUNDS_NANOS.len() + 1],
+            sum_seconds: 0.0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// The number of attempts.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Where the workers record attempt latencies: per outcome, one counter per bucket and the sum.
+#[derive(Debug, Default)]
+pub(crate) struct LatencyRecorder {
+    success: Buckets,
+    failure: Buckets,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    counts: [AtomicU64; LATENCY_BOUNDS_NANOS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyRecorder {
+    /// Counts one attempt that took `took` (a 2xx if `ok`).
+    pub(crate) fn record(&self, took: Duration, ok: bool) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        let b = if ok { &self.success } else { &self.failure };
+        b.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        b.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> AttemptLatency {
+        AttemptLatency {
+            success: self.success.snapshot(),
+            failure: self.failure.snapshot(),
+        }
+    }
+}
+
+impl Buckets {
+    fn snapshot(&self) -> LatencyHistogram {
+        LatencyHistogram {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            ..LatencyHistogram::default()
+        }
+    }
 }
 
 impl Stats {
@@ -229,6 +343,8 @@ pub(crate) struct Counters {
     pub(crate) recovered: AtomicU64,
     /// Records removed by `discard_after`.
     pub(crate) expired: AtomicU64,
+    /// The queue workers' attempt latencies.
+    pub(crate) latency: LatencyRecorder,
     last_error: Mutex<Option<(String, jiff::Timestamp)>>,
 }
 
@@ -338,6 +454,7 @@ impl Counters {
                 filtered,
                 queue_depth + in_flight,
             ),
+            latency: self.latency.snapshot(),
             ..Stats::default()
         }
     }
@@ -447,5 +564,31 @@ mod tests {
         for m in movers {
             m.join().unwrap();
         }
+    }
+
+    #[test]
+    fn latency_lands_in_the_smallest_bucket_that_holds_it() {
+        let r = LatencyRecorder::default();
+        r.record(Duration::from_micros(500), true); // on a bound: that bucket
+        r.record(Duration::from_micros(501), true);
+        r.record(Duration::ZERO, true);
+        r.record(Duration::from_secs(31), false); // past every bound
+        r.record(Duration::from_millis(30_000), false);
+        r.record(Duration::MAX, false);
+        assert_eq!(
+            LatencyRecorder::default().snapshot(),
+            AttemptLatency::default(),
+            "nothing recorded: the default"
+        );
+        let l = r.snapshot();
+        assert_eq!(l.success.bounds.len(), 15);
+        assert_eq!(l.success.bounds[0], 0.0005);
+        assert_eq!(l.success.bounds[14], 30.0);
+        assert_eq!(l.success.counts.len(), 16);
+        assert_eq!(&l.success.counts[..3], &[2, 1, 0]);
+        assert_eq!(l.success.count(), 3);
+        assert!((l.success.sum_seconds - 0.001001).abs() < 1e-12);
+        assert_eq!((l.failure.counts[14], l.failure.counts[15]), (1, 2));
+        assert_eq!(l.failure.count(), 3);
     }
 }

@@ -414,7 +414,7 @@ impl Ctx {
         let mut attempt = 1;
         let failure = loop {
             debug!(webhook_id = %id, events = delivery.len(), attempt, max, url = %shown, "webhook POST");
-            let result = attempt::send(&self.shared, &self.config, delivery, attempt)
+            let result = attempt::send_counted(&self.shared, &self.config, delivery, attempt)
                 .await
                 .result;
             match result {

@@ -154,6 +154,9 @@ pub struct StartArgs {
     /// Webhook settings for this run only (they override config `webhook_settings`).
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Serve Prometheus metrics on http://IP:PORT/metrics (else config `metrics_addr`; "" for off).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]

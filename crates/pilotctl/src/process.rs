@@ -104,6 +104,10 @@ pub fn daemon_args(args: &StartArgs, socket: &Path) -> Vec<OsString> {
     if let Some(v) = args.circuit_cooldown {
         push("--circuit-cooldown", dur(v));
     }
+    if let Some(v) = &args.metrics_addr {
+        out.push("--metrics-addr".into());
+        out.push(v.into());
+    }
     settings_args(&args.settings, &mut out);
     out
 }
@@ -350,6 +354,7 @@ mod tests {
                 batch_wait: Some(Duration::from_millis(50)),
                 concurrency: Some(2),
             },
+            metrics_addr: Some("127.0.0.1:9464".into()),
         };
         let got: Vec<String> = daemon_args(&args, Path::new("/h/pilot.sock"))
             .into_iter()
@@ -380,6 +385,8 @@ mod tests {
                 "4",
                 "--circuit-cooldown",
                 "30s",
+                "--metrics-addr",
+                "127.0.0.1:9464",
                 "--events",
                 "handshake.*,trust.*",
                 "--exclude",

@@ -106,6 +106,9 @@ async fn a_500_is_attempted_three_times_with_doubling_backoff() {
     assert_eq!(rx.count(), 3);
     let stats = settled(&plugin).await;
     assert_eq!((stats.delivered, stats.failed), (0, 1));
+    let latency = &stats.latency;
+    assert_eq!((latency.success.count(), latency.failure.count()), (0, 3));
+    assert!(latency.failure.sum_seconds > 0.0);
 }
 
 #[tokio::test]

@@ -245,6 +245,8 @@ async fn retries_go_on_past_max_attempts_until_success_with_one_webhook_id() {
     let requests = rx.wait_for(7, WAIT).await;
     let stats = settled(&plugin).await;
     assert_eq!((stats.delivered, stats.failed, stats.retries), (1, 0, 6));
+    let latency = &stats.latency;
+    assert_eq!((latency.success.count(), latency.failure.count()), (1, 6));
     let ids: Vec<String> = requests
         .iter()
         .map(|r| r.header("webhook-id").unwrap())

@@ -119,6 +119,8 @@ async fn test_sends_a_signed_webhook_test_event_now() {
     assert!(failed.error.unwrap().contains("refused"));
     let stats = settled(&plugin).await;
     assert_eq!(stats.queued, 0, "tests are outside the queue");
+    let attempts = stats.latency.success.count() + stats.latency.failure.count();
+    assert_eq!(attempts, 0, "tests are outside the latency histogram");
     plugin.shutdown().await;
     assert!(matches!(plugin.test().await, Err(WebhookError::ShutDown)));
 }
