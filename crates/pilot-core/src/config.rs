@@ -110,6 +110,14 @@ impl ConfigFile {
         self.values.insert(key.to_string(), value);
     }
 
+    /// Sets `key` after checking the value of a key pilot reads ([`crate::config_keys::check`]);
+    /// on an error nothing changes.
+    pub fn set_checked(&mut self, key: &str, value: Value) -> Result<(), ConfigError> {
+        crate::config_keys::check(key, &value).map_err(|m| self.invalid(key, m))?;
+        self.set(key, value);
+        Ok(())
+    }
+
     /// Removes `key`, keeping the others in order; returns the old value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.values.shift_remove(key)
@@ -255,6 +263,24 @@ mod tests {
             assert!(msg.contains(&path.display().to_string()), "{msg}");
             assert_eq!(fs::read_to_string(&path).unwrap(), bad);
         }
+    }
+
+    #[test]
+    fn set_checked_refuses_bad_values_of_known_keys() {
+        let mut c = ConfigFile::empty("/h/config.json");
+        c.set_checked("node_id", 5.into()).unwrap();
+        c.set_checked("registry", "x".into()).unwrap();
+        let e = c
+            .set_checked("webhook", "http://169.254.169.254/".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/h/config.json") && e.contains("\"webhook\""),
+            "{e}"
+        );
+        assert_eq!(c.get("webhook"), None);
+        let keys: Vec<&str> = c.values().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["node_id", "registry"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod config_keys;
 pub mod duration;
 pub mod event;
 pub mod fsutil;

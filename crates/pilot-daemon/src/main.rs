@@ -37,11 +37,27 @@ fn init_logging(args: &Args, config_level: Option<&str>) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    match args.log_format {
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Json => builder.json().init(),
+    // Under systemd the journal stamps each line itself.
+    let journal = is_journal(
+        std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        std::io::stderr(),
+    );
+    match (args.log_format, journal) {
+        (LogFormat::Text, false) => builder.with_ansi(false).init(),
+        (LogFormat::Text, true) => builder.with_ansi(false).without_time().init(),
+        (LogFormat::Json, _) => builder.json().init(),
     }
     Ok(())
+}
+
+/// Whether `fd` is the journal stream systemd names in `$JOURNAL_STREAM` (`DEV:INODE`): set
+/// for a service whose stderr goes to the journal, and inherited by its children, whose stderr
+/// may be something else.
+fn is_journal(journal_stream: Option<&str>, fd: impl std::os::fd::AsFd) -> bool {
+    match (journal_stream, rustix::fs::fstat(fd)) {
+        (Some(want), Ok(st)) => want.trim() == format!("{}:{}", st.st_dev, st.st_ino),
+        _ => false,
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,5 +87,20 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e:#}");
             fail(format!("{e:#}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_journal_is_recognised_by_device_and_inode() {
+        let file = tempfile::tempfile().unwrap();
+        let st = rustix::fs::fstat(&file).unwrap();
+        let me = format!("{}:{}", st.st_dev, st.st_ino);
+        assert!(super::is_journal(Some(&me), &file));
+        let other = format!("{}:{}", st.st_dev, st.st_ino + 1);
+        assert!(!super::is_journal(Some(&other), &file));
+        assert!(!super::is_journal(None, &file));
+        assert!(!super::is_journal(Some("junk"), &file));
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Replies come back in request order, so [`Client::emit_pipelined`] keeps many `emit`s in
 //! flight on one connection and waits on the socket's flow control instead of giving up.
+//! A [`Client`] is one connection; it is not shared between tasks (open one per task, they are
+//! cheap). Every method returns a [`ClientError`] with a stable [`ClientError::code`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,20 +33,33 @@ pub const PIPELINE_WINDOW: usize = 512;
 /// What went wrong talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Nothing listens at the socket path (no file, or a stale one): no daemon runs there.
     #[error("no daemon is running at {path} (start one with `pilotctl daemon start`)")]
     NotRunning { path: PathBuf },
+    /// The socket exists but connecting failed for another reason (permissions, ...).
     #[error("cannot connect to the daemon at {path}: {source}")]
     Connect { path: PathBuf, source: io::Error },
+    /// Reading or writing the connection failed.
     #[error("connection to the daemon failed: {0}")]
     Io(#[from] io::Error),
+    /// The daemon hung up (it stopped, or refused the connection).
     #[error("the daemon closed the connection")]
     Closed,
+    /// The daemon sent something this client cannot decode (another version?).
     #[error("the daemon sent a reply this client does not understand: {0}")]
     Protocol(String),
+    /// The daemon refused the request: `code` is its machine code (see `docs/ipc.md`).
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
+    /// Connecting (socket and hello) took longer than [`CONNECT_TIMEOUT`].
     #[error("the daemon did not answer within {0:?}")]
     Timeout(Duration),
+    /// The socket path could not be resolved: no home directory.
+    #[error(transparent)]
+    Home(#[from] pilot_core::paths::HomeError),
+    /// The socket path could not be resolved: `config.json` does not parse.
+    #[error(transparent)]
+    Config(#[from] pilot_core::ConfigError),
 }
 
 impl ClientError {
@@ -57,6 +72,8 @@ impl ClientError {
             ClientError::Protocol(_) => "protocol_error",
             ClientError::Remote { code, .. } => code.as_str(),
             ClientError::Timeout(_) => "timeout",
+            ClientError::Home(_) => "io_error",
+            ClientError::Config(_) => "config_error",
         }
     }
 }
@@ -67,18 +84,23 @@ impl From<FrameError> for ClientError {
     }
 }
 
-/// One event to publish.
+/// One event to publish with [`Client::emit_pipelined`].
 #[derive(Debug, Clone)]
 pub struct EmitItem {
+    /// The event name: lowercase dotted words, like `handshake.received`.
     pub event: String,
+    /// The event's data: a JSON object (at most 64 KiB), or none.
     pub data: Option<Box<RawValue>>,
 }
 
 /// What a pipelined emit published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmitSummary {
+    /// How many events the daemon accepted.
     pub count: u64,
+    /// The id of the first accepted event (`None` when none was).
     pub first_event_id: Option<u64>,
+    /// The id of the last accepted event.
     pub last_event_id: Option<u64>,
 }
 
@@ -94,13 +116,25 @@ impl EmitSummary {
 #[derive(Debug, thiserror::Error)]
 #[error("item {index}: {error}")]
 pub struct EmitFailure {
+    /// The item that failed (0-based).
     pub index: usize,
+    /// Why it failed.
     pub error: ClientError,
     /// What was published before (and, for items already in flight, after) the failure.
     pub summary: EmitSummary,
 }
 
 /// A connection to the daemon, past the hello.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pilot_ipc::ClientError> {
+/// let mut client = pilot_ipc::Client::connect_default().await?;
+/// let data = serde_json::value::to_raw_value(&serde_json::json!({"peer_node_id": 7})).ok();
+/// let reply = client.emit("handshake.received", data).await?;
+/// println!("published event {}", reply.event_id);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Client {
     framed: Framed<Stream, LengthDelimitedCodec>,
@@ -109,7 +143,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the daemon at `path` and says hello.
+    /// Connects to the daemon where `pilotctl` finds it ([`crate::socket_path`]: `$PILOT_SOCKET`,
+    /// config `socket`, else `<home>/pilot.sock`) and says hello.
+    pub async fn connect_default() -> Result<Client, ClientError> {
+        Self::connect(&crate::socket_path()?).await
+    }
+
+    /// Connects to the daemon at `path` and says hello (within [`CONNECT_TIMEOUT`]). No daemon
+    /// there is [`ClientError::NotRunning`].
     pub async fn connect(path: &Path) -> Result<Client, ClientError> {
         let client_name = format!("pilot-ipc/{}", pilot_core::VERSION);
         match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(path, client_name)).await {
@@ -172,16 +213,21 @@ impl Client {
         &self.path
     }
 
-    /// Sends one request and decodes the `ok` reply's data as `T`.
+    /// Sends one request and decodes the `ok` reply's data as `T` (an `error` reply is
+    /// [`ClientError::Remote`]). The typed methods below are built on it; use it for requests
+    /// they do not cover, like [`Request::Deliveries`].
     pub async fn call<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
         self.framed.send(frame::encode(req)).await?;
         ok_data(read_response(&mut self.framed).await?)
     }
 
+    /// Everything the daemon knows of itself: process, webhook status and counters, bus.
     pub async fn info(&mut self) -> Result<InfoReply, ClientError> {
         self.call(&Request::Info).await
     }
 
+    /// Points the running daemon's webhook at `url` with default settings. Runtime only:
+    /// `config.json` is not written (that is `pilotctl set-webhook`).
     pub async fn set_webhook(&mut self, url: &str) -> Result<WebhookReply, ClientError> {
         self.call(&Request::SetWebhook {
             url: url.into(),
@@ -190,7 +236,7 @@ impl Client {
         .await
     }
 
-    /// Sets the webhook with per-webhook settings.
+    /// Like [`Client::set_webhook`], with per-webhook settings (filters, batching, ...).
     pub async fn set_webhook_with(
         &mut self,
         url: &str,
@@ -203,11 +249,14 @@ impl Client {
         .await
     }
 
+    /// Stops webhook delivery in the running daemon (runtime only).
     pub async fn clear_webhook(&mut self) -> Result<WebhookReply, ClientError> {
         self.call(&Request::ClearWebhook).await
     }
 
-    /// Publishes one event.
+    /// Publishes one event and returns its id. `event` must be lowercase dotted words and
+    /// `data` a JSON object of at most 64 KiB, else [`ClientError::Remote`] with
+    /// `invalid_argument`. In durable mode the reply comes once the event is on disk.
     pub async fn emit(
         &mut self,
         event: &str,
@@ -313,7 +362,9 @@ impl Client {
         .await
     }
 
-    /// Turns this connection into a stream of the events `pattern` matches.
+    /// Turns this connection into a stream of the events `pattern` matches: `*`, `prefix.*`
+    /// or an exact name. Events published after the reply arrive in bus order; a subscriber
+    /// that reads too slowly loses events (counted in `info`).
     pub async fn subscribe(mut self, pattern: &str) -> Result<EventStream, ClientError> {
         let reply: SubscribeReply = self
             .call(&Request::Subscribe {
@@ -327,7 +378,7 @@ impl Client {
     }
 }
 
-/// The events of a subscription, in bus order.
+/// The events of a subscription, in bus order ([`Client::subscribe`]).
 #[derive(Debug)]
 pub struct EventStream {
     framed: Framed<Stream, LengthDelimitedCodec>,

@@ -490,13 +490,16 @@ pub struct WebhookReply {
 /// The answer to `emit`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EmitReply {
+    /// The id the bus gave the event (per daemon, from 1, increasing).
     pub event_id: u64,
 }
 
 /// The answer to `subscribe`, before the events.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SubscribeReply {
+    /// This subscriber's id (as `info` lists it).
     pub subscriber_id: u64,
+    /// The pattern as the daemon parsed it.
     pub pattern: String,
 }
 

@@ -85,6 +85,16 @@ impl LineChild {
     pub fn id(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits up to `timeout` for the child to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        crate::wait_until(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
 }
 
 impl Drop for LineChild {

@@ -60,6 +60,10 @@ fn cli_md_documents_every_command_and_flag() {
         &["emit"],
         &["events"],
         &["listen"],
+        &["config"],
+        &["completions"],
+        &["man"],
+        &["daemon", "install-service"],
     ];
     for cmd in commands {
         let mut args = cmd.to_vec();

@@ -84,6 +84,47 @@ pub enum Command {
     Events(EventsArgs),
     /// Run a local webhook receiver that prints each delivery.
     Listen(ListenArgs),
+    /// Show config.json, or edit it (--set, --unset) with the checks set-webhook makes.
+    Config(ConfigArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the pilotctl(1) man page, or write every page to a directory.
+    Man {
+        /// Write pilotctl.1 and one page per subcommand here instead of printing pilotctl.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Shells `pilotctl completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Set KEY to VALUE (repeatable). VALUE is JSON when it parses as JSON (5, true,
+    /// {"a":1}, "quoted"), else a string.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub set: Vec<(String, String)>,
+    /// Remove KEY (repeatable).
+    #[arg(long = "unset", value_name = "KEY")]
+    pub unset: Vec<String>,
+}
+
+/// Parses `KEY=VALUE` (split at the first `=`; the key must not be empty).
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +139,18 @@ pub enum DaemonCommand {
         #[arg(long)]
         check: bool,
     },
+    /// Write a systemd user unit that runs pilot-daemon (or print it with --print).
+    InstallService(InstallServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallServiceArgs {
+    /// Print the unit instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// Replace an existing unit that differs from this one.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Log line formats of pilot-daemon.

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use pilot_core::paths::SOCKET_ENV;
 use pilot_core::{ConfigFile, PilotHome};
 
 use crate::output::CliError;
@@ -46,10 +45,7 @@ impl Context {
         if let Some(p) = &self.socket_flag {
             return Ok(p.clone());
         }
-        if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(p));
-        }
-        Ok(self.env()?.socket)
+        Ok(pilot_ipc::socket_path()?)
     }
 }
 

@@ -4,10 +4,15 @@
 //! one line `{"status":"error","code":"...","message":"..."}` on stderr. Without it a result
 //! is a few lines of text and an error is `error: <message>` on stderr. Errors exit 1.
 //! Writes to a closed stdout (`pilotctl ... | head`) are not errors.
+//!
+//! Text may be coloured with [`paint`]; it is written through `anstream`, which drops the
+//! colour unless stdout is a terminal, and always when `NO_COLOR` is set. [`Table`] lines up
+//! columns by their visible width, so colour never shifts them.
 
 use std::fmt;
 use std::io::{self, Write};
 
+use anstyle::{AnsiColor, Style};
 use pilot_core::config::ConfigError;
 use pilot_core::event::EventError;
 use pilot_core::paths::HomeError;
@@ -25,6 +30,7 @@ pub mod code {
     pub const START_FAILED: &str = "start_failed";
     pub const TIMEOUT: &str = "timeout";
     pub const IO_ERROR: &str = "io_error";
+    pub const ALREADY_EXISTS: &str = "already_exists";
 }
 
 /// A failed command: a stable machine code and a message for people.
@@ -148,10 +154,15 @@ impl Printer {
     pub fn finish(&self, out: Output) -> u8 {
         match out {
             Output::Report { data, text } => {
-                let line = if self.json { ok_json(&data) } else { text };
-                let mut stdout = io::stdout().lock();
                 // A closed stdout is the reader's choice, not a failure of the command.
-                let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+                if self.json {
+                    let mut stdout = io::stdout().lock();
+                    let _ = writeln!(stdout, "{}", ok_json(&data)).and_then(|()| stdout.flush());
+                } else {
+                    // Colour only on a terminal, never with NO_COLOR.
+                    let mut stdout = anstream::stdout().lock();
+                    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+                }
                 0
             }
             Output::Exit(code) => code,
@@ -214,6 +225,94 @@ pub fn aligned(rows: &[(&str, String)], indent: usize) -> String {
         .map(|(k, v)| format!("{:indent$}{:<width$} {v}", "", format!("{k}:")))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The styles of human output.
+pub mod style {
+    use super::*;
+
+    /// Table headers.
+    pub const HEADER: Style = Style::new().bold();
+    /// Things that work: a 2xx, a closed circuit.
+    pub const GOOD: Style = AnsiColor::Green.on_default();
+    /// Things that need a look: a half-open circuit, dropped events.
+    pub const WARN: Style = AnsiColor::Yellow.on_default();
+    /// Failures: an error, an open circuit, a disabled webhook.
+    pub const BAD: Style = AnsiColor::Red.on_default();
+}
+
+/// `text` in `style` (escape codes that `Printer` drops unless stdout is a colour terminal).
+pub fn paint(style: Style, text: &str) -> String {
+    if text.is_empty() || style == Style::new() {
+        return text.to_string();
+    }
+    format!("{style}{text}{style:#}")
+}
+
+/// How a column lines up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A text table: a bold header row and columns two spaces apart, each as wide as its widest
+/// cell (counted in characters, without colour); the last column is not padded.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<(String, Style)>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Self {
+        Self {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row of cells, each with its style.
+    pub fn styled_row(&mut self, cells: impl IntoIterator<Item = (String, Style)>) {
+        self.rows.push(cells.into_iter().collect());
+    }
+
+    /// The table, one line per row after the header, without a final line break.
+    pub fn render(&self) -> String {
+        let header: Vec<(String, Style)> = self
+            .columns
+            .iter()
+            .map(|(name, _)| (name.to_string(), style::HEADER))
+            .collect();
+        let mut widths: Vec<usize> = vec![0; self.columns.len()];
+        for row in std::iter::once(&header).chain(&self.rows) {
+            for (w, (cell, _)) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[(String, Style)]| {
+            let mut out = String::new();
+            let last = row.len().min(self.columns.len()).saturating_sub(1);
+            for (i, ((cell, st), w)) in row.iter().zip(&widths).enumerate() {
+                let pad = " ".repeat(w - cell.chars().count());
+                let painted = paint(*st, cell);
+                match (i == last, self.columns[i].1) {
+                    (_, Align::Right) => out.push_str(&format!("{pad}{painted}")),
+                    (true, Align::Left) => out.push_str(&painted),
+                    (false, Align::Left) => out.push_str(&format!("{painted}{pad}")),
+                }
+                if i != last {
+                    out.push_str("  ");
+                }
+            }
+            out.trim_end().to_string()
+        };
+        std::iter::once(&header)
+            .chain(&self.rows)
+            .map(|r| line(r))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +382,31 @@ mod tests {
         assert_eq!(format_uptime(3600), "1h");
         assert_eq!(format_uptime(3725), "1h 2m 5s");
         assert_eq!(format_uptime(90_061), "1d 1h 1m 1s");
+    }
+
+    #[test]
+    fn tables_line_up_whatever_the_colour() {
+        let mut t = Table::new(&[
+            ("ID", Align::Right),
+            ("NAME", Align::Left),
+            ("NOTE", Align::Left),
+        ]);
+        t.styled_row(["7", "a.b", ""].map(|c| (c.to_string(), Style::new())));
+        t.styled_row([
+            ("12".to_string(), Style::new()),
+            ("handshake.received".to_string(), style::BAD),
+            ("ok".to_string(), style::GOOD),
+        ]);
+        let text = t.render();
+        assert!(
+            text.contains("\x1b["),
+            "colour is in the text until it is printed"
+        );
+        assert_eq!(
+            anstream::adapter::strip_str(&text).to_string(),
+            "ID  NAME                NOTE\n 7  a.b\n12  handshake.received  ok"
+        );
+        assert_eq!(paint(style::BAD, ""), "");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `webhook deliveries`: the daemon's delivery log (the last 1000 attempts) as an aligned table
 //! or JSON.
 
+use anstyle::Style;
 use pilot_ipc::protocol::{DeliveriesReply, DeliveryInfo};
 use pilot_ipc::{Client, Request};
 
 use crate::cli::DeliveriesArgs;
 use crate::context::Context;
-use crate::output::{CliError, Output};
+use crate::output::{style, Align, CliError, Output, Table};
 
 /// `webhook deliveries [--failed] [--limit N]`.
 pub async fn run(ctx: &Context, args: &DeliveriesArgs) -> Result<Output, CliError> {
@@ -31,48 +32,36 @@ pub fn table(rows: &[DeliveryInfo], failed_only: bool) -> String {
             "no delivery attempts yet".into()
         };
     }
-    let header = [
-        "TIME", "EVENT_ID", "EVENT", "ATTEMPT", "STATUS", "LATENCY", "ERROR",
-    ];
-    let cells: Vec<[String; 7]> = rows
-        .iter()
-        .map(|d| {
-            [
-                short_time(&d.at),
-                d.event_id.to_string(),
-                d.event.clone(),
-                d.attempt.to_string(),
+    let mut table = Table::new(&[
+        ("TIME", Align::Left),
+        ("EVENT_ID", Align::Right),
+        ("EVENT", Align::Left),
+        ("ATTEMPT", Align::Right),
+        ("STATUS", Align::Right),
+        ("LATENCY", Align::Right),
+        ("ERROR", Align::Left),
+    ]);
+    for d in rows {
+        let ok = d.status.is_some_and(|s| (200..300).contains(&s));
+        let status_style = if ok { style::GOOD } else { style::BAD };
+        let plain = |s: String| (s, Style::new());
+        table.styled_row([
+            plain(short_time(&d.at)),
+            plain(d.event_id.to_string()),
+            plain(d.event.clone()),
+            plain(d.attempt.to_string()),
+            (
                 d.status.map_or_else(|| "-".into(), |s| s.to_string()),
-                latency(d.latency_ms),
+                status_style,
+            ),
+            plain(latency(d.latency_ms)),
+            (
                 crate::output::one_line(d.error.as_deref().unwrap_or("")).into_owned(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
+                style::BAD,
+            ),
+        ]);
     }
-    let line = |row: &[String]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                out.push_str(cell);
-            } else {
-                // Numbers right-aligned, text left-aligned.
-                if matches!(i, 1 | 3 | 4 | 5) {
-                    out.push_str(&format!("{cell:>w$}  "));
-                } else {
-                    out.push_str(&format!("{cell:<w$}  "));
-                }
-            }
-        }
-        out.trim_end().to_string()
-    };
-    let mut out = vec![line(&header.map(String::from))];
-    out.extend(cells.iter().map(|r| line(r)));
-    out.join("\n")
+    table.render()
 }
 
 /// An RFC 3339 time to the millisecond (as given if it does not parse).
@@ -121,7 +110,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            table(&rows, false),
+            anstream::adapter::strip_str(&table(&rows, false)).to_string(),
             "TIME                      EVENT_ID  EVENT               ATTEMPT  STATUS  LATENCY  ERROR\n\
              2026-01-15T12:00:00.123Z         7  handshake.received        1     500    3.2ms  HTTP 500 Internal Server Error from http://h/\n\
              2026-01-15T12:00:01.200Z        12  a.b                       2       -    1.52s"

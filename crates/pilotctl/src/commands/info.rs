@@ -1,12 +1,13 @@
 //! `info`: everything the running daemon knows of itself, as its JSON reply or a readable
 //! summary (process, webhook URL, circuit, counters and options, bus and subscribers).
 
-use pilot_ipc::protocol::{AccountingStatus, InfoReply, WebhookStatus};
+use anstyle::Style;
+use pilot_ipc::protocol::{AccountingStatus, InfoReply, SubscriberInfo, WebhookStatus};
 use pilot_ipc::{Client, Request};
 use serde_json::Value;
 
 use crate::context::Context;
-use crate::output::{aligned, format_uptime, CliError, Output};
+use crate::output::{aligned, format_uptime, paint, style, Align, CliError, Output, Table};
 
 /// `info`.
 pub async fn run(ctx: &Context) -> Result<Output, CliError> {
@@ -53,14 +54,59 @@ pub fn info_text(info: &InfoReply) -> String {
         ],
         2,
     ));
-    for s in &bus.subscribers {
-        let label = if s.label.is_empty() { "-" } else { &s.label };
-        out.push_str(&format!(
-            "\n    #{} {label} pattern={} buffered={}/{} queued={} dropped={}",
-            s.id, s.pattern, s.buffered, s.capacity, s.queued, s.dropped
-        ));
+    if !bus.subscribers.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&indent(&subscribers_table(&bus.subscribers), 2));
     }
     out
+}
+
+/// The bus's subscribers as a table (dropped events in yellow).
+fn subscribers_table(subscribers: &[SubscriberInfo]) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("LABEL", Align::Left),
+        ("PATTERN", Align::Left),
+        ("BUFFERED", Align::Right),
+        ("QUEUED", Align::Right),
+        ("DROPPED", Align::Right),
+    ]);
+    for s in subscribers {
+        let plain = |v: String| (v, Style::new());
+        let label = if s.label.is_empty() { "-" } else { &s.label };
+        let dropped = if s.dropped > 0 {
+            style::WARN
+        } else {
+            Style::new()
+        };
+        table.styled_row([
+            plain(s.id.to_string()),
+            plain(label.to_string()),
+            plain(s.pattern.clone()),
+            plain(format!("{}/{}", s.buffered, s.capacity)),
+            plain(s.queued.to_string()),
+            (s.dropped.to_string(), dropped),
+        ]);
+    }
+    table.render()
+}
+
+/// Every line of `text` indented by `n` spaces.
+fn indent(text: &str, n: usize) -> String {
+    text.lines()
+        .map(|l| format!("{:n$}{l}", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The circuit state, coloured: closed green, half-open yellow, open red.
+fn circuit(state: &str) -> String {
+    let st = match state {
+        "closed" => style::GOOD,
+        "open" => style::BAD,
+        _ => style::WARN,
+    };
+    paint(st, state)
 }
 
 fn webhook_text(w: &WebhookStatus) -> String {
@@ -74,7 +120,10 @@ fn webhook_text(w: &WebhookStatus) -> String {
             .unwrap_or_default();
         rows.push((
             "disabled",
-            format!("{reason}{at}; `pilotctl set-webhook` enables it again"),
+            paint(
+                style::BAD,
+                &format!("{reason}{at}; `pilotctl set-webhook` enables it again"),
+            ),
         ));
     }
     rows.push(("signing", yes_no(w.signing)));
@@ -97,7 +146,7 @@ fn webhook_text(w: &WebhookStatus) -> String {
     other.retain(|(k, _)| !matches!(*k, "events" | "exclude" | "durable"));
     rows.extend(other);
     rows.extend([
-        ("circuit", w.circuit.clone()),
+        ("circuit", circuit(&w.circuit)),
         ("queue", format!("{}/{}", w.queue_depth, w.queue_capacity)),
         ("in flight", w.in_flight.to_string()),
     ]);
@@ -129,7 +178,7 @@ fn webhook_text(w: &WebhookStatus) -> String {
             .as_deref()
             .map(|t| format!(" (at {t})"))
             .unwrap_or_default();
-        rows.push(("last error", format!("{e}{at}")));
+        rows.push(("last error", paint(style::BAD, &format!("{e}{at}"))));
     }
     let o = &w.options;
     rows.push((
@@ -206,7 +255,7 @@ mod tests {
             ]}
         }))
         .unwrap();
-        let text = info_text(&info);
+        let text = anstream::adapter::strip_str(&info_text(&info)).to_string();
         let expected = "\
 pid:     42
 version: 0.1.0
@@ -241,7 +290,9 @@ bus
   published:     10
   last event id: 10
   subscribers:   1
-    #1 webhook pattern=* buffered=0/1024 queued=10 dropped=3";
+
+  ID  LABEL    PATTERN  BUFFERED  QUEUED  DROPPED
+   1  webhook  *          0/1024      10        3";
         assert_eq!(text, expected);
     }
 

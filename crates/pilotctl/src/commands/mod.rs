@@ -1,12 +1,15 @@
 //! The commands: one module each, and the dispatch from a parsed command line to them.
 
+pub mod config;
 pub mod daemon;
 pub mod deliveries;
 pub mod emit;
 pub mod events;
+pub mod generated;
 pub mod info;
 pub mod listen;
 pub mod secret;
+pub mod service;
 pub mod tools;
 pub mod webhook;
 
@@ -20,6 +23,7 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, args).await,
         Command::Daemon(DaemonCommand::Stop) => daemon::stop(ctx).await,
         Command::Daemon(DaemonCommand::Status { check }) => daemon::status(ctx, *check).await,
+        Command::Daemon(DaemonCommand::InstallService(args)) => service::install(ctx, args),
         Command::SetWebhook(args) => webhook::set(ctx, args).await,
         Command::ClearWebhook => webhook::clear(ctx).await,
         Command::Webhook(WebhookCommand::Secret(SecretCommand::Show)) => secret::show_cmd(ctx),
@@ -35,5 +39,8 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
         Command::Emit(args) => emit::run(ctx, args).await,
         Command::Events(args) => events::run(ctx, args).await,
         Command::Listen(args) => listen::run(ctx, args).await,
+        Command::Config(args) => config::run(ctx, args).await,
+        Command::Completions { shell } => generated::completions(*shell),
+        Command::Man { dir } => generated::man(dir.as_deref()),
     }
 }
