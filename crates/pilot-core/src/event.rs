@@ -97,6 +97,12 @@ pub fn data_from_value(value: &serde_json::Value) -> Result<Box<RawValue>, Event
     Ok(raw)
 }
 
+/// Bytes of a payload beside the name and the data: the keys, the id, the node and the
+/// timestamp, with room to spare (`{"event_id":18446744073709551615,"event":"","node_id":
+/// 4294967295,"timestamp":"-009999-01-02T01:59:59.999999999Z","data":}` is 117 bytes; escapes in
+/// the name cannot occur, names are checked).
+const PAYLOAD_OVERHEAD: usize = 128;
+
 /// One thing that happened on the node.
 #[derive(Debug, Deserialize)]
 pub struct Event {
@@ -186,8 +192,15 @@ impl Event {
     pub fn payload(&self) -> Bytes {
         self.encoded
             .get_or_init(|| {
+                // Sized once: the fixed fields take under 100 bytes beside the name and data, so
+                // the buffer is never grown and copied while encoding.
+                let data = self.data.as_ref().map_or(0, |d| d.get().len());
+                let mut out = Vec::with_capacity(PAYLOAD_OVERHEAD + self.event.len() + data);
                 // Serializing plain strings, integers and already-valid raw JSON cannot fail.
-                Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+                match serde_json::to_writer(&mut out, self) {
+                    Ok(()) => Bytes::from(out),
+                    Err(_) => Bytes::new(),
+                }
             })
             .clone()
     }
