@@ -9,6 +9,9 @@
 //! clock, so every publish finds room in every buffer, as in a daemon whose webhook keeps up;
 //! the events are freed there too (the consumer frees them in the daemon).
 //!
+//! The benches use the daemon's global allocator (mimalloc), so allocation costs what it costs
+//! in the daemon.
+//!
 //! Run: `cargo bench -p pilot-core --bench bus` (`-- --quick` for a fast look).
 
 use std::hint::black_box;
@@ -18,6 +21,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion, Throughput};
 use pilot_core::{Bus, Event, Pattern, Subscription};
 use serde_json::value::RawValue;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Events published between two drains of the subscribers (also their buffer capacity).
 const CHUNK: usize = 512;

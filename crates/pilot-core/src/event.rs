@@ -97,6 +97,12 @@ pub fn data_from_value(value: &serde_json::Value) -> Result<Box<RawValue>, Event
     Ok(raw)
 }
 
+/// Bytes of a payload beside the name and the data: the keys, the id, the node and the
+/// timestamp, with room to spare (`{"event_id":18446744073709551615,"event":"","node_id":
+/// 4294967295,"timestamp":"-009999-01-02T01:59:59.999999999Z","data":}` is 117 bytes; escapes in
+/// the name cannot occur, names are checked).
+const PAYLOAD_OVERHEAD: usize = 128;
+
 /// One thing that happened on the node.
 #[derive(Debug, Deserialize)]
 pub struct Event {
@@ -186,10 +192,55 @@ impl Event {
     pub fn payload(&self) -> Bytes {
         self.encoded
             .get_or_init(|| {
-                // Serializing plain strings, integers and already-valid raw JSON cannot fail.
-                Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+                // Sized once: the fixed fields take under 100 bytes beside the name and data, so
+                // the buffer is never grown and copied while encoding.
+                let data = self.data.as_ref().map_or(0, |d| d.get().len());
+                let mut out = Vec::with_capacity(PAYLOAD_OVERHEAD + self.event.len() + data);
+                if self.write_direct(&mut out).is_err() {
+                    out.clear();
+                    // Serializing plain strings, integers and already-valid raw JSON cannot
+                    // fail.
+                    if serde_json::to_writer(&mut out, self).is_err() {
+                        out.clear();
+                    }
+                }
+                Bytes::from(out)
             })
             .clone()
+    }
+
+    /// Writes the payload field by field: the same bytes as serde's encoding (a test checks),
+    /// without its per-byte escaping of the keys and the name or the `fmt` detour of the
+    /// timestamp. Refuses (`Err`) a name that would need escaping; the caller then falls back
+    /// to serde (checked names never do).
+    fn write_direct(&self, out: &mut Vec<u8>) -> Result<(), ()> {
+        if !self
+            .event
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+        {
+            return Err(());
+        }
+        let mut digits = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"event_id\":");
+        out.extend_from_slice(digits.format(self.event_id).as_bytes());
+        out.extend_from_slice(b",\"event\":\"");
+        out.extend_from_slice(self.event.as_bytes());
+        out.extend_from_slice(b"\",\"node_id\":");
+        out.extend_from_slice(digits.format(self.node_id).as_bytes());
+        out.extend_from_slice(b",\"timestamp\":\"");
+        // The same printer as the timestamp's `Display` (digits, `-`, `:`, `.`, `T`, `Z`:
+        // nothing to escape).
+        jiff::fmt::temporal::DateTimePrinter::new()
+            .print_timestamp(&self.timestamp, &mut *out)
+            .map_err(|_| ())?;
+        out.push(b'"');
+        if let Some(data) = &self.data {
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(data.get().as_bytes());
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     /// The timestamp in the wire format (RFC 3339, UTC, `Z`, trailing zeros trimmed).
@@ -273,6 +324,38 @@ mod tests {
         );
         let back: Event = serde_json::from_slice(&ev.payload()).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn the_direct_payload_is_byte_for_byte_serdes() {
+        let data = || Some(parse_data(r#"{"k":"v\u00e9\"","n":[1,2,{"x":null}]}"#).unwrap());
+        let cases = [
+            Event::new(1, "a.b", 0, ts("2026-01-15T12:34:56Z"), None),
+            Event::new(
+                u64::MAX,
+                "conn.syn_received",
+                u32::MAX,
+                ts("1970-01-01T00:00:00.000000001Z"),
+                data(),
+            ),
+            Event::new(7, "x.y", 3, ts("-000001-06-30T23:59:59.5Z"), data()),
+            Event::new(
+                8,
+                "\u{e9}t\u{e9}.\u{7f}~/",
+                3,
+                ts("9999-12-30T21:59:59.999999999Z"),
+                data(),
+            ),
+            // Names that need escaping take serde's path.
+            Event::new(9, "a\"b\\c\n\u{1}", 3, ts("2026-01-15T12:34:56.1Z"), data()),
+        ];
+        for ev in cases {
+            let serde = serde_json::to_vec(&ev).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&ev.payload()).unwrap(),
+                std::str::from_utf8(&serde).unwrap()
+            );
+        }
     }
 
     #[test]

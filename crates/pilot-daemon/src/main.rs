@@ -15,9 +15,14 @@ mod socket;
 mod state;
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Args, LogFormat};
+
+/// Fast small allocations for the event path, and memory returned to the OS after a burst.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 fn init_logging(args: &Args, config_level: Option<&str>) -> Result<(), String> {
     let filter = match (

@@ -201,7 +201,7 @@ async fn connection(
             }
             Some(Ok(body)) => body,
         };
-        let request = match frame::decode::<Request>(&body, REQUEST_TYPES) {
+        let request = match Request::decode(&body) {
             Ok(r) => r,
             Err(e) => {
                 replies.push(decode_error_reply(&e), None);

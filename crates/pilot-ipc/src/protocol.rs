@@ -5,8 +5,12 @@
 //! in order with `ok` (with `data`) or `error` (with a machine `code` and a `message`). After
 //! `subscribe` is answered, the daemon sends only `event` messages on that connection.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::frame::{self, FrameError};
 
 pub use pilot_core::{SubscriberInfo, WebhookSettings};
 
@@ -56,6 +60,40 @@ pub enum Request {
     TestWebhook,
     /// Deliver a past event again (durable mode, or while its payload is in the log).
     Redeliver { event_id: u64 },
+}
+
+impl Request {
+    /// Decodes a request frame. `emit`, the request sent in bulk, is first read through a
+    /// struct that borrows from the frame (no copy of the type, no look at the other requests'
+    /// fields); any other request, and an `emit` that read fails on, takes the general path
+    /// ([`frame::decode`]), so every error reads the same.
+    pub fn decode(body: &[u8]) -> Result<Request, FrameError> {
+        if let Ok(EmitWire {
+            kind,
+            event: Some(event),
+            data,
+        }) = serde_json::from_slice::<EmitWire<'_>>(body)
+        {
+            if kind == "emit" {
+                return Ok(Request::Emit {
+                    event: event.into_owned(),
+                    data: data.filter(|d| d.get() != "null").map(RawValue::to_owned),
+                });
+            }
+        }
+        frame::decode(body, REQUEST_TYPES)
+    }
+}
+
+/// The fields of an `emit`, borrowed from the frame (other fields are skipped).
+#[derive(Deserialize)]
+struct EmitWire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
 fn is_default_settings(s: &WebhookSettings) -> bool {
@@ -512,6 +550,31 @@ pub struct ShutdownReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_decode_reads_emits_like_the_general_path() {
+        let same = [
+            r#"{"type":"emit","event":"a.b","data":{"k":[1,"\u00e9"]}}"#,
+            r#"{"type":"emit","event":"a.b"}"#,
+            r#"{"type":"emit","event":"a.b","data":null}"#,
+            r#"{"event":"a\u002eb","type":"emit","extra":1}"#,
+            r#"{"type":"info"}"#,
+            r#"{"type":"emit"}"#,
+            r#"{"type":"emit","event":5}"#,
+            r#"{"type":"emit","event":"a.b","event":"c.d"}"#,
+            r#"{"type":"teleport","event":"a.b"}"#,
+            "not json",
+        ];
+        for body in same {
+            let fast = Request::decode(body.as_bytes());
+            let general = frame::decode::<Request>(body.as_bytes(), REQUEST_TYPES);
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{body}");
+        }
+        assert!(matches!(
+            Request::decode(br#"{"type":"emit","event":"a.b","data":{"k":1}}"#),
+            Ok(Request::Emit { event, data: Some(d) }) if event == "a.b" && d.get() == r#"{"k":1}"#
+        ));
+    }
 
     #[test]
     fn requests_have_a_snake_case_type_tag() {
