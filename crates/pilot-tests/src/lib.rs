@@ -5,9 +5,11 @@
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
 //! build them first (`cargo build --workspace --bins`, which `scripts/test` does).
 
+pub mod accounting;
 pub mod child;
 pub mod env;
 pub mod external;
+pub mod raw;
 pub mod receiver;
 pub mod sig;
 

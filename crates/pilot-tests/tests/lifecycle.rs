@@ -1,10 +1,10 @@
 //! Starting, stopping and finding the daemon: pid file, socket, stale files, signals.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pilot_tests::env::{alive, wait_gone};
-use pilot_tests::{wait_until, Env, Receiver};
+use pilot_tests::{accounting, wait_until, Env, Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -150,6 +150,48 @@ fn sigterm_shuts_down_gracefully() {
     assert!(wait_gone(pid, WAIT));
     assert!(wait_until(WAIT, || !env.pid_path().exists()));
     assert!(!env.socket_path().exists());
+}
+
+#[test]
+fn sigterm_with_a_full_queue_exits_within_the_drain_bound_and_counts_the_rest() {
+    let env = Env::new();
+    // Each request takes a second: the queue cannot drain in the 5 s bound.
+    let rx = Receiver::with_default(Reply::Delay(Duration::from_secs(1), 200));
+    env.start(&["--webhook", &rx.url(), "--queue-size", "100"]);
+    let file = env.tmp.path().join("burst.jsonl");
+    std::fs::write(&file, "{\"event\":\"test.backlog\"}\n".repeat(150)).unwrap();
+    env.ctl_json(&["emit", "--file", file.to_str().unwrap()])
+        .data();
+    let before = env.info()["webhook"].clone();
+    assert!(before["queue_depth"].as_u64().unwrap() > 50, "{before}");
+    assert!(
+        before["dropped_queue_full"].as_u64().unwrap() > 0,
+        "{before}"
+    );
+
+    let sent = Instant::now();
+    let pid = env.signal_daemon(rustix::process::Signal::TERM);
+    assert!(wait_gone(pid, WAIT), "still running after {WAIT:?}");
+    let took = sent.elapsed();
+    // The drain is bounded by 5 s; the rest (connections, files) takes well under a second.
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    assert!(wait_until(WAIT, || !env.pid_path().exists()));
+
+    let log = env.log();
+    let last = accounting::from_stop_line(&log)
+        .unwrap_or_else(|| panic!("no `pilot-daemon stopped` line in the log:\n{log}"));
+    accounting::check(&last).unwrap_or_else(|e| panic!("{e}\nlog:\n{log}"));
+    let n = |k: &str| last[k].as_u64().unwrap();
+    assert_eq!(n("queue_depth") + n("in_flight"), 0, "left pending: {last}");
+    assert!(
+        n("dropped") > n("dropped_queue_full"),
+        "the leftovers were not counted as dropped: {last}"
+    );
+    assert!(n("delivered") < 20, "{last}");
+    eprintln!(
+        "SIGTERM with {} queued: exited in {took:?}; {last}",
+        before["queue_depth"]
+    );
 }
 
 #[test]
