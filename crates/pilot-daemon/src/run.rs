@@ -41,8 +41,8 @@ fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
 /// Runs the daemon until it is asked to stop. Errors are start-up failures.
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let pid_file = PidFile::acquire(&settings.home.pid_file())?;
-    let listener = match crate::socket::claim(&settings.socket).await {
-        Ok(l) => l,
+    let (listener, socket_lock) = match crate::socket::claim(&settings.socket).await {
+        Ok(claimed) => claimed,
         Err(e) => {
             pid_file.remove();
             return Err(e.into());
@@ -154,6 +154,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         "pilot-daemon stopped"
     );
     let _ = std::fs::remove_file(&settings.socket);
+    drop(socket_lock);
     pid_file.remove();
     Ok(())
 }
