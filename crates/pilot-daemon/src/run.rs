@@ -50,6 +50,10 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     };
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Caught and never read: past a file-size limit (RLIMIT_FSIZE) a write then fails with
+    // EFBIG, which the spool reports and retries like a full disk, instead of killing us.
+    let _sigxfsz = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
+        .context("installing the SIGXFSZ handler")?;
 
     let (bus, webhook) = match start_webhook(&settings) {
         Ok((bus, webhook)) => (bus, Arc::new(webhook)),
