@@ -79,12 +79,27 @@ impl ConfigFile {
     where
         E: From<ConfigError>,
     {
+        Self::update_and_hold(path, edit).map(|(out, _lock)| out)
+    }
+
+    /// [`ConfigFile::update`], keeping the lock until the returned [`ConfigLock`] is dropped:
+    /// for a change that must also reach the running daemon before the next writer's, so the
+    /// daemon ends with what the file says.
+    pub fn update_and_hold<T, E>(
+        path: impl Into<PathBuf>,
+        edit: impl FnOnce(&mut ConfigFile) -> Result<T, E>,
+    ) -> Result<(T, ConfigLock), E>
+    where
+        E: From<ConfigError>,
+    {
         let path = path.into();
-        let _lock = lock(&path)?;
+        let lock = lock(&path)?;
+        // No other writer runs now: what a killed one left behind can go.
+        crate::fsutil::remove_stale_temps(&path);
         let mut config = Self::load(path)?;
         let out = edit(&mut config)?;
         config.save()?;
-        Ok(out)
+        Ok((out, lock))
     }
 
     pub fn path(&self) -> &Path {
@@ -184,8 +199,14 @@ impl ConfigFile {
     }
 }
 
-/// An exclusive, blocking lock on `<config>.lock`, released when dropped.
-fn lock(config: &Path) -> Result<fs::File, ConfigError> {
+/// The exclusive lock on `<config>.lock`; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct ConfigLock {
+    _file: fs::File,
+}
+
+/// Takes the exclusive lock on `<config>.lock`, waiting for it.
+fn lock(config: &Path) -> Result<ConfigLock, ConfigError> {
     let mut name = config.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
@@ -201,7 +222,7 @@ fn lock(config: &Path) -> Result<fs::File, ConfigError> {
         .open(&path)
         .map_err(io_err)?;
     file.lock().map_err(io_err)?;
-    Ok(file)
+    Ok(ConfigLock { _file: file })
 }
 
 #[cfg(test)]
@@ -332,5 +353,41 @@ mod tests {
             assert_eq!(c.get_u64(&format!("k{i}")).unwrap(), Some(i));
         }
         assert!(c.webhook().unwrap().starts_with("http://h"));
+    }
+
+    #[test]
+    fn a_held_update_keeps_the_next_writer_waiting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        let ((), held) = ConfigFile::update_and_hold(&path, |c| {
+            c.set("webhook", "http://a/".into());
+            Ok::<_, ConfigError>(())
+        })
+        .unwrap();
+        let next = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                ConfigFile::update(&path, |c| {
+                    c.set("webhook", "http://b/".into());
+                    Ok::<_, ConfigError>(())
+                })
+                .unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !next.is_finished(),
+            "the second writer did not wait for the lock"
+        );
+        assert_eq!(
+            ConfigFile::load(&path).unwrap().webhook(),
+            Some("http://a/")
+        );
+        drop(held);
+        next.join().unwrap();
+        assert_eq!(
+            ConfigFile::load(&path).unwrap().webhook(),
+            Some("http://b/")
+        );
     }
 }

@@ -22,10 +22,11 @@ use crate::secrets::SecretKeeper;
 use crate::settings::Settings;
 use crate::state::Daemon;
 
-/// The bus and the webhook plugin. An existing durable spool is opened before the bus, so the
-/// bus starts after the last event id it ever spooled and ids never repeat; a new spool is
-/// created on the first durable configure. A spool that cannot be opened (corrupt, locked), or
-/// settings that cannot work (an unreadable auth file), stop the start.
+/// The bus and the webhook plugin, idle: the caller hands it the signing secrets, then its
+/// webhook (`configure`), so not even a spooled event recovered from an earlier run goes out
+/// unsigned. An existing durable spool is opened before the bus, so the bus starts after the
+/// last event id it ever spooled and ids never repeat; a new spool is created on the first
+/// durable configure. A spool that cannot be opened (corrupt, locked) stops the start.
 fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
     let spool_path = settings.home.spool_file();
     let spool = pilot_webhook::open_existing_spool(&spool_path)?;
@@ -36,11 +37,7 @@ fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
     let mut options = settings.webhook_options.clone();
     options.spool_path = Some(spool_path);
     options.spool = spool;
-    let target = settings
-        .webhook
-        .clone()
-        .map(|url| (url, settings.webhook_settings.clone()));
-    let webhook = WebhookPlugin::start_with(bus.clone(), target, options)?;
+    let webhook = WebhookPlugin::start_with(bus.clone(), None, options)?;
     Ok((bus, webhook))
 }
 
@@ -59,8 +56,8 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         },
         None => None,
     };
-    let listener = match crate::socket::claim(&settings.socket).await {
-        Ok(l) => l,
+    let (listener, socket_lock) = match crate::socket::claim(&settings.socket).await {
+        Ok(claimed) => claimed,
         Err(e) => {
             pid_file.remove();
             return Err(e.into());
@@ -68,6 +65,10 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     };
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Caught and never read: past a file-size limit (RLIMIT_FSIZE) a write then fails with
+    // EFBIG, which the spool reports and retries like a full disk, instead of killing us.
+    let _sigxfsz = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
+        .context("installing the SIGXFSZ handler")?;
 
     let (bus, webhook) = match start_webhook(&settings) {
         Ok((bus, webhook)) => (bus, Arc::new(webhook)),
@@ -77,7 +78,19 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let target = settings
+        .webhook
+        .clone()
+        .map(|url| (url, settings.webhook_settings.clone()));
     let secrets = SecretKeeper::new(settings.secrets, webhook.clone());
+    // Settings that cannot work (an unreadable auth file) or a durable spool that cannot be
+    // created stop the start.
+    if let Err(e) = webhook.configure(target) {
+        webhook.shutdown().await;
+        let _ = std::fs::remove_file(&settings.socket);
+        pid_file.remove();
+        return Err(e.into());
+    }
     let daemon = Arc::new(Daemon::new(
         bus.clone(),
         webhook.clone(),
@@ -151,13 +164,28 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     // Handlers finish their last write; a client that stopped reading cannot hold us up.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tracker.wait()).await;
     let stats = webhook.stats();
+    let a = &stats.accounting;
+    // The whole accounting and the raw counters it comes from, so a shutdown's books can be
+    // checked after the process is gone.
     tracing::info!(
-        delivered = stats.delivered,
-        failed = stats.failed,
-        dropped = stats.dropped,
+        emitted = a.emitted,
+        delivered = a.delivered,
+        failed = a.failed,
+        dropped = a.dropped,
+        skipped = a.skipped,
+        filtered = a.filtered,
+        pending = a.pending,
+        balanced = a.balanced,
+        queued = stats.queued,
+        recovered = stats.recovered,
+        dropped_queue_full = stats.dropped_queue_full,
+        circuit_skips = stats.circuit_skips,
+        queue_depth = stats.queue_depth,
+        in_flight = stats.in_flight,
         "pilot-daemon stopped"
     );
     let _ = std::fs::remove_file(&settings.socket);
+    drop(socket_lock);
     pid_file.remove();
     Ok(())
 }

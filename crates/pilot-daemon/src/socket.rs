@@ -1,11 +1,15 @@
 //! The control socket's file: claim the path safely, never taking a live daemon's socket.
 //!
-//! An existing file at the path is removed only when connecting to it is refused (a socket left
-//! by a daemon that died). If a daemon answers there, or the path is something else, start-up
-//! fails with an error that says so.
+//! The claim starts with an exclusive lock on `<socket>.lock`, held for the daemon's life (the
+//! OS drops it when the process dies), so two daemons racing for one path cannot both pass the
+//! stale check and unlink each other's fresh socket. Under the lock, an existing file at the
+//! path is removed only when connecting to it is refused (a socket left by a daemon that died).
+//! If a daemon holds the lock or answers there, or the path is something else, start-up fails
+//! with an error that says so.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pilot_ipc::transport::{self, Listener};
@@ -21,12 +25,46 @@ pub enum SocketError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Removes a stale socket at `path` (only if connecting is refused), then listens there (0600).
-pub async fn claim(path: &Path) -> Result<Listener, SocketError> {
+/// The lock on `<socket>.lock`; the path is ours while it is held.
+#[derive(Debug)]
+pub struct SocketLock {
+    _file: File,
+}
+
+/// Takes the lock on `<path>.lock` without waiting: held elsewhere means another daemon owns
+/// (or is claiming) the path.
+fn lock(path: &Path) -> Result<SocketLock, SocketError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|source| SocketError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(SocketLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(SocketError::InUse { path: path.into() }),
+        Err(TryLockError::Error(source)) => Err(SocketError::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+/// Locks the path, removes a stale socket there (only if connecting is refused), then listens
+/// there (0600). Keep the lock until the socket file is removed at exit.
+pub async fn claim(path: &Path) -> Result<(Listener, SocketLock), SocketError> {
     let io_err = |source| SocketError::Io {
         path: path.into(),
         source,
     };
+    let held = lock(path)?;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
@@ -48,7 +86,7 @@ pub async fn claim(path: &Path) -> Result<Listener, SocketError> {
         },
     }
     match transport::listen(path) {
-        Ok(l) => Ok(l),
+        Ok(l) => Ok((l, held)),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
             Err(SocketError::InUse { path: path.into() })
         }

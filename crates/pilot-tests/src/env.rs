@@ -231,6 +231,33 @@ impl Env {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// Sends `signal` to the daemon named by the pid file; returns its pid.
+    pub fn signal_daemon(&self, signal: rustix::process::Signal) -> i32 {
+        let pid = self.pid().expect("daemon pid");
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).expect("a valid pid"),
+            signal,
+        )
+        .expect("signal the daemon");
+        pid
+    }
+
+    /// `kill -9` of the daemon; returns once it is gone.
+    pub fn kill_9(&self) {
+        let pid = self.signal_daemon(rustix::process::Signal::KILL);
+        assert!(
+            wait_gone(pid, Duration::from_secs(10)),
+            "daemon {pid} survived SIGKILL"
+        );
+        // Its main thread can be a zombie while the others still exit holding the socket.
+        assert!(
+            crate::wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(self.socket_path()).is_err()
+            }),
+            "the socket of daemon {pid} still accepts after SIGKILL"
+        );
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::create_dir_all(&self.pilot_home).expect("create pilot home");
         std::fs::write(self.config_path(), text).expect("write config");

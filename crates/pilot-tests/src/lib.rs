@@ -6,11 +6,13 @@
 //! The binaries are looked up beside the test executable's `target/<profile>` directory, so
 //! build them first (`cargo build --workspace --bins`, which `scripts/test` does).
 
+pub mod accounting;
 pub mod child;
 pub mod env;
 pub mod external;
 pub mod faulty;
 pub mod metrics;
+pub mod raw;
 pub mod receiver;
 pub mod sig;
 

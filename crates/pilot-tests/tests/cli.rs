@@ -1,4 +1,5 @@
-//! pilotctl without a daemon: persistence, validation, corrupt config, outputs.
+//! pilotctl's own checks: persistence, validation, corrupt config, usage errors that change
+//! nothing (for every command), outputs.
 
 use pilot_tests::Env;
 use serde_json::json;
@@ -118,18 +119,43 @@ fn private_and_local_addresses_stay_allowed() {
     }
 }
 
+/// Every command that reads config.json (all but `webhook secret show` and `listen`).
+const READS_CONFIG: &[&[&str]] = &[
+    &["set-webhook", "http://localhost:8080/events"],
+    &[
+        "set-webhook",
+        "http://localhost:8080/events",
+        "--generate-secret",
+    ],
+    &["clear-webhook"],
+    &["daemon", "start"],
+    &["daemon", "stop"],
+    &["daemon", "status"],
+    &["info"],
+    &["emit", "test.event"],
+    &["events", "--count", "1"],
+    &["webhook", "deliveries"],
+    &["webhook", "test"],
+    &["webhook", "redeliver", "1"],
+    &["webhook", "secret", "rotate"],
+];
+
 #[test]
 fn a_corrupt_config_is_reported_and_never_overwritten() {
     let env = Env::new();
-    for bad in ["{\"webhook\": ", "", "[1, 2]", "42"] {
+    for bad in [
+        "{\"webhook\": ",
+        "",
+        "   \n",
+        "[1, 2]",
+        "42",
+        "\"text\"",
+        "null",
+        "\u{feff}{}",
+    ] {
         env.write_config(bad);
-        for args in [
-            vec!["set-webhook", "http://localhost:8080/events"],
-            vec!["clear-webhook"],
-            vec!["daemon", "start"],
-            vec!["daemon", "status"],
-        ] {
-            let run = env.ctl_json(&args);
+        for args in READS_CONFIG {
+            let run = env.ctl_json(args);
             assert_eq!(
                 run.error_code(),
                 "config_error",
@@ -137,7 +163,17 @@ fn a_corrupt_config_is_reported_and_never_overwritten() {
             );
             assert!(run.stderr.contains("config.json"), "{run:?}");
             assert_eq!(env.read_config(), bad, "{args:?} touched the file");
+            assert!(!env.secret_path().exists(), "{args:?} wrote a secret");
         }
+        // The daemon binary itself, started by hand.
+        let out = env.command(&env.daemon_bin()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains("config.json"),
+            "{err}"
+        );
+        assert_eq!(env.read_config(), bad, "pilot-daemon touched the file");
     }
     assert!(
         env.pid().is_none(),
@@ -164,26 +200,163 @@ fn commands_that_need_a_daemon_say_not_running() {
     assert_eq!((run.code, run.stdout.as_str()), (1, ""));
 }
 
+/// Every command path `pilotctl help` lists, groups included (`daemon`, `daemon start`,
+/// `webhook secret rotate`, ...), found by reading the help of each group.
+fn command_paths(env: &Env, prefix: &[String]) -> Vec<Vec<String>> {
+    let mut args = prefix.to_vec();
+    args.push("--help".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let help = env.ctl(&args).stdout;
+    let names: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(String::from)
+        .collect();
+    let mut paths = Vec::new();
+    for name in names {
+        let mut path = prefix.to_vec();
+        path.push(name);
+        paths.push(path.clone());
+        paths.extend(command_paths(env, &path));
+    }
+    paths
+}
+
+/// What a usage error must leave alone: the home's files (config and secret byte for byte)
+/// and the daemon's state.
+fn snapshot(env: &Env) -> (Vec<String>, String, String, serde_json::Value) {
+    let mut files: Vec<String> = std::fs::read_dir(&env.pilot_home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let info = env.info();
+    let state = json!({
+        "pid": info["pid"],
+        "last_event_id": info["bus"]["last_event_id"],
+        "subscribers": info["bus"]["subscribers"].as_array().map(Vec::len),
+        "url": info["webhook"]["url"],
+        "settings": info["webhook"]["settings"],
+        "signatures": info["webhook"]["signatures"],
+    });
+    (
+        files,
+        env.read_config(),
+        std::fs::read_to_string(env.secret_path()).unwrap(),
+        state,
+    )
+}
+
 #[test]
 fn usage_errors_exit_nonzero_and_change_nothing() {
     let env = Env::new();
     env.write_config("{\"registry\": \"r:1\"}");
-    for args in [
-        vec!["set-webhook"],
-        vec!["emit"],
-        vec!["bogus-command"],
-        vec!["daemon", "start", "--node-id", "not-a-number"],
-        vec!["daemon", "start", "--backoff", "fast"],
-        vec!["events", "--count", "-3"],
-    ] {
-        let run = env.ctl(&args);
-        assert!(
-            run.code == 1 || run.code == 2,
-            "{args:?} should be a usage error: {run:?}"
-        );
-        assert_eq!(env.read_config(), "{\"registry\": \"r:1\"}");
+    env.ctl_json(&[
+        "set-webhook",
+        "http://127.0.0.1:9/events",
+        "--generate-secret",
+    ])
+    .data();
+    env.start(&[]);
+    let before = snapshot(&env);
+
+    // Missing and malformed arguments, command by command.
+    let table: &[&[&str]] = &[
+        &[],
+        &["bogus-command"],
+        &["--socket"],
+        &["daemon"],
+        &["daemon", "start", "--node-id", "not-a-number"],
+        &["daemon", "start", "--node-id", "-1"],
+        &["daemon", "start", "--backoff", "fast"],
+        &["daemon", "start", "--log-format", "xml"],
+        &["daemon", "start", "--queue-size", "many"],
+        &["daemon", "start", "--webhook"],
+        &["daemon", "start", "--batch-max", "0"],
+        &["daemon", "status", "--check", "now"],
+        &["set-webhook"],
+        &["set-webhook", "http://127.0.0.1:9/x", "--batch-max", "zero"],
+        &["set-webhook", "http://127.0.0.1:9/x", "--concurrency", "0"],
+        &[
+            "set-webhook",
+            "http://127.0.0.1:9/x",
+            "--batch-wait",
+            "later",
+        ],
+        &["set-webhook", "http://127.0.0.1:9/x", "--secret"],
+        &[
+            "set-webhook",
+            "http://127.0.0.1:9/x",
+            "--secret",
+            "a",
+            "--no-secret",
+        ],
+        &["set-webhook", "not a url"],
+        &["clear-webhook", "http://127.0.0.1:9/x"],
+        &["webhook"],
+        &["webhook", "secret"],
+        &["webhook", "secret", "rotate", "--grace", "forever"],
+        &["webhook", "secret", "rotate", "--grace"],
+        &["webhook", "deliveries", "--limit", "some"],
+        &["webhook", "redeliver"],
+        &["webhook", "redeliver", "abc"],
+        &["webhook", "redeliver", "-1"],
+        &["webhook", "test", "now"],
+        &["info", "--verbose"],
+        &["emit"],
+        &["emit", "a.b", "--data"],
+        &["emit", "a.b", "--file"],
+        &["emit", "a.b", "--data", "{}", "--file", "/dev/null"],
+        &["emit", "a.b", "--data", "{broken"],
+        &["emit", "NoDots"],
+        &["events", "--count", "-3"],
+        &["events", "--count", "x"],
+        &["events", "--timeout", "soon"],
+        &["listen", "--count", "x"],
+        &["listen", "--addr"],
+    ];
+    // And for every command there is (found from the help, so new ones are covered too): an
+    // unknown flag, and arguments it does not take.
+    let paths = command_paths(&env, &[]);
+    assert!(paths.len() >= 15, "expected every command, found {paths:?}");
+    let mut generic: Vec<Vec<String>> = Vec::new();
+    for path in &paths {
+        for extra in [&["--no-such-flag"][..], &["extra", "args", "here"][..]] {
+            let mut args = path.clone();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            generic.push(args);
+        }
     }
-    assert!(env.pid().is_none());
+    eprintln!(
+        "{} commands; {} table rows and {} generic cases, each in text and JSON mode",
+        paths.len(),
+        table.len(),
+        generic.len()
+    );
+    let all = table
+        .iter()
+        .map(|a| a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .chain(generic);
+    for args in all {
+        for json in [false, true] {
+            let mut full: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+            full.extend(args.iter().map(String::as_str));
+            let run = env.ctl(&full);
+            assert!(
+                run.code == 1 || run.code == 2,
+                "{full:?} should be a usage error: {run:?}"
+            );
+            assert!(
+                !run.stderr.trim().is_empty(),
+                "{full:?}: no message: {run:?}"
+            );
+            assert_eq!(snapshot(&env), before, "{full:?} changed something");
+        }
+    }
 }
 
 #[test]

@@ -21,28 +21,9 @@ fn webhook_stats(env: &Env) -> Value {
     w
 }
 
-/// The webhook's accounting from `info` balances: emitted = delivered + failed + dropped +
-/// skipped + filtered + pending, and the older form over the raw counters agrees.
+/// The webhook's accounting from `info` balances (and agrees with the raw counters).
 fn assert_balanced(env: &Env) {
-    let w = env.info()["webhook"].clone();
-    let a = &w["accounting"];
-    let n = |k: &str| a[k].as_u64().unwrap_or_else(|| panic!("{k} in {a}"));
-    assert_eq!(
-        a["balanced"], true,
-        "the webhook's accounting does not balance: {w}"
-    );
-    assert_eq!(
-        n("emitted"),
-        n("delivered") + n("failed") + n("dropped") + n("skipped") + n("filtered") + n("pending"),
-        "{a}"
-    );
-    let raw = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("{k} in {w}"));
-    assert_eq!(
-        n("emitted"),
-        raw("queued") + raw("dropped_queue_full") + raw("recovered"),
-        "emitted is what was offered to the queue: {w}"
-    );
-    assert_eq!(n("pending"), raw("queue_depth") + raw("in_flight"), "{w}");
+    pilot_tests::accounting::assert_balanced(&env.info());
 }
 
 #[test]

@@ -1,40 +1,31 @@
 //! The control socket under abuse: garbage, oversized and cut frames, silent clients, wrong
 //! versions, many clients, and a subscriber that never reads.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use pilot_tests::env::Spawned;
-use pilot_tests::{wait_until, Env};
+use pilot_tests::{raw, wait_until, Env};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn connect(env: &Env) -> UnixStream {
-    let s = UnixStream::connect(env.socket_path()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
+    raw::connect(&env.socket_path(), Duration::from_secs(5)).unwrap()
 }
 
 fn send(s: &mut UnixStream, v: &Value) {
-    let body = serde_json::to_vec(v).unwrap();
-    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(&body).unwrap();
+    raw::send(s, v).unwrap();
 }
 
 /// Reads one frame; `None` when the daemon closed the connection.
 fn recv(s: &mut UnixStream) -> Option<Value> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).ok()?;
-    Some(serde_json::from_slice(&body).unwrap())
+    raw::recv(s)
 }
 
 fn hello(s: &mut UnixStream) {
-    send(s, &json!({"type": "hello", "version": 1, "client": "test"}));
-    let r = recv(s).unwrap();
+    let r = raw::hello(s).expect("a hello reply");
     assert_eq!(r["type"], "hello", "{r}");
     assert_eq!(r["version"], 1);
 }
@@ -154,6 +145,22 @@ fn garbage_oversized_and_cut_frames_cost_only_their_connection() {
     let _ = s.write_all(&noise);
     drop(s);
     responsive(&env);
+
+    // Well-framed random bytes after the handshake: each is answered, the connection lives on.
+    let mut s = connect(&env);
+    hello(&mut s);
+    for round in 0..50u32 {
+        let len = 1 + (round * 37) % 300;
+        let body: Vec<u8> = (0..len)
+            .map(|i| (i.wrapping_add(round << 9).wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        s.write_all(&len.to_be_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        let r = recv(&mut s).unwrap();
+        assert_eq!(r["code"], "malformed_request", "{r}");
+    }
+    send(&mut s, &json!({"type": "info"}));
+    assert_eq!(recv(&mut s).unwrap()["type"], "ok");
 }
 
 #[test]
@@ -167,20 +174,59 @@ fn a_silent_client_is_timed_out_without_wedging_others() {
     assert!(recv(&mut silent).is_none());
 }
 
+/// Raises this process's soft open-file limit to at least `n` (within the hard limit); the
+/// daemons the test spawns inherit it.
+fn raise_nofile(n: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some_and(|c| c >= n) {
+        return;
+    }
+    let want = lim.maximum.map_or(n, |max| max.min(n));
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(want),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    assert!(
+        want >= n,
+        "the hard open-file limit ({want}) is below the {n} this test needs"
+    );
+}
+
 #[test]
-fn many_concurrent_clients_are_served() {
+fn a_thousand_concurrent_clients_are_served() {
+    const CLIENTS: usize = 1000;
+    const THREADS: usize = 8;
+    raise_nofile(4 * CLIENTS as u64);
     let env = Env::new();
     let _d = start(&env);
-    let threads: Vec<_> = (0..100)
+    // Every client is connected and has said hello before any of them emits: 1000 open
+    // connections at once, driven from a few threads.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
         .map(|_| {
             let path = env.socket_path();
+            let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let mut s = UnixStream::connect(path).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                hello(&mut s);
-                for _ in 0..10 {
-                    send(&mut s, &json!({"type": "emit", "event": "load.test"}));
-                    assert_eq!(recv(&mut s).unwrap()["type"], "ok");
+                let mut conns: Vec<UnixStream> = (0..CLIENTS / THREADS)
+                    .map(|_| {
+                        let mut s = raw::connect(&path, Duration::from_secs(30)).unwrap();
+                        hello(&mut s);
+                        s
+                    })
+                    .collect();
+                barrier.wait();
+                for _ in 0..3 {
+                    for s in &mut conns {
+                        send(s, &json!({"type": "emit", "event": "load.test"}));
+                    }
+                    for s in &mut conns {
+                        assert_eq!(recv(s).unwrap()["type"], "ok");
+                    }
                 }
             })
         })
@@ -188,7 +234,78 @@ fn many_concurrent_clients_are_served() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(env.info()["bus"]["last_event_id"], 1001);
+    assert_eq!(env.info()["bus"]["last_event_id"], 1 + 3 * CLIENTS as u64);
+}
+
+/// CPU time (user + system, in clock ticks) process `pid` has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the comm: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn running_out_of_file_descriptors_neither_kills_nor_spins_the_accept_loop() {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let env = Env::new();
+    let d = start(&env);
+    let pid = d.0.id();
+    let open_now = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let limit = open_now + 8;
+    prlimit(
+        Pid::from_raw(pid as i32),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(limit),
+            // The daemon inherited our hard limit; only the soft one goes down.
+            maximum: rustix::process::getrlimit(Resource::Nofile).maximum,
+        },
+    )
+    .unwrap();
+    // More clients than the daemon has descriptors: it accepts some, then accept() fails
+    // (EMFILE) while the rest wait in the backlog.
+    let mut held: Vec<UnixStream> = (0..40).map(|_| connect(&env)).collect();
+    for s in &mut held {
+        send(
+            s,
+            &json!({"type": "hello", "version": 1, "client": "fd-hog"}),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // A loop retrying accept() without pause would burn (nearly) a whole core: ~200 ticks.
+    assert!(
+        used < 40,
+        "the daemon used {used} ticks in 2 s while out of descriptors"
+    );
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let answered = held.iter_mut().filter_map(recv).count();
+    assert!(
+        answered < held.len(),
+        "every client got in: the limit did not bite"
+    );
+    // Descriptors come back: the accept loop is still there and serves everyone.
+    drop(held);
+    assert!(wait_until(WAIT, || {
+        let Ok(mut s) = raw::connect(&env.socket_path(), Duration::from_secs(5)) else {
+            return false;
+        };
+        raw::hello(&mut s).is_some_and(|r| r["type"] == "hello")
+    }));
+    responsive(&env);
 }
 
 #[test]

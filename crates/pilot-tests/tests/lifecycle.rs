@@ -1,10 +1,10 @@
 //! Starting, stopping and finding the daemon: pid file, socket, stale files, signals.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pilot_tests::env::{alive, wait_gone};
-use pilot_tests::{wait_until, Env, Receiver};
+use pilot_tests::{accounting, wait_until, Env, Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -61,25 +61,10 @@ fn a_second_start_says_already_running() {
     assert_eq!(env.info()["pid"], first["pid"]);
 }
 
-#[test]
-fn two_starts_at_once_leave_exactly_one_daemon() {
-    let env = Env::new();
-    let spawn = || {
-        env.command(&env.pilotctl_bin())
-            .args(["--json", "daemon", "start"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let oks = [&a, &b].iter().filter(|o| o.status.success()).count();
-    assert_eq!(oks, 1, "exactly one start succeeds: {a:?} {b:?}");
-    let pid = env.pid().unwrap();
-    assert_eq!(env.info()["pid"], pid);
-    // Only one pilot-daemon for this home is alive.
-    let daemons = std::fs::read_dir("/proc")
+/// The live `pilot-daemon` processes whose environment has `PILOT_HOME=home`.
+fn daemons_of(home: &std::path::Path) -> usize {
+    let want = format!("PILOT_HOME={}", home.display());
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
@@ -88,12 +73,115 @@ fn two_starts_at_once_leave_exactly_one_daemon() {
             let environ = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
             let cmd = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
             cmd.trim() == "pilot-daemon"
-                && environ
-                    .split(|b| *b == 0)
-                    .any(|kv| kv == format!("PILOT_HOME={}", env.pilot_home.display()).as_bytes())
+                && environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
         })
-        .count();
-    assert_eq!(daemons, 1);
+        .count()
+}
+
+#[test]
+fn five_starts_at_once_leave_exactly_one_daemon() {
+    let env = Env::new();
+    let starts: Vec<_> = (0..5)
+        .map(|_| {
+            env.command(&env.pilotctl_bin())
+                .args(["--json", "daemon", "start"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = starts
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let oks = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(oks, 1, "exactly one start succeeds: {outs:?}");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("already_running") || err.contains("already running"),
+            "a losing start says why: {err}"
+        );
+    }
+    let pid = env.pid().unwrap();
+    assert_eq!(env.info()["pid"], pid);
+    assert!(env.socket_path().exists());
+    assert_eq!(daemons_of(&env.pilot_home), 1);
+}
+
+#[test]
+fn daemons_racing_for_one_socket_never_remove_the_winners() {
+    // Five homes, one socket path with a stale socket file on it: every daemon sees it stale
+    // at first, and only one may end up owning the path, still bound to it.
+    let homes: Vec<Env> = (0..5).map(|_| Env::new()).collect();
+    let dir = tempfile::Builder::new()
+        .prefix("pilot-sock-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("shared.sock");
+    for round in 0..5 {
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let daemons: Vec<_> = homes
+            .iter()
+            .map(|env| {
+                std::fs::create_dir_all(&env.pilot_home).unwrap();
+                env.command(&env.daemon_bin())
+                    .arg("--socket")
+                    .arg(&socket)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // The losers exit at once with a clear error; the winner keeps running.
+        let mut daemons: Vec<Option<std::process::Child>> = daemons.into_iter().map(Some).collect();
+        let mut exited = Vec::new();
+        wait_until(WAIT, || {
+            for slot in daemons.iter_mut() {
+                if let Some(d) = slot {
+                    if matches!(d.try_wait(), Ok(Some(_))) {
+                        exited.push(slot.take().unwrap());
+                    }
+                }
+            }
+            exited.len() >= homes.len() - 1
+        });
+        for d in exited {
+            let out = d.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
+            assert!(err.contains("already listening"), "round {round}: {err}");
+        }
+        let mut survivors: Vec<_> = daemons.into_iter().flatten().collect();
+        assert_eq!(
+            survivors.len(),
+            1,
+            "round {round}: one daemon keeps the socket"
+        );
+        let winner = survivors.pop().unwrap();
+        let out = homes[0]
+            .command(&homes[0].pilotctl_bin())
+            .args(["--json", "--socket"])
+            .arg(&socket)
+            .arg("info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: the winner's socket is gone: {out:?}"
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["data"]["pid"], winner.id(), "round {round}");
+        let winner = pilot_tests::env::Spawned(winner);
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(winner.0.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        assert!(wait_until(WAIT, || !socket.exists()), "round {round}");
+    }
 }
 
 #[test]
@@ -150,6 +238,48 @@ fn sigterm_shuts_down_gracefully() {
     assert!(wait_gone(pid, WAIT));
     assert!(wait_until(WAIT, || !env.pid_path().exists()));
     assert!(!env.socket_path().exists());
+}
+
+#[test]
+fn sigterm_with_a_full_queue_exits_within_the_drain_bound_and_counts_the_rest() {
+    let env = Env::new();
+    // Each request takes a second: the queue cannot drain in the 5 s bound.
+    let rx = Receiver::with_default(Reply::Delay(Duration::from_secs(1), 200));
+    env.start(&["--webhook", &rx.url(), "--queue-size", "100"]);
+    let file = env.tmp.path().join("burst.jsonl");
+    std::fs::write(&file, "{\"event\":\"test.backlog\"}\n".repeat(150)).unwrap();
+    env.ctl_json(&["emit", "--file", file.to_str().unwrap()])
+        .data();
+    let before = env.info()["webhook"].clone();
+    assert!(before["queue_depth"].as_u64().unwrap() > 50, "{before}");
+    assert!(
+        before["dropped_queue_full"].as_u64().unwrap() > 0,
+        "{before}"
+    );
+
+    let sent = Instant::now();
+    let pid = env.signal_daemon(rustix::process::Signal::TERM);
+    assert!(wait_gone(pid, WAIT), "still running after {WAIT:?}");
+    let took = sent.elapsed();
+    // The drain is bounded by 5 s; the rest (connections, files) takes well under a second.
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    assert!(wait_until(WAIT, || !env.pid_path().exists()));
+
+    let log = env.log();
+    let last = accounting::from_stop_line(&log)
+        .unwrap_or_else(|| panic!("no `pilot-daemon stopped` line in the log:\n{log}"));
+    accounting::check(&last).unwrap_or_else(|e| panic!("{e}\nlog:\n{log}"));
+    let n = |k: &str| last[k].as_u64().unwrap();
+    assert_eq!(n("queue_depth") + n("in_flight"), 0, "left pending: {last}");
+    assert!(
+        n("dropped") > n("dropped_queue_full"),
+        "the leftovers were not counted as dropped: {last}"
+    );
+    assert!(n("delivered") < 20, "{last}");
+    eprintln!(
+        "SIGTERM with {} queued: exited in {took:?}; {last}",
+        before["queue_depth"]
+    );
 }
 
 #[test]

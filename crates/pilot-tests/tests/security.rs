@@ -1,8 +1,9 @@
 //! Security end to end: DNS answers that point at blocked addresses are refused at connect
-//! time, and another user's process cannot use the control socket.
+//! time, another user's process cannot use the control socket, and every file in the pilot
+//! home is owner-only whatever the umask.
 //!
-//! Both tests need root (a private mount namespace for /etc/hosts; switching to `nobody`). When
-//! they cannot run they say so on stderr and pass without checking anything else.
+//! The first two need root (a private mount namespace for /etc/hosts; switching to `nobody`).
+//! When they cannot run they say so on stderr and pass without checking anything else.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -127,4 +128,52 @@ fn another_users_process_is_refused() {
     run.data();
     env.ctl_json(&["--socket", socket.to_str().unwrap(), "daemon", "stop"])
         .data();
+}
+
+#[test]
+fn every_file_in_the_home_is_owner_only_whatever_the_umask() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    // pilotctl (and the daemon it starts) under umask 000: modes must not depend on it.
+    let ctl = |args: &[&str]| {
+        let out = env
+            .command(std::path::Path::new("sh"))
+            .arg("-c")
+            .arg("umask 000 && exec \"$0\" --json \"$@\"")
+            .arg(env.pilotctl_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    ctl(&["set-webhook", &rx.url(), "--durable", "--generate-secret"]);
+    ctl(&["daemon", "start"]);
+    ctl(&["emit", "test.modes"]);
+    assert!(wait_until(WAIT, || rx.count() >= 2));
+    ctl(&["webhook", "secret", "rotate"]);
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.pilot_home), 0o700);
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&env.pilot_home).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(mode(&path), 0o600, "{name} is not owner-only");
+        seen.push(name);
+    }
+    seen.sort();
+    for want in [
+        "config.json",
+        "pilot.log",
+        "pilot.pid",
+        "pilot.sock",
+        "webhook-spool.redb",
+        "webhook_secret.json",
+    ] {
+        assert!(
+            seen.iter().any(|n| n == want),
+            "{want} missing from {seen:?}"
+        );
+    }
+    env.stop();
 }

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use pilot_core::config::ConfigLock;
 use pilot_core::{ConfigError, ConfigFile, WebhookSettings};
 use pilot_ipc::protocol::ReloadSecretsReply;
 use pilot_ipc::{Client, ClientError, Request};
@@ -50,7 +51,7 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     };
     settings::warn_insecure(&webhook_settings);
     let persisted = webhook_settings.clone();
-    let socket = persist(ctx, |c| {
+    let (socket, _lock) = persist(ctx, |c| {
         c.set("webhook", url.clone().into());
         if persisted.is_default() {
             c.remove(SETTINGS_KEY);
@@ -93,7 +94,7 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
 
 /// `clear-webhook`: removes `webhook` and `webhook_settings` (the secret file stays).
 pub async fn clear(ctx: &Context) -> Result<Output, CliError> {
-    let socket = persist(ctx, |c| {
+    let (socket, _lock) = persist(ctx, |c| {
         c.remove("webhook");
         c.remove(SETTINGS_KEY);
     })?;
@@ -113,15 +114,21 @@ pub async fn clear(ctx: &Context) -> Result<Output, CliError> {
     Ok(Output::report(&result, text))
 }
 
-/// Edits `config.json` under its lock and returns the socket the edited config points at.
-fn persist(ctx: &Context, edit: impl FnOnce(&mut ConfigFile)) -> Result<PathBuf, CliError> {
+/// Edits `config.json` under its lock and returns the socket the edited config points at,
+/// with the lock still held: the caller applies the change to the daemon before releasing it,
+/// so concurrent changes reach the daemon in the order they reached the file, and the daemon
+/// ends with the file's webhook.
+fn persist(
+    ctx: &Context,
+    edit: impl FnOnce(&mut ConfigFile),
+) -> Result<(PathBuf, ConfigLock), CliError> {
     let home = ctx.home()?;
     home.ensure()?;
-    let socket = ConfigFile::update(home.config_file(), |c| {
+    let held = ConfigFile::update_and_hold(home.config_file(), |c| {
         edit(c);
         Ok::<_, ConfigError>(home.socket_path(ctx.socket_flag.as_deref(), c))
     })?;
-    Ok(socket)
+    Ok(held)
 }
 
 /// Runs `call` on the daemon at `socket`; `false` when no daemon runs there.
