@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
+use pilot_core::catalog::DataError;
 use pilot_core::config::ConfigError;
 use pilot_core::event::EventError;
 use pilot_core::paths::HomeError;
@@ -91,6 +92,12 @@ impl From<HomeError> for CliError {
 
 impl From<UrlError> for CliError {
     fn from(e: UrlError) -> Self {
+        Self::invalid_argument(e.to_string())
+    }
+}
+
+impl From<DataError> for CliError {
+    fn from(e: DataError) -> Self {
         Self::invalid_argument(e.to_string())
     }
 }
