@@ -44,16 +44,28 @@ impl JsonType {
         }
     }
 
-    fn accepts(self, found: Found) -> bool {
-        matches!(
-            (self, found),
-            (JsonType::String, Found::String)
-                | (JsonType::Integer, Found::Integer)
-                | (JsonType::Number, Found::Integer | Found::Number)
-                | (JsonType::Boolean, Found::Boolean)
-                | (JsonType::Array, Found::Array)
-                | (JsonType::Object, Found::Object)
-        )
+    /// Whether a value whose most specific type is `found` (`None`: null) is of this type.
+    fn accepts(self, found: Option<JsonType>) -> bool {
+        match (self, found) {
+            (JsonType::Number, Some(JsonType::Integer)) => true,
+            (want, Some(got)) => want == got,
+            (_, None) => false,
+        }
+    }
+
+    /// The most specific type of one JSON value, from its (valid) text: `Integer` for `7`,
+    /// `Number` for `7.5` or `1e3`, `None` for null.
+    fn of(text: &str) -> Option<JsonType> {
+        let text = text.trim_start();
+        Some(match text.as_bytes().first()? {
+            b'"' => JsonType::String,
+            b'{' => JsonType::Object,
+            b'[' => JsonType::Array,
+            b't' | b'f' => JsonType::Boolean,
+            b'n' => return None,
+            _ if text.contains(['.', 'e', 'E']) => JsonType::Number,
+            _ => JsonType::Integer,
+        })
     }
 }
 
@@ -63,51 +75,9 @@ impl fmt::Display for JsonType {
     }
 }
 
-/// What a field's value turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Found {
-    String,
-    Integer,
-    /// A number with a fraction or an exponent.
-    Number,
-    Boolean,
-    Array,
-    Object,
-    Null,
-}
-
-impl Found {
-    /// The type of one JSON value, from its (valid) text.
-    fn of(text: &str) -> Found {
-        let text = text.trim_start();
-        match text.as_bytes().first() {
-            Some(b'"') => Found::String,
-            Some(b'{') => Found::Object,
-            Some(b'[') => Found::Array,
-            Some(b't' | b'f') => Found::Boolean,
-            Some(b'n') | None => Found::Null,
-            Some(_) if text.contains(['.', 'e', 'E']) => Found::Number,
-            Some(_) => Found::Integer,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Found::String => "string",
-            Found::Integer => "integer",
-            Found::Number => "number",
-            Found::Boolean => "boolean",
-            Found::Array => "array",
-            Found::Object => "object",
-            Found::Null => "null",
-        }
-    }
-}
-
-impl fmt::Display for Found {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The name of a value's type in messages: its JSON type, or `null`.
+fn type_name(found: &Option<JsonType>) -> &'static str {
+    found.map_or("null", JsonType::as_str)
 }
 
 /// The group an event belongs to.
@@ -227,12 +197,16 @@ pub enum DataError {
         field: &'static str,
         expected: JsonType,
     },
-    #[error("event {event}: data field {field:?} must be {expected}, found {found}")]
+    #[error(
+        "event {event}: data field {field:?} must be {expected}, found {}",
+        type_name(found)
+    )]
     WrongType {
         event: &'static str,
         field: &'static str,
         expected: JsonType,
-        found: Found,
+        /// The value's most specific type (`Integer` for `7`); `None` for null.
+        found: Option<JsonType>,
     },
     #[error("event {event}: data must be a JSON object ({reason})")]
     NotObject { event: &'static str, reason: String },
@@ -334,7 +308,7 @@ impl<'de> Visitor<'de> for Scan<'_> {
                 continue;
             };
             let field = &self.spec.fields[i];
-            let found = Found::of(value.get());
+            let found = JsonType::of(value.get());
             if !field.ty.accepts(found) {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 return Ok(Some(DataError::WrongType {
