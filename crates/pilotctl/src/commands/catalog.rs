@@ -101,7 +101,11 @@ fn table(events: &[&EventSpec]) -> String {
 
 /// The generated section of `docs/events.md`: the marker, then one table per category.
 fn markdown(categories: &[Category]) -> String {
-    let mut out = format!("{MARKER}\n\n## The event catalog\n");
+    let mut out = format!(
+        "{MARKER}\n\n## The event catalog\n\nThe events the Pilot daemon publishes, and pilot's \
+         own, with their `data` fields and JSON types. Every field is required unless marked \
+         optional. `pilotctl events catalog` prints the same list.\n"
+    );
     for &c in categories {
         out.push_str(&format!(
             "\n### {} (`{}`)\n\n| event | data | description |\n|---|---|---|\n",
