@@ -52,21 +52,6 @@ impl JsonType {
             (_, None) => false,
         }
     }
-
-    /// The most specific type of one JSON value, from its (valid) text: `Integer` for `7`,
-    /// `Number` for `7.5` or `1e3`, `None` for null.
-    fn of(text: &str) -> Option<JsonType> {
-        let text = text.trim_start();
-        Some(match text.as_bytes().first()? {
-            b'"' => JsonType::String,
-            b'{' => JsonType::Object,
-            b'[' => JsonType::Array,
-            b't' | b'f' => JsonType::Boolean,
-            b'n' => return None,
-            _ if text.contains(['.', 'e', 'E']) => JsonType::Number,
-            _ => JsonType::Integer,
-        })
-    }
 }
 
 impl fmt::Display for JsonType {
@@ -222,17 +207,19 @@ impl DataError {
     }
 }
 
-/// The catalog entry of `name`, if it has one.
+/// The catalog entry of `name`, if it has one: a binary search of the names ordered by length,
+/// then bytes, so most steps compare lengths only.
 pub fn lookup(name: &str) -> Option<&'static EventSpec> {
-    static BY_NAME: LazyLock<Vec<&'static EventSpec>> = LazyLock::new(|| {
-        let mut v: Vec<_> = CATALOG.iter().collect();
-        v.sort_unstable_by_key(|e| e.name);
-        v
-    });
+    static BY_NAME: LazyLock<Vec<(usize, &'static str, &'static EventSpec)>> =
+        LazyLock::new(|| {
+            let mut v: Vec<_> = CATALOG.iter().map(|e| (e.name.len(), e.name, e)).collect();
+            v.sort_unstable_by_key(|&(len, name, _)| (len, name));
+            v
+        });
     BY_NAME
-        .binary_search_by(|e| e.name.cmp(name))
+        .binary_search_by(|&(len, n, _)| len.cmp(&name.len()).then_with(|| n.cmp(name)))
         .ok()
-        .map(|i| BY_NAME[i])
+        .map(|i| BY_NAME[i].2)
 }
 
 /// Checks the data of event `name` against the catalog; names outside it always pass.
@@ -303,12 +290,12 @@ impl<'de> Visitor<'de> for Scan<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
             let Some(i) = self.spec.fields.iter().position(|f| f.name == key) else {
+                map.next_value::<IgnoredAny>()?;
                 continue;
             };
             let field = &self.spec.fields[i];
-            let found = JsonType::of(value.get());
+            let TypeOf(found) = map.next_value()?;
             if !field.ty.accepts(found) {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 return Ok(Some(DataError::WrongType {
@@ -321,6 +308,49 @@ impl<'de> Visitor<'de> for Scan<'_> {
             *self.seen |= 1 << i;
         }
         Ok(None)
+    }
+}
+
+/// The most specific type of one JSON value (`Integer` for `7`, `Number` for `7.5` or `1e3`,
+/// `None` for null), read without copying it (nested values are skipped).
+struct TypeOf(Option<JsonType>);
+
+impl<'de> Deserialize<'de> for TypeOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeOf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Boolean)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Integer)))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Integer)))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Number)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::String)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TypeOf, E> {
+                Ok(TypeOf(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TypeOf, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TypeOf(Some(JsonType::Array)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeOf, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TypeOf(Some(JsonType::Object)))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
