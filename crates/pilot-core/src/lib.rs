@@ -2,9 +2,11 @@
 //!
 //! The core knows nothing of HTTP, sockets or the command line. It offers the event envelope
 //! ([`Event`]), the in-process event bus ([`Bus`]) with its subscription patterns ([`Pattern`]),
-//! the files under the pilot home ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
+//! the catalog of known events and their data ([`catalog`]), the files under the pilot home
+//! ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
 
 pub mod bus;
+pub mod catalog;
 pub mod config;
 pub mod config_keys;
 pub mod duration;

@@ -306,7 +306,8 @@ async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
     (reply, None)
 }
 
-/// `emit`: checks and publishes the event.
+/// `emit`: checks the name, the data and (for a catalog event) the data's fields, then
+/// publishes the event.
 fn emit(
     daemon: &Daemon,
     event: String,
@@ -325,6 +326,9 @@ fn emit(
         if let Err(e) = pilot_core::event::check_data(d) {
             return (err(ErrorCode::InvalidArgument, &e.to_string()), None);
         }
+    }
+    if let Err(e) = pilot_core::catalog::check(&event, data.as_deref()) {
+        return (err(ErrorCode::CatalogMismatch, &e.to_string()), None);
     }
     let ev = daemon.bus.publish(event, data);
     let reply = ok(&EmitReply {

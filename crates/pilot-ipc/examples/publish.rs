@@ -1,7 +1,7 @@
 //! Publishes events onto the local pilot daemon's bus and prints the id of each.
 //!
 //! ```sh
-//! cargo run -p pilot-ipc --example publish -- handshake.received '{"peer_node_id":7}' 3
+//! cargo run -p pilot-ipc --example publish -- handshake.received '{"peer_node_id":7,"justification":"want to collaborate"}' 3
 //! ```
 //!
 //! Arguments: EVENT (default `example.published`), DATA (a JSON object, default none), COUNT

@@ -288,6 +288,9 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// An `emit` of a catalog event whose data lacks a required field or has a field of the
+    /// wrong JSON type (the message names the event, the field and both types).
+    CatalogMismatch,
     /// The event was published but could not be written to the durable spool.
     NotDurable,
     /// Something failed inside the daemon.
@@ -309,6 +312,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::CatalogMismatch => "catalog_mismatch",
             ErrorCode::NotDurable => "not_durable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",

@@ -437,9 +437,15 @@ fn events_streams_matching_events_as_json_lines() {
             .as_array()
             .is_some_and(|s| s.iter().any(|x| x["pattern"] == "handshake.*"))
     }));
-    env.emit("trust.changed", None);
-    env.emit("handshake.received", Some(r#"{"peer_node_id":7}"#));
-    env.emit("handshake.approved", None);
+    env.emit(
+        "trust.changed",
+        Some(r#"{"peer_node_id":7,"state":"trusted","reason":"approved"}"#),
+    );
+    env.emit(
+        "handshake.received",
+        Some(r#"{"peer_node_id":7,"justification":"hi"}"#),
+    );
+    env.emit("handshake.approved", Some(r#"{"peer_node_id":7}"#));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let lines: Vec<Value> = String::from_utf8(out.stdout)
@@ -449,7 +455,10 @@ fn events_streams_matching_events_as_json_lines() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["event"], "handshake.received");
-    assert_eq!(lines[0]["data"], json!({"peer_node_id": 7}));
+    assert_eq!(
+        lines[0]["data"],
+        json!({"peer_node_id": 7, "justification": "hi"})
+    );
     assert_eq!(lines[1]["event"], "handshake.approved");
 }
 

@@ -59,6 +59,7 @@ fn cli_md_documents_every_command_and_flag() {
         &["info"],
         &["emit"],
         &["events"],
+        &["events", "catalog"],
         &["listen"],
         &["config"],
         &["completions"],

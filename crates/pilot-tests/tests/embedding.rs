@@ -146,7 +146,10 @@ fn the_python_snippet_emits_through_the_raw_protocol() {
             .output()
             .expect("run python3")
     };
-    let out = run(&["handshake.received", r#"{"peer_node_id":7}"#]);
+    let out = run(&[
+        "handshake.received",
+        r#"{"peer_node_id":7,"justification":"hi"}"#,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let id = ids(&[line], "handshake.received")[0];

@@ -31,15 +31,24 @@ fn events_and_exclude_pick_what_is_delivered_and_the_rest_is_counted() {
         json!({"events": ["handshake.*", "trust.*"], "exclude": ["trust.revoked"]})
     );
     env.start(&[]);
-    for name in [
-        "handshake.received",
-        "trust.revoked",
-        "data.datagram",
-        "trust.granted",
-        "node.registered",
-        "handshake.accepted",
+    for (name, data) in [
+        (
+            "handshake.received",
+            Some(r#"{"peer_node_id":7,"justification":"hi"}"#),
+        ),
+        ("trust.revoked", Some(r#"{"peer_node_id":7}"#)),
+        (
+            "data.datagram",
+            Some(r#"{"src_addr":"0:0000.0000.0007","src_port":1,"dst_port":2,"size":3}"#),
+        ),
+        ("trust.granted", None),
+        (
+            "node.registered",
+            Some(r#"{"address":"0:0000.0000.0005","endpoint":"10.0.0.5:4000"}"#),
+        ),
+        ("handshake.accepted", None),
     ] {
-        env.emit(name, None);
+        env.emit(name, data);
     }
     rx.wait_for(3, WAIT);
     // daemon.started, trust.revoked, data.datagram, node.registered.
@@ -67,8 +76,14 @@ fn daemon_start_flags_override_the_persisted_filters_for_one_run() {
         .data();
     let before = env.read_config();
     env.start(&["--events", "node.*", "--events", "daemon.*"]);
-    env.emit("handshake.received", None);
-    env.emit("node.registered", None);
+    env.emit(
+        "handshake.received",
+        Some(r#"{"peer_node_id":7,"justification":"hi"}"#),
+    );
+    env.emit(
+        "node.registered",
+        Some(r#"{"address":"0:0000.0000.0005","endpoint":"10.0.0.5:4000"}"#),
+    );
     let got = rx.wait_for(2, WAIT);
     assert_eq!(got[0].event(), "daemon.started");
     assert_eq!(got[1].event(), "node.registered");

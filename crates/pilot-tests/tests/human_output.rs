@@ -18,7 +18,10 @@ fn daemon_with_deliveries() -> (Env, Receiver) {
     env.emit("ok.one", None);
     rx.wait_for(2, WAIT);
     rx.set_default(Reply::Status(500));
-    env.emit("handshake.received", Some(r#"{"peer_node_id":7}"#));
+    env.emit(
+        "handshake.received",
+        Some(r#"{"peer_node_id":7,"justification":"want to collaborate"}"#),
+    );
     rx.wait_for(3, WAIT);
     assert!(wait_until(WAIT, || env.info()["webhook"]["failed"] == 1));
     (env, rx)

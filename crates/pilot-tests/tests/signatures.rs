@@ -48,7 +48,10 @@ fn python_and_node_receivers_verify_signed_deliveries_and_dedupe_redeliveries() 
     env.ctl_json(&["set-webhook", py.url()]).data();
     assert_eq!(env.secret(), secret);
     env.start(&["--backoff", "20ms"]);
-    env.emit("handshake.received", Some(r#"{"peer_node_id":7}"#));
+    env.emit(
+        "handshake.received",
+        Some(r#"{"peer_node_id":7,"justification":"hi"}"#),
+    );
     env.emit("trust.granted", None);
     let reports = py.wait_reports(3, WAIT);
     assert!(reports.iter().all(|r| r["verified"] == true), "{reports:?}");
@@ -66,8 +69,14 @@ fn python_and_node_receivers_verify_signed_deliveries_and_dedupe_redeliveries() 
 
     let applied = env.ctl_json(&["set-webhook", node.url()]).data();
     assert_eq!(applied["applied"], true);
-    env.emit("node.registered", None);
-    env.emit("message.received", Some(r#"{"size":3}"#));
+    env.emit(
+        "node.registered",
+        Some(r#"{"address":"0:0000.0000.0005","endpoint":"10.0.0.5:4000"}"#),
+    );
+    env.emit(
+        "message.received",
+        Some(r#"{"type":"text","from":"0:0000.0000.0007","size":3}"#),
+    );
     let reports = node.wait_reports(2, WAIT);
     assert!(reports.iter().all(|r| r["verified"] == true), "{reports:?}");
     assert_eq!(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pilot_core::catalog::Category;
 
 /// Parses a duration flag (`500ms`, `5s`, `2m`) with the one parser pilot uses everywhere.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -80,7 +81,7 @@ pub enum Command {
     Info,
     /// Publish an event (or a file of events) onto the daemon's bus.
     Emit(EmitArgs),
-    /// Stream bus events as JSON lines.
+    /// Stream bus events as JSON lines (or `events catalog`: list the known events).
     Events(EventsArgs),
     /// Run a local webhook receiver that prints each delivery.
     Listen(ListenArgs),
@@ -343,7 +344,11 @@ pub struct EmitArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EventsArgs {
+    /// `catalog`; without it, stream the bus's events.
+    #[command(subcommand)]
+    pub command: Option<EventsCommand>,
     /// Which events: `*` (all), `prefix.*`, or an exact name.
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub filter: String,
@@ -353,6 +358,29 @@ pub struct EventsArgs {
     /// Exit after this long (like 30s).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List the known events: name, category, data fields with their JSON types.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Only this category: node, connection, tunnel, trust, data, pubsub, security, policy,
+    /// webhook.
+    #[arg(long, value_name = "CATEGORY", value_parser = category)]
+    pub category: Option<Category>,
+    /// Print the catalog section of docs/events.md (Markdown).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// Parses `--category` with the catalog's own names.
+fn category(s: &str) -> Result<Category, String> {
+    s.parse()
+        .map_err(|e: pilot_core::catalog::UnknownCategory| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -501,6 +529,7 @@ mod tests {
             panic!()
         };
         assert_eq!(e.filter, "a.*");
+        assert!(e.command.is_none());
         assert_eq!(e.count, Some(3));
         assert_eq!(e.timeout, Some(Duration::from_secs(2)));
         let Command::Listen(l) = parse(&["listen"]).unwrap().command else {
@@ -509,6 +538,24 @@ mod tests {
         assert_eq!(l.addr, "127.0.0.1:8080");
         assert_eq!(l.path, "/events");
         assert_eq!(l.count, None);
+    }
+
+    #[test]
+    fn events_catalog_is_a_subcommand() {
+        let Command::Events(e) = parse(&["events", "catalog", "--category", "trust"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        let Some(EventsCommand::Catalog(c)) = e.command else {
+            panic!()
+        };
+        assert_eq!(c.category, Some(Category::Trust));
+        assert!(!c.markdown);
+        assert!(parse(&["events", "catalog", "--category", "nope"]).is_err());
+        assert!(parse(&["events", "--count", "1", "catalog"]).is_err());
+        assert!(parse(&["events", "catalog", "--count", "1"]).is_err());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The JSON-lines reader of `emit --file`: one event per line, read as a stream.
 //!
 //! Each non-blank line is an object `{"event":"name","data":{...}}` (`data` optional; other
-//! fields, like those of a captured `pilotctl events` line, are ignored). The reader yields
-//! events until the first bad line or read error, which it keeps with its line number. It never
-//! holds more than one line (of at most [`MAX_LINE`] bytes) in memory.
+//! fields, like those of a captured `pilotctl events` line, are ignored); a catalog event's data
+//! must match the catalog (`pilot_core::catalog`). The reader yields events until the first bad
+//! line or read error, which it keeps with its line number. It never holds more than one line
+//! (of at most [`MAX_LINE`] bytes) in memory.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 
+use pilot_core::catalog;
 use pilot_core::event::{check_data, validate_name, MAX_DATA_BYTES};
 use pilot_ipc::EmitItem;
 use serde::Deserialize;
@@ -139,6 +141,7 @@ pub fn parse_line(text: &[u8]) -> Result<EmitItem, CliError> {
     if let Some(d) = &line.data {
         check_data(d)?;
     }
+    catalog::check(&line.event, line.data.as_deref())?;
     Ok(EmitItem {
         event: line.event,
         data: line.data,
@@ -198,6 +201,16 @@ mod tests {
             ("{\"event\":\"a.b\"}\n[1]\n", 2, "expected an object"),
             ("{\"event\":\"a.b\",\"data\":[1]}\n", 1, "JSON object"),
             ("{\"event\":\"a.b\",\"data\":\"s\"}\n", 1, "JSON object"),
+            (
+                "{\"event\":\"a.b\"}\n{\"event\":\"tunnel.peer_added\",\"data\":{\"peer_node_id\":\"7\"}}\n",
+                2,
+                "\"peer_node_id\" must be integer, found string",
+            ),
+            (
+                "{\"event\":\"tunnel.peer_added\"}\n",
+                1,
+                "\"peer_node_id\" is missing",
+            ),
         ];
         for (text, line, needle) in cases {
             let mut r = lines(text);

@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
+use pilot_core::catalog::DataError;
 use pilot_core::config::ConfigError;
 use pilot_core::event::EventError;
 use pilot_core::paths::HomeError;
@@ -97,6 +98,12 @@ impl From<HomeError> for CliError {
 
 impl From<UrlError> for CliError {
     fn from(e: UrlError) -> Self {
+        Self::invalid_argument(e.to_string())
+    }
+}
+
+impl From<DataError> for CliError {
+    fn from(e: DataError) -> Self {
         Self::invalid_argument(e.to_string())
     }
 }
@@ -270,6 +277,11 @@ impl Table {
             columns: columns.to_vec(),
             rows: Vec::new(),
         }
+    }
+
+    /// Adds a row of plain cells.
+    pub fn row(&mut self, cells: impl IntoIterator<Item = String>) {
+        self.styled_row(cells.into_iter().map(|c| (c, Style::new())));
     }
 
     /// Adds a row of cells, each with its style.

@@ -68,6 +68,8 @@ async fn a_410_disables_the_webhook_until_it_is_set_again() {
         .unwrap()
         .unwrap();
     assert_eq!(disabled.event, "webhook.disabled");
+    pilot_core::catalog::check(&disabled.event, disabled.data.as_deref())
+        .expect("webhook.disabled matches the catalog");
     let data = disabled.data_value();
     assert_eq!(data["url"], rx.url("/gone").as_str());
     let reason = data["reason"].as_str().unwrap();

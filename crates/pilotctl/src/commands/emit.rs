@@ -1,10 +1,12 @@
 //! `emit`: publish one event (`emit EVENT [--data JSON]`) or a JSON-lines file of events
-//! (`emit --file PATH`, pipelined over one connection) onto the daemon's bus.
+//! (`emit --file PATH`, pipelined over one connection) onto the daemon's bus. A catalog event's
+//! data is checked against the catalog before anything is sent.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
+use pilot_core::catalog;
 use pilot_core::event::{parse_data, validate_name, MAX_DATA_BYTES};
 use pilot_ipc::client::EmitSummary;
 use pilot_ipc::Client;
@@ -47,6 +49,7 @@ async fn one(ctx: &Context, event: &str, data: Option<&str>) -> Result<Output, C
         Some(s) => Some(s.to_string()),
     };
     let data = data.map(|d| parse_data(d.trim())).transpose()?;
+    catalog::check(event, data.as_deref())?;
     let mut client = Client::connect(&ctx.socket()?).await?;
     let reply = client.emit(event, data).await?;
     let text = format!("emitted #{} {event}", reply.event_id);

@@ -1,5 +1,6 @@
 //! The commands: one module each, and the dispatch from a parsed command line to them.
 
+pub mod catalog;
 pub mod config;
 pub mod daemon;
 pub mod deliveries;
@@ -13,7 +14,7 @@ pub mod service;
 pub mod tools;
 pub mod webhook;
 
-use crate::cli::{Command, DaemonCommand, SecretCommand, WebhookCommand};
+use crate::cli::{Command, DaemonCommand, EventsCommand, SecretCommand, WebhookCommand};
 use crate::context::Context;
 use crate::output::{CliError, Output};
 
@@ -37,7 +38,10 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
         }
         Command::Info => info::run(ctx).await,
         Command::Emit(args) => emit::run(ctx, args).await,
-        Command::Events(args) => events::run(ctx, args).await,
+        Command::Events(args) => match &args.command {
+            Some(EventsCommand::Catalog(c)) => Ok(catalog::run(c)),
+            None => events::run(ctx, args).await,
+        },
         Command::Listen(args) => listen::run(ctx, args).await,
         Command::Config(args) => config::run(ctx, args).await,
         Command::Completions { shell } => generated::completions(*shell),

@@ -1,0 +1,991 @@
+//! The event catalog: every event the Pilot daemon and pilot itself publish, with its category,
+//! a one-line description and its `data` fields (JSON type, required or not), and the check
+//! `emit` applies to a catalog event's data.
+//!
+//! The catalog is the contract with receivers: `docs/events.md` and `pilotctl events catalog`
+//! are generated from [`CATALOG`]. A catalog event's data must carry every required field with
+//! its type, and an optional field, when present, must have its type; fields the catalog does
+//! not list are allowed (newer publishers may add some), and so are names outside the catalog.
+//! [`check`] costs one binary search for a name outside the catalog, and one scan of the data
+//! (no allocation) for a name in it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The JSON type of a data field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonType {
+    String,
+    /// A number without a fraction or exponent (`7`, `-3`).
+    Integer,
+    /// Any number (`7`, `0.5`, `1e3`).
+    Number,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JsonType::String => "string",
+            JsonType::Integer => "integer",
+            JsonType::Number => "number",
+            JsonType::Boolean => "boolean",
+            JsonType::Array => "array",
+            JsonType::Object => "object",
+        }
+    }
+
+    /// Whether a value whose most specific type is `found` (`None`: null) is of this type.
+    fn accepts(self, found: Option<JsonType>) -> bool {
+        match (self, found) {
+            (JsonType::Number, Some(JsonType::Integer)) => true,
+            (want, Some(got)) => want == got,
+            (_, None) => false,
+        }
+    }
+}
+
+impl fmt::Display for JsonType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name of a value's type in messages: its JSON type, or `null`.
+fn type_name(found: &Option<JsonType>) -> &'static str {
+    found.map_or("null", JsonType::as_str)
+}
+
+/// The group an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Node,
+    Connection,
+    Tunnel,
+    Trust,
+    Data,
+    Pubsub,
+    Security,
+    Policy,
+    Webhook,
+}
+
+impl Category {
+    /// Every category, in the catalog's order.
+    pub const ALL: [Category; 9] = [
+        Category::Node,
+        Category::Connection,
+        Category::Tunnel,
+        Category::Trust,
+        Category::Data,
+        Category::Pubsub,
+        Category::Security,
+        Category::Policy,
+        Category::Webhook,
+    ];
+
+    /// The short name (`--category`, JSON).
+    pub fn id(self) -> &'static str {
+        match self {
+            Category::Node => "node",
+            Category::Connection => "connection",
+            Category::Tunnel => "tunnel",
+            Category::Trust => "trust",
+            Category::Data => "data",
+            Category::Pubsub => "pubsub",
+            Category::Security => "security",
+            Category::Policy => "policy",
+            Category::Webhook => "webhook",
+        }
+    }
+
+    /// The heading, for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Node => "Node lifecycle",
+            Category::Connection => "Connections",
+            Category::Tunnel => "Tunnels",
+            Category::Trust => "Trust and handshake",
+            Category::Data => "Data",
+            Category::Pubsub => "Pub/sub",
+            Category::Security => "Security",
+            Category::Policy => "Policy and managed networks",
+            Category::Webhook => "Webhook",
+        }
+    }
+
+    /// The catalog's events of this category.
+    pub fn events(self) -> impl Iterator<Item = &'static EventSpec> {
+        CATALOG.iter().filter(move |e| e.category == self)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// A category name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event category {given:?} (one of: {})", Category::ALL.map(Category::id).join(", "))]
+pub struct UnknownCategory {
+    pub given: String,
+}
+
+impl FromStr for Category {
+    type Err = UnknownCategory;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.id().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownCategory { given: s.into() })
+    }
+}
+
+/// One field of an event's `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub ty: JsonType,
+    pub required: bool,
+}
+
+/// One event of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventSpec {
+    pub name: &'static str,
+    pub category: Category,
+    pub description: &'static str,
+    pub fields: &'static [Field],
+}
+
+/// Why a catalog event's data was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    #[error("event {event}: data field {field:?} is missing (expected {expected})")]
+    Missing {
+        event: &'static str,
+        field: &'static str,
+        expected: JsonType,
+    },
+    #[error(
+        "event {event}: data field {field:?} must be {expected}, found {}",
+        type_name(found)
+    )]
+    WrongType {
+        event: &'static str,
+        field: &'static str,
+        expected: JsonType,
+        /// The value's most specific type (`Integer` for `7`); `None` for null.
+        found: Option<JsonType>,
+    },
+    #[error("event {event}: data must be a JSON object ({reason})")]
+    NotObject { event: &'static str, reason: String },
+}
+
+impl DataError {
+    /// The field concerned, if one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            DataError::Missing { field, .. } | DataError::WrongType { field, .. } => Some(field),
+            DataError::NotObject { .. } => None,
+        }
+    }
+}
+
+/// The catalog entry of `name`, if it has one: a binary search of the names ordered by length,
+/// then bytes, so most steps compare lengths only.
+pub fn lookup(name: &str) -> Option<&'static EventSpec> {
+    static BY_NAME: LazyLock<Vec<(usize, &'static str, &'static EventSpec)>> =
+        LazyLock::new(|| {
+            let mut v: Vec<_> = CATALOG.iter().map(|e| (e.name.len(), e.name, e)).collect();
+            v.sort_unstable_by_key(|&(len, name, _)| (len, name));
+            v
+        });
+    BY_NAME
+        .binary_search_by(|&(len, n, _)| len.cmp(&name.len()).then_with(|| n.cmp(name)))
+        .ok()
+        .map(|i| BY_NAME[i].2)
+}
+
+/// Checks the data of event `name` against the catalog; names outside it always pass.
+pub fn check(name: &str, data: Option<&RawValue>) -> Result<(), DataError> {
+    match lookup(name) {
+        None => Ok(()),
+        Some(spec) => spec.check(data),
+    }
+}
+
+impl EventSpec {
+    /// Checks `data` (valid JSON): every required field present with its type, every optional
+    /// field that is present with its type; other fields are ignored.
+    pub fn check(&self, data: Option<&RawValue>) -> Result<(), DataError> {
+        debug_assert!(self.fields.len() <= 64);
+        let mut seen: u64 = 0;
+        if let (Some(data), false) = (data, self.fields.is_empty()) {
+            let mut de = serde_json::Deserializer::from_str(data.get());
+            let scan = Scan {
+                spec: self,
+                seen: &mut seen,
+            };
+            match (&mut de).deserialize_map(scan) {
+                Ok(None) => {}
+                Ok(Some(e)) => return Err(e),
+                Err(e) => {
+                    return Err(DataError::NotObject {
+                        event: self.name,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        match self
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(i, f)| f.required && seen & (1 << i) == 0)
+        {
+            Some((_, f)) => Err(DataError::Missing {
+                event: self.name,
+                field: f.name,
+                expected: f.ty,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The fields every instance must carry.
+    pub fn required(&self) -> impl Iterator<Item = &'static Field> {
+        self.fields.iter().filter(|f| f.required)
+    }
+}
+
+/// Walks a data object once, marking the catalog fields found with their type; stops at the
+/// first one of the wrong type (consuming the rest, so the object still parses).
+struct Scan<'a> {
+    spec: &'a EventSpec,
+    seen: &'a mut u64,
+}
+
+impl<'de> Visitor<'de> for Scan<'_> {
+    type Value = Option<DataError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let Some(i) = self.spec.fields.iter().position(|f| f.name == key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let field = &self.spec.fields[i];
+            let TypeOf(found) = map.next_value()?;
+            if !field.ty.accepts(found) {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Some(DataError::WrongType {
+                    event: self.spec.name,
+                    field: field.name,
+                    expected: field.ty,
+                    found,
+                }));
+            }
+            *self.seen |= 1 << i;
+        }
+        Ok(None)
+    }
+}
+
+/// The most specific type of one JSON value (`Integer` for `7`, `Number` for `7.5` or `1e3`,
+/// `None` for null), read without copying it (nested values are skipped).
+struct TypeOf(Option<JsonType>);
+
+impl<'de> Deserialize<'de> for TypeOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeOf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Boolean)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Integer)))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Integer)))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::Number)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TypeOf, E> {
+                Ok(TypeOf(Some(JsonType::String)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TypeOf, E> {
+                Ok(TypeOf(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TypeOf, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TypeOf(Some(JsonType::Array)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeOf, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TypeOf(Some(JsonType::Object)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+const fn req(name: &'static str, ty: JsonType) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+    }
+}
+
+const fn opt(name: &'static str, ty: JsonType) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+    }
+}
+
+const fn ev(
+    name: &'static str,
+    category: Category,
+    description: &'static str,
+    fields: &'static [Field],
+) -> EventSpec {
+    EventSpec {
+        name,
+        category,
+        description,
+        fields,
+    }
+}
+
+use Category::{Connection, Data, Node, Policy, Pubsub, Security, Trust, Tunnel, Webhook};
+const STR: JsonType = JsonType::String;
+const INT: JsonType = JsonType::Integer;
+const NUM: JsonType = JsonType::Number;
+const BOOL: JsonType = JsonType::Boolean;
+const ARR: JsonType = JsonType::Array;
+
+const PEER: &[Field] = &[req("peer_node_id", INT)];
+const PEER_REASON: &[Field] = &[req("peer_node_id", INT), req("reason", STR)];
+const PEER_JUSTIFICATION: &[Field] = &[req("peer_node_id", INT), req("justification", STR)];
+const NETWORK: &[Field] = &[req("network_id", INT)];
+const CONN_OPENED: &[Field] = &[
+    req("src_addr", STR),
+    req("src_port", INT),
+    req("dst_port", INT),
+    req("conn_id", INT),
+];
+const CONN_CLOSED: &[Field] = &[
+    req("remote_addr", STR),
+    req("remote_port", INT),
+    req("local_port", INT),
+    req("conn_id", INT),
+];
+const DST_PORT: &[Field] = &[req("dst_port", INT)];
+const TOPIC_REMOTE: &[Field] = &[req("topic", STR), req("remote", STR)];
+
+/// Every event, grouped by category in [`Category::ALL`] order.
+pub static CATALOG: &[EventSpec] = &[
+    // Node lifecycle.
+    ev(
+        "node.registered",
+        Node,
+        "This node registered with the registry and got its address.",
+        &[req("address", STR), req("endpoint", STR)],
+    ),
+    ev(
+        "node.reregistered",
+        Node,
+        "This node registered again (after a registry restart or a network change).",
+        &[req("address", STR)],
+    ),
+    ev(
+        "node.deregistered",
+        Node,
+        "This node removed itself from the registry.",
+        &[],
+    ),
+    ev(
+        "agent.registered",
+        Node,
+        "An agent registered, with its address, endpoint and node id.",
+        &[
+            req("address", STR),
+            req("endpoint", STR),
+            req("node_id", INT),
+        ],
+    ),
+    ev(
+        "agent.heartbeat",
+        Node,
+        "An agent's periodic heartbeat.",
+        &[req("address", STR), req("node_id", INT)],
+    ),
+    ev(
+        "daemon.started",
+        Node,
+        "pilot-daemon is ready: the first event of every run.",
+        &[req("pid", INT), req("version", STR), req("socket", STR)],
+    ),
+    ev(
+        "daemon.shutting_down",
+        Node,
+        "The daemon is stopping: its last event (pilot-daemon adds `reason`, Pilot the counts).",
+        &[
+            req("uptime_seconds", NUM),
+            opt("reason", STR),
+            opt("open_connections", INT),
+            opt("known_peers", INT),
+        ],
+    ),
+    ev(
+        "key.rotated",
+        Node,
+        "This node's identity key was replaced.",
+        &[req("node_id", INT), req("public_key", STR)],
+    ),
+    ev(
+        "network.joined",
+        Node,
+        "This node joined a network, with its member tags.",
+        &[req("network_id", INT), req("member_tags", ARR)],
+    ),
+    ev("network.left", Node, "This node left a network.", NETWORK),
+    ev(
+        "network.auto_joined",
+        Node,
+        "This node joined a network automatically.",
+        NETWORK,
+    ),
+    ev(
+        "network.tags_changed",
+        Node,
+        "This node's tags in a network changed.",
+        &[req("network_id", INT), req("tags", ARR)],
+    ),
+    // Connections.
+    ev(
+        "conn.syn_received",
+        Connection,
+        "A peer is opening a connection to a local port (SYN received).",
+        CONN_OPENED,
+    ),
+    ev(
+        "conn.established",
+        Connection,
+        "A connection from a peer is established.",
+        CONN_OPENED,
+    ),
+    ev(
+        "conn.fin",
+        Connection,
+        "A connection closed normally (FIN).",
+        CONN_CLOSED,
+    ),
+    ev(
+        "conn.rst",
+        Connection,
+        "A connection was reset (RST).",
+        CONN_CLOSED,
+    ),
+    ev(
+        "conn.idle_timeout",
+        Connection,
+        "A connection closed after being idle too long.",
+        CONN_CLOSED,
+    ),
+    ev(
+        "conn.dead_peer",
+        Connection,
+        "A connection closed because the peer stopped answering.",
+        CONN_CLOSED,
+    ),
+    ev(
+        "conn.accept_queue_full",
+        Connection,
+        "A connection was dropped: the port's accept queue is full.",
+        &[
+            req("port", INT),
+            req("src_addr", STR),
+            req("src_port", INT),
+            req("drops_total", INT),
+        ],
+    ),
+    ev(
+        "syn.rejected",
+        Connection,
+        "A connection to a port nobody listens on was refused.",
+        DST_PORT,
+    ),
+    ev(
+        "datagram.rejected",
+        Connection,
+        "A datagram to a port nobody listens on was dropped.",
+        DST_PORT,
+    ),
+    // Tunnels.
+    ev(
+        "tunnel.peer_added",
+        Tunnel,
+        "A peer was added to the tunnel table.",
+        PEER,
+    ),
+    ev(
+        "tunnel.established",
+        Tunnel,
+        "An encrypted tunnel to a peer is up.",
+        &[
+            req("peer_node_id", INT),
+            req("authenticated", BOOL),
+            req("relay", BOOL),
+            req("rekeyed", BOOL),
+        ],
+    ),
+    ev(
+        "tunnel.relay_activated",
+        Tunnel,
+        "Traffic to a peer now goes through the relay.",
+        PEER,
+    ),
+    ev(
+        "tunnel.rekey_gave_up",
+        Tunnel,
+        "Rekeying the tunnel to a peer failed for good.",
+        PEER,
+    ),
+    // Trust and handshake.
+    ev(
+        "handshake.received",
+        Trust,
+        "A peer asks to trust this node, with its justification.",
+        PEER_JUSTIFICATION,
+    ),
+    ev(
+        "handshake.pending",
+        Trust,
+        "A trust request awaits approval.",
+        PEER_JUSTIFICATION,
+    ),
+    ev(
+        "handshake.approved",
+        Trust,
+        "A trust request was approved.",
+        PEER,
+    ),
+    ev(
+        "handshake.rejected",
+        Trust,
+        "A trust request was rejected.",
+        PEER_REASON,
+    ),
+    ev(
+        "handshake.auto_approved",
+        Trust,
+        "A trust request was approved automatically.",
+        PEER_REASON,
+    ),
+    ev(
+        "trust.revoked",
+        Trust,
+        "This node revoked its trust in a peer.",
+        PEER,
+    ),
+    ev(
+        "trust.revoked_by_peer",
+        Trust,
+        "A peer revoked its trust in this node.",
+        PEER,
+    ),
+    ev(
+        "trust.changed",
+        Trust,
+        "A peer's trust state changed.",
+        &[
+            req("peer_node_id", INT),
+            req("state", STR),
+            req("reason", STR),
+        ],
+    ),
+    // Data.
+    ev(
+        "message.received",
+        Data,
+        "A message arrived from a peer.",
+        &[req("type", STR), req("from", STR), req("size", INT)],
+    ),
+    ev(
+        "file.received",
+        Data,
+        "A file arrived from a peer and was saved.",
+        &[req("filename", STR), req("size", INT), req("path", STR)],
+    ),
+    ev(
+        "file.delivered",
+        Data,
+        "A file sent to a peer was delivered.",
+        &[
+            req("remote_addr", STR),
+            req("remote_port", INT),
+            req("conn_id", INT),
+        ],
+    ),
+    ev(
+        "data.datagram",
+        Data,
+        "A datagram arrived on a local port.",
+        &[
+            req("src_addr", STR),
+            req("src_port", INT),
+            req("dst_port", INT),
+            req("size", INT),
+        ],
+    ),
+    // Pub/sub.
+    ev(
+        "pubsub.subscribed",
+        Pubsub,
+        "A remote subscribed to a topic.",
+        TOPIC_REMOTE,
+    ),
+    ev(
+        "pubsub.unsubscribed",
+        Pubsub,
+        "A remote unsubscribed from a topic.",
+        TOPIC_REMOTE,
+    ),
+    ev(
+        "pubsub.published",
+        Pubsub,
+        "A message was published on a topic.",
+        &[req("topic", STR), req("size", INT), req("from", STR)],
+    ),
+    // Security.
+    ev(
+        "security.syn_rate_limited",
+        Security,
+        "Connection attempts from one source were rate limited (its address is hashed).",
+        &[req("src_addr_hash", STR), req("src_port", INT)],
+    ),
+    ev(
+        "security.nonce_replay",
+        Security,
+        "A replayed packet from a peer was dropped (a nonce counter seen before).",
+        &[req("peer_node_id", INT), req("counter", INT)],
+    ),
+    // Policy and managed networks.
+    ev(
+        "policy.cycle",
+        Policy,
+        "A network policy cycle ran: peers kept, evicted, pruned and filled.",
+        &[
+            req("network_id", INT),
+            req("cycle_num", INT),
+            req("peers", INT),
+            req("evicted", INT),
+            req("pruned", INT),
+            req("filled", INT),
+        ],
+    ),
+    ev(
+        "policy.join_denied",
+        Policy,
+        "The network policy refused a peer's join.",
+        &[req("network_id", INT), req("peer_id", INT)],
+    ),
+    ev(
+        "policy.eval_error",
+        Policy,
+        "Evaluating the network policy on an event failed.",
+        &[
+            req("network_id", INT),
+            req("event", STR),
+            req("error", STR),
+        ],
+    ),
+    ev(
+        "managed.cycle",
+        Policy,
+        "A managed network's maintenance cycle ran.",
+        &[
+            req("network_id", INT),
+            req("pruned", INT),
+            req("filled", INT),
+            req("peers", INT),
+        ],
+    ),
+    // Webhook (pilot's own).
+    ev(
+        "webhook.disabled",
+        Webhook,
+        "The endpoint answered 410 Gone: nothing more is sent until the next `set-webhook`.",
+        &[req("url", STR), req("reason", STR)],
+    ),
+    ev(
+        "webhook.test",
+        Webhook,
+        "Sent by `pilotctl webhook test` straight to the webhook, with event_id 0; never on the bus.",
+        &[req("message", STR)],
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn names_are_unique_valid_and_grouped_by_category() {
+        let mut names = HashSet::new();
+        for e in CATALOG {
+            assert!(names.insert(e.name), "{} is listed twice", e.name);
+            crate::event::validate_name(e.name).unwrap();
+            assert!(!e.description.is_empty() && !e.description.contains('\n'));
+            assert!(e.description.ends_with('.'), "{}", e.name);
+        }
+        let order: Vec<usize> = CATALOG
+            .iter()
+            .map(|e| Category::ALL.iter().position(|c| *c == e.category).unwrap())
+            .collect();
+        assert!(
+            order.is_sorted(),
+            "the catalog is grouped in Category::ALL order"
+        );
+    }
+
+    #[test]
+    fn every_category_has_events() {
+        for c in Category::ALL {
+            assert!(c.events().count() > 0, "{c} has no events");
+            assert_eq!(c.id().parse::<Category>(), Ok(c));
+        }
+        let err = "nodes".parse::<Category>().unwrap_err();
+        assert!(err.to_string().contains("node, connection"), "{err}");
+        assert_eq!(" Tunnel ".parse::<Category>(), Ok(Category::Tunnel));
+    }
+
+    #[test]
+    fn field_types_are_sane() {
+        for e in CATALOG {
+            let mut seen = HashSet::new();
+            assert!(e.fields.len() <= 64);
+            for f in e.fields {
+                assert!(seen.insert(f.name), "{}: {} twice", e.name, f.name);
+                let want = match f.name {
+                    n if n.ends_with("_id") || n.ends_with("port") => Some(JsonType::Integer),
+                    "size" | "counter" | "peers" | "pruned" | "filled" | "evicted"
+                    | "drops_total" | "cycle_num" | "pid" => Some(JsonType::Integer),
+                    n if n.ends_with("addr") || n == "address" || n == "endpoint" => {
+                        Some(JsonType::String)
+                    }
+                    "authenticated" | "relay" | "rekeyed" => Some(JsonType::Boolean),
+                    "tags" | "member_tags" => Some(JsonType::Array),
+                    "reason" | "justification" | "topic" | "from" | "remote" | "url" => {
+                        Some(JsonType::String)
+                    }
+                    _ => None,
+                };
+                if let Some(want) = want {
+                    assert_eq!(f.ty, want, "{}.{}", e.name, f.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_finds_every_event_and_nothing_else() {
+        for e in CATALOG {
+            assert_eq!(lookup(e.name), Some(e));
+        }
+        for name in ["a.b", "handshake", "handshake.received.x", "zzz.z", ""] {
+            assert_eq!(lookup(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn good_data_passes_and_extra_fields_are_allowed() {
+        let d = raw(r#"{"peer_node_id":7,"justification":"hi","extra":[1,{"x":null}]}"#);
+        check("handshake.received", Some(&d)).unwrap();
+        check("node.deregistered", None).unwrap();
+        check("node.deregistered", Some(&raw(r#"{"why":"x"}"#))).unwrap();
+        // Number takes integers too; optional fields may be left out.
+        check(
+            "daemon.shutting_down",
+            Some(&raw(r#"{"uptime_seconds":3}"#)),
+        )
+        .unwrap();
+        check(
+            "daemon.shutting_down",
+            Some(&raw(r#"{"uptime_seconds":3.5,"known_peers":2}"#)),
+        )
+        .unwrap();
+        let t = raw(r#"{"peer_node_id":1,"authenticated":true,"relay":false,"rekeyed":false}"#);
+        check("tunnel.established", Some(&t)).unwrap();
+        let n = raw(r#"{"network_id":1,"member_tags":["a"]}"#);
+        check("network.joined", Some(&n)).unwrap();
+        // Escaped keys are matched after unescaping.
+        let d = raw(r#"{"peer_node_id":7,"justific\u0061tion":"hi"}"#);
+        check("handshake.received", Some(&d)).unwrap();
+    }
+
+    #[test]
+    fn names_outside_the_catalog_pass_anything() {
+        check("a.b", None).unwrap();
+        check("a.b", Some(&raw(r#"{"peer_node_id":"x"}"#))).unwrap();
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let err = check("handshake.received", Some(&raw(r#"{"peer_node_id":7}"#))).unwrap_err();
+        assert_eq!(
+            err,
+            DataError::Missing {
+                event: "handshake.received",
+                field: "justification",
+                expected: JsonType::String
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            r#"event handshake.received: data field "justification" is missing (expected string)"#
+        );
+        let err = check("handshake.received", None).unwrap_err();
+        assert_eq!(err.field(), Some("peer_node_id"));
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_both_types() {
+        let cases = [
+            (
+                "handshake.received",
+                r#"{"peer_node_id":"7","justification":"x"}"#,
+                "peer_node_id",
+                "integer",
+                "string",
+            ),
+            (
+                "handshake.received",
+                r#"{"justification":"x","peer_node_id":7.5}"#,
+                "peer_node_id",
+                "integer",
+                "number",
+            ),
+            (
+                "handshake.received",
+                r#"{"peer_node_id":1e3,"justification":"x"}"#,
+                "peer_node_id",
+                "integer",
+                "number",
+            ),
+            (
+                "handshake.received",
+                r#"{"peer_node_id":7,"justification":null}"#,
+                "justification",
+                "string",
+                "null",
+            ),
+            (
+                "tunnel.established",
+                r#"{"peer_node_id":1,"authenticated":"yes"}"#,
+                "authenticated",
+                "boolean",
+                "string",
+            ),
+            (
+                "network.joined",
+                r#"{"network_id":1,"member_tags":"a,b"}"#,
+                "member_tags",
+                "array",
+                "string",
+            ),
+            (
+                "daemon.shutting_down",
+                r#"{"uptime_seconds":1,"reason":5}"#,
+                "reason",
+                "string",
+                "integer",
+            ),
+            (
+                "message.received",
+                r#"{"type":"t","from":{},"size":1}"#,
+                "from",
+                "string",
+                "object",
+            ),
+        ];
+        for (event, data, field, expected, found) in cases {
+            let err = check(event, Some(&raw(data))).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{data}");
+            assert_eq!(
+                err.to_string(),
+                format!("event {event}: data field {field:?} must be {expected}, found {found}")
+            );
+        }
+    }
+
+    #[test]
+    fn data_that_is_not_an_object_is_refused() {
+        let err = check("handshake.received", Some(&raw("[1]"))).unwrap_err();
+        assert!(matches!(err, DataError::NotObject { .. }), "{err}");
+    }
+
+    #[test]
+    fn serializes_for_the_cli() {
+        let e = lookup("tunnel.peer_added").unwrap();
+        assert_eq!(
+            serde_json::to_string(e).unwrap(),
+            r#"{"name":"tunnel.peer_added","category":"tunnel","description":"A peer was added to the tunnel table.","fields":[{"name":"peer_node_id","type":"integer","required":true}]}"#
+        );
+    }
+}
