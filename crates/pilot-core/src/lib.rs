@@ -9,6 +9,9 @@ pub mod config;
 pub mod duration;
 pub mod event;
 pub mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod paths;
 pub mod pattern;
 pub mod secrets;

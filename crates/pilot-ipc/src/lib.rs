@@ -7,6 +7,9 @@
 
 pub mod client;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod transport;
 
