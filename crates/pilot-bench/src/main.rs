@@ -15,10 +15,14 @@
 //! - `payload`: the exact POST body the daemon sends for the benchmark event (for `wrk`).
 //! - `status`: one read of nginx `stub_status` (exactly one request), once nginx answers.
 //! - `free-port`: a free TCP port on 127.0.0.1.
+//! - `soak`: minutes at a steady rate against a receiver that flaps, sampling the daemon's RSS,
+//!   descriptors, counters and latency (`scripts/soak`).
 
+mod flap;
 mod latency;
 mod load;
 mod nginx;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -75,6 +79,8 @@ enum Command {
     },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
+    /// Emit at a steady rate against a flapping receiver; sample RSS, fds, counters, latency.
+    Soak(soak::SoakArgs),
 }
 
 /// Which daemon, and the event sent.
@@ -176,6 +182,7 @@ async fn run(command: Command) -> Result<serde_json::Value> {
                 "requests": s.requests,
             }))
         }
+        Command::Soak(args) => soak::run(&args).await,
         Command::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
             Ok(serde_json::json!({ "port": l.local_addr()?.port() }))

@@ -60,7 +60,14 @@ impl ConfigFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::empty(path)),
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        let value: Value = match serde_json::from_slice(&text) {
+        Self::parse(path, &text)
+    }
+
+    /// Parses the contents of the file at `path` (which is not read): a JSON object, or an
+    /// error naming `path`.
+    pub fn parse(path: impl Into<PathBuf>, text: &[u8]) -> Result<Self, ConfigError> {
+        let path = path.into();
+        let value: Value = match serde_json::from_slice(text) {
             Ok(v) => v,
             Err(source) => return Err(ConfigError::Parse { path, source }),
         };
@@ -192,10 +199,16 @@ impl ConfigFile {
             path: self.path.clone(),
             source,
         };
-        let mut text = serde_json::to_vec_pretty(&self.values).map_err(|e| io_err(e.into()))?;
-        text.push(b'\n');
+        let text = self.to_json().map_err(|e| io_err(e.into()))?;
         crate::fsutil::write_atomic(&self.path, &text).map_err(io_err)?;
         Ok(())
+    }
+
+    /// The bytes [`save`](Self::save) writes: 2-space pretty JSON and a newline.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut text = serde_json::to_vec_pretty(&self.values)?;
+        text.push(b'\n');
+        Ok(text)
     }
 }
 

@@ -12,6 +12,9 @@ pub mod config_keys;
 pub mod duration;
 pub mod event;
 pub mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod paths;
 pub mod pattern;
 pub mod secrets;

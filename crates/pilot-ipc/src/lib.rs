@@ -32,6 +32,9 @@
 
 pub mod client;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod locate;
 pub mod protocol;
 pub mod transport;
