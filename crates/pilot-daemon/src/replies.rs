@@ -17,6 +17,21 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use pilot_ipc::transport::Stream;
 
+/// The `ok` reply to an `emit`, `{"type":"ok","data":{"event_id":N}}`, written by hand: the
+/// same bytes as `frame::encode(&OkReply::new(&EmitReply { event_id }))` (a test checks it)
+/// for about a tenth of serde's instructions, once per emitted event.
+pub fn emit_ok(event_id: u64) -> Bytes {
+    const HEAD: &[u8] = br#"{"type":"ok","data":{"event_id":"#;
+    const TAIL: &[u8] = b"}}";
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(event_id).as_bytes();
+    let mut out = Vec::with_capacity(HEAD.len() + digits.len() + TAIL.len());
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(TAIL);
+    Bytes::from(out)
+}
+
 /// How many replies are held at most before the connection waits and sends them.
 pub const MAX_HELD: usize = 256;
 
@@ -66,5 +81,20 @@ impl Replies {
             conn.feed(reply).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pilot_ipc::protocol::{EmitReply, OkReply};
+
+    use super::*;
+
+    #[test]
+    fn the_emit_reply_is_the_bytes_serde_writes() {
+        for event_id in [0, 1, 9, 10, 255, 123_456_789, u64::MAX] {
+            let serde = frame::encode(&OkReply::new(&EmitReply { event_id }));
+            assert_eq!(emit_ok(event_id), serde, "event_id {event_id}");
+        }
     }
 }

@@ -14,9 +14,9 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use pilot_core::{Event, Pattern, WebhookSettings};
 use pilot_ipc::frame::{self, FrameError};
 use pilot_ipc::protocol::{
-    DeliveriesReply, DeliveryInfo, EmitReply, ErrorCode, ErrorReply, HelloReply, OkReply,
-    RedeliverReply, Request, ShutdownReply, SubscribeReply, TestReply, WebhookReply,
-    PROTOCOL_VERSION, REQUEST_TYPES,
+    DeliveriesReply, DeliveryInfo, ErrorCode, ErrorReply, HelloReply, OkReply, RedeliverReply,
+    Request, ShutdownReply, SubscribeReply, TestReply, WebhookReply, PROTOCOL_VERSION,
+    REQUEST_TYPES,
 };
 use pilot_ipc::transport::prelude::*;
 use pilot_ipc::transport::{self, Listener, Stream};
@@ -26,7 +26,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::replies::{Replies, MAX_HELD};
+use crate::replies::{emit_ok, Replies, MAX_HELD};
 use crate::state::Daemon;
 
 type Conn = Framed<Stream, LengthDelimitedCodec>;
@@ -331,10 +331,7 @@ fn emit(
         return (err(ErrorCode::CatalogMismatch, &e.to_string()), None);
     }
     let ev = daemon.bus.publish(event, data);
-    let reply = ok(&EmitReply {
-        event_id: ev.event_id,
-    });
-    (reply, Some(ev.event_id))
+    (emit_ok(ev.event_id), Some(ev.event_id))
 }
 
 /// `set_webhook`: checks the URL and settings, reads the secret file, swaps the webhook, then

@@ -293,7 +293,15 @@ impl Client {
                 };
                 in_flight.pop_front();
                 progressed = true;
-                match response_from(next).and_then(ok_data::<EmitReply>) {
+                let fast = match &next {
+                    Some(Ok(body)) => emit_reply_id(body),
+                    _ => None,
+                };
+                let reply = match fast {
+                    Some(event_id) => Ok(EmitReply { event_id }),
+                    None => response_from(next).and_then(ok_data::<EmitReply>),
+                };
+                match reply {
                     Ok(r) => summary.add(r.event_id),
                     Err(e @ (ClientError::Remote { .. } | ClientError::Protocol(_))) => {
                         failure.get_or_insert((index, e));
@@ -314,11 +322,8 @@ impl Client {
                     exhausted = true;
                     break;
                 };
-                let req = Request::Emit {
-                    event: item.event,
-                    data: item.data,
-                };
-                if let Err(e) = Pin::new(&mut *framed).start_send(frame::encode(&req)) {
+                let req = encode_emit(&item.event, item.data.as_deref());
+                if let Err(e) = Pin::new(&mut *framed).start_send(req) {
                     return Poll::Ready(Some((i, ClientError::Io(e))));
                 }
                 in_flight.push_back(i);
@@ -433,6 +438,36 @@ fn response_from(next: Option<io::Result<bytes::BytesMut>>) -> Result<Response, 
     }
 }
 
+/// The frame of an `emit` request, written by hand: the bytes `frame::encode` writes for
+/// `Request::Emit` (a test checks it; the name goes through serde_json's string escaping),
+/// without serde's per-field machinery, once per event of a pipelined emit.
+fn encode_emit(event: &str, data: Option<&RawValue>) -> bytes::Bytes {
+    let raw = data.map_or("", RawValue::get);
+    let mut out = Vec::with_capacity(event.len() + raw.len() + 40);
+    out.extend_from_slice(br#"{"type":"emit","event":"#);
+    // Writing into a Vec cannot fail, and a `str` always serializes.
+    let _ = serde_json::to_writer(&mut out, event);
+    if data.is_some() {
+        out.extend_from_slice(br#","data":"#);
+        out.extend_from_slice(raw.as_bytes());
+    }
+    out.push(b'}');
+    bytes::Bytes::from(out)
+}
+
+/// The event id of an `emit`'s usual reply, `{"type":"ok","data":{"event_id":N}}` exactly as
+/// the daemon writes it, read without a JSON parser; `None` for anything else (an error, other
+/// spacing), which then takes the general path.
+fn emit_reply_id(body: &[u8]) -> Option<u64> {
+    let digits = body
+        .strip_prefix(br#"{"type":"ok","data":{"event_id":"#)?
+        .strip_suffix(b"}}")?;
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 fn ok_data<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
     match resp {
         Response::Ok { data } => serde_json::from_str(data.get())
@@ -447,6 +482,51 @@ fn ok_data<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emit_frames_are_the_bytes_serde_writes() {
+        let data = serde_json::value::RawValue::from_string(r#"{"k":"v","n":[1,2]}"#.into());
+        for event in ["a.b", "handshake.received", "we\"ird\n.name", ""] {
+            for data in [None, Some(data.as_ref().unwrap().clone())] {
+                let serde = frame::encode(&Request::Emit {
+                    event: event.into(),
+                    data: data.clone(),
+                });
+                assert_eq!(
+                    encode_emit(event, data.as_deref()),
+                    serde,
+                    "{event} {data:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_emit_reply_is_read_like_the_general_path() {
+        for id in [0, 1, 42, 1_000_000, u64::MAX] {
+            let body = frame::encode(&crate::protocol::OkReply::new(&EmitReply { event_id: id }));
+            assert_eq!(emit_reply_id(&body), Some(id));
+            let general = response_from(Some(Ok(bytes::BytesMut::from(&body[..]))))
+                .and_then(ok_data::<EmitReply>)
+                .unwrap();
+            assert_eq!(general.event_id, id);
+        }
+        for other in [
+            &br#"{"type":"ok","data":{"event_id":}}"#[..],
+            br#"{"type":"ok","data":{"event_id":-1}}"#,
+            br#"{"type":"ok","data":{"event_id":1.5}}"#,
+            br#"{"type":"ok","data":{"event_id":18446744073709551616}}"#,
+            br#"{"type":"ok", "data":{"event_id":1}}"#,
+            br#"{"type":"error","code":"invalid_argument","message":"x"}"#,
+        ] {
+            assert_eq!(
+                emit_reply_id(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 
     #[tokio::test]
     async fn connecting_to_nothing_says_not_running() {

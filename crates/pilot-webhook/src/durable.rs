@@ -26,7 +26,8 @@
 //!    [`crate::retry::MAX_RETRY_AFTER`]), with no limit on attempts: until a 2xx or until the
 //!    record expires.
 //! 4. A record older than `discard_after` is dropped and counted as expired (checked before
-//!    every read of the spool and at least every second while waiting); past
+//!    every read of the spool, and every `discard_after / 4`, 50 ms to 1 s, while delivering
+//!    from the records read ahead or waiting); past
 //!    `max_spool_bytes` the spooler drops the oldest records and counts them. Never silently.
 //!    Expiry runs while durable delivery is on: records left on disk while it is off expire
 //!    (and are counted) when it is on again.
@@ -94,8 +95,10 @@ use crate::worker::{deadline_after, lock, publish_disabled, Disabled, SharedCirc
 /// The longest wait between two attempts of a spooled event when `max_backoff` is not set.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
-/// Records read beyond a batch's size, so filtered ones are skipped a page at a time.
-const PEEK_SLACK: usize = 64;
+/// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
+/// delivers from memory and reads the spool once per this many records, not once per
+/// delivery.
+const READ_AHEAD: usize = 256;
 /// The pause after a spool read or write failed.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// How often expiry runs at most / at least while the worker waits.
@@ -542,6 +545,27 @@ pub(crate) struct DurableWorker {
     pub(crate) cursor: Option<u64>,
     /// No attempt before this (the backoff of the last failed attempt).
     pub(crate) retry_at: Option<Instant>,
+    /// The records after the cursor, read ahead.
+    pub(crate) ahead: ReadAhead,
+}
+
+/// Records read from the spool ahead of the cursor, in order, so the worker reads the spool
+/// (a blocking call and a read transaction) once per [`READ_AHEAD`] records instead of once
+/// per delivery. They stay valid while only the worker removes records: it drops them when
+/// the spool dropped or expired any record since they were read (the spool's lifetime
+/// counters moved), and when a delivery ends without settling its records (they are read
+/// again, with their stored attempt counts).
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    records: VecDeque<Spooled>,
+    /// The spool's `dropped_for_space + expired` when they were read.
+    removals: u64,
+}
+
+impl ReadAhead {
+    fn clear(&mut self) {
+        self.records.clear();
+    }
 }
 
 impl DurableWorker {
@@ -555,11 +579,16 @@ impl DurableWorker {
             depth = self.store.spool.stats().depth,
             "webhook delivering from the durable spool"
         );
+        let mut expired_at: Option<Instant> = None;
         let gone = loop {
             if self.stop.is_cancelled() {
                 break None;
             }
-            self.expire().await;
+            // Before each read of the spool (in `next`) and at least every `expire_every`.
+            if expired_at.is_none_or(|at| at.elapsed() >= self.expire_every()) {
+                self.expire().await;
+                expired_at = Some(Instant::now());
+            }
             self.settler.pump().await;
             match self.next().await {
                 Next::Stop => break None,
@@ -657,43 +686,70 @@ impl DurableWorker {
         }
     }
 
+    /// Reads records after the last one held (or the cursor) until at least `want` are held
+    /// or the spool has no more, expiring old records first; `false` if the spool could not
+    /// be read.
+    async fn read_ahead(&mut self, want: usize) -> bool {
+        let stats = self.store.spool.stats();
+        let removals = stats.dropped_for_space + stats.expired;
+        if removals != self.ahead.removals {
+            self.ahead.clear();
+            self.ahead.removals = removals;
+        }
+        if self.ahead.records.len() >= want {
+            return true;
+        }
+        if self.expire().await > 0 {
+            self.ahead.clear();
+        }
+        let stats = self.store.spool.stats();
+        self.ahead.removals = stats.dropped_for_space + stats.expired;
+        let spool = self.store.spool.clone();
+        let held = self.ahead.records.len();
+        let limit = want.saturating_add(READ_AHEAD) - held;
+        let after = self
+            .ahead
+            .records
+            .back()
+            .map(|s| s.item.event_id)
+            .or(self.cursor);
+        match blocking(move || spool.peek(after, limit)).await {
+            Ok(records) => {
+                self.ahead
+                    .records
+                    .extend(records.into_iter().map(Spooled::of));
+                true
+            }
+            Err(e) => {
+                self.spool_error(&e);
+                false
+            }
+        }
+    }
+
     /// The next records to deliver, after the cursor: the oldest ones the filters allow (the
     /// ones they leave out are settled as filtered), up to `batch_max`, waiting up to
-    /// `batch_wait` for a batch to fill.
+    /// `batch_wait` for a batch to fill. They come from the records read ahead.
     async fn next(&mut self) -> Next {
         let max = self.config.batch.map_or(1, |b| b.max.max(1));
         let mut fill_until: Option<Instant> = None;
         loop {
-            let spool = self.store.spool.clone();
-            let limit = max.saturating_add(PEEK_SLACK);
-            let after = self.cursor;
-            let records = match blocking(move || spool.peek(after, limit)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.spool_error(&e);
-                    if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
-                        return Next::Stop;
-                    }
-                    continue;
+            if !self.read_ahead(max).await {
+                if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                    return Next::Stop;
                 }
-            };
+                continue;
+            }
             // Filtered records before the first allowed one are settled now; those among a
             // batch are settled with it.
+            let records = &mut self.ahead.records;
             let mut leading = Vec::new();
-            let mut among = Vec::new();
-            let mut spooled = Vec::new();
-            for record in records {
-                if spooled.len() >= max {
+            while let Some(s) = records.front() {
+                if self.config.filter.allows(&s.item.event) {
                     break;
                 }
-                let s = Spooled::of(record);
-                if self.config.filter.allows(&s.item.event) {
-                    spooled.push(s);
-                } else if spooled.is_empty() {
-                    leading.push(s.item.event_id);
-                } else {
-                    among.push(s.item.event_id);
-                }
+                leading.push(s.item.event_id);
+                records.pop_front();
             }
             if let Some(&last) = leading.last() {
                 self.cursor = Some(last);
@@ -704,11 +760,33 @@ impl DurableWorker {
                 self.settler.pump().await;
                 continue;
             }
-            if spooled.is_empty() {
+            if records.is_empty() {
                 return Next::Idle;
             }
+            // The records of the next delivery: the first `end` held, `allowed` of them.
+            let held = records.len();
+            let mut allowed = 0;
+            let mut end = 0;
+            for s in records.iter() {
+                if allowed >= max {
+                    break;
+                }
+                end += 1;
+                if self.config.filter.allows(&s.item.event) {
+                    allowed += 1;
+                }
+            }
             if let Some(batching) = self.config.batch {
-                if spooled.len() < batching.max && !self.drain.is_cancelled() {
+                if allowed < batching.max && !self.drain.is_cancelled() {
+                    // Short of a batch with every record held: read on first.
+                    if end == held {
+                        if !self.read_ahead(held + 1).await {
+                            continue;
+                        }
+                        if self.ahead.records.len() != held {
+                            continue;
+                        }
+                    }
                     let until = *fill_until.get_or_insert_with(|| deadline_after(batching.wait));
                     if Instant::now() < until {
                         self.settler.pump().await;
@@ -721,6 +799,15 @@ impl DurableWorker {
                         }
                         continue;
                     }
+                }
+            }
+            let mut spooled = Vec::with_capacity(allowed);
+            let mut among = Vec::new();
+            for s in self.ahead.records.drain(..end) {
+                if self.config.filter.allows(&s.item.event) {
+                    spooled.push(s);
+                } else {
+                    among.push(s.item.event_id);
                 }
             }
             return Next::Deliver(spooled, among);
@@ -755,7 +842,8 @@ impl DurableWorker {
                 }
             }
             Err(done) => {
-                // Not settled: the records wait again.
+                // Not settled: the records wait again (read again from the cursor).
+                self.ahead.clear();
                 sub(&self.shared.counters.durable_in_flight, n);
                 return done;
             }

@@ -430,6 +430,7 @@ impl WebhookPlugin {
             settler,
             cursor: None,
             retry_at: None,
+            ahead: durable::ReadAhead::default(),
         };
         let handle = self.runtime.spawn(worker.run());
         state.durable = Some(DurableTask {

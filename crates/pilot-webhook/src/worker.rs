@@ -58,6 +58,57 @@ const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600)
 /// The most item slots reserved up front for a batch (a huge `batch_max` grows as it fills).
 const BATCH_RESERVE: usize = 1024;
 
+/// The most events taken from the subscription in one receive.
+const INBOX: usize = 64;
+
+/// Events received from the subscription and not taken yet, oldest first: one receive takes
+/// up to [`INBOX`] of those waiting (one wakeup and one release of the queue's permits for
+/// all of them). Until taken they still count as queued.
+#[derive(Default)]
+struct Inbox {
+    events: Vec<Arc<Event>>,
+    next: usize,
+}
+
+impl Inbox {
+    /// The next event if one is held or waiting in the subscription.
+    fn try_next(&mut self, sub: &mut Subscription) -> Option<Arc<Event>> {
+        match self.events.get(self.next) {
+            Some(event) => {
+                let event = event.clone();
+                self.advance();
+                Some(event)
+            }
+            None => sub.try_recv(),
+        }
+    }
+
+    /// The next event, waiting for one; `None` once the subscription is detached and drained.
+    async fn next(&mut self, sub: &mut Subscription) -> Option<Arc<Event>> {
+        if let Some(event) = self.try_next(sub) {
+            return Some(event);
+        }
+        if sub.recv_many(&mut self.events, INBOX).await == 0 {
+            return None;
+        }
+        self.try_next(sub)
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        if self.next == self.events.len() {
+            self.events.clear();
+            self.next = 0;
+        }
+    }
+
+    /// Takes out what is held.
+    fn drain(&mut self) -> impl Iterator<Item = Arc<Event>> + '_ {
+        let start = std::mem::take(&mut self.next);
+        self.events.drain(..).skip(start)
+    }
+}
+
 /// The circuit breaker of one worker, readable by the plugin for stats.
 pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
 
@@ -194,11 +245,16 @@ impl Worker {
             circuit,
             handover,
         };
-        let end = ctx.deliver_all(&mut sub, &abort).await;
+        let mut inbox = Inbox::default();
+        let end = ctx.deliver_all(&mut sub, &mut inbox, &abort).await;
         let counters = &ctx.shared.counters;
         sub.detach();
         let mut left = 0;
-        while let Some(event) = sub.try_recv() {
+        let held: Vec<Arc<Event>> = inbox.drain().collect();
+        for event in held
+            .into_iter()
+            .chain(std::iter::from_fn(|| sub.try_recv()))
+        {
             if ctx.handover.beyond(event.event_id) {
                 sub_counter(&counters.bus.queued, 1);
             } else {
@@ -218,7 +274,12 @@ impl Worker {
 impl Ctx {
     /// The delivery loop: dequeues while fewer than `concurrency` units are in flight (and no
     /// probe is), fills batches, launches units and settles them as they complete.
-    async fn deliver_all(&self, sub: &mut Subscription, abort: &CancellationToken) -> End {
+    async fn deliver_all(
+        &self,
+        sub: &mut Subscription,
+        inbox: &mut Inbox,
+        abort: &CancellationToken,
+    ) -> End {
         let counters = &*self.shared.counters;
         let limit = self.config.concurrency.max(1);
         let batching = self.config.batch;
@@ -235,6 +296,9 @@ impl Ctx {
         let mut closed = false;
         let timer = tokio::time::sleep_until(deadline_after(FAR));
         tokio::pin!(timer);
+        // Made once: a new one per turn would register and unregister a waiter each time.
+        let cancelled = abort.cancelled();
+        tokio::pin!(cancelled);
         let end = loop {
             let in_flight = usize::from(slot.is_some()) + running.len();
             if closed && in_flight == 0 && batch.is_empty() {
@@ -245,7 +309,7 @@ impl Ctx {
             let mut ready = None;
             tokio::select! {
                 biased;
-                () = abort.cancelled() => break End::Aborted,
+                () = &mut cancelled => break End::Aborted,
                 done = poll_slot(slot.as_mut()), if slot.is_some() => {
                     slot.set(None);
                     if let Some(reason) = self.settle(done, &mut running_events, &mut probing) {
@@ -258,7 +322,7 @@ impl Ctx {
                     }
                 }
                 () = &mut timer, if filling => ready = Some(std::mem::take(&mut batch)),
-                event = sub.recv(), if can_take => match event {
+                event = inbox.next(sub), if can_take => match event {
                     None => {
                         closed = true;
                         if filling {
@@ -277,7 +341,7 @@ impl Ctx {
                                     batch.push(Item::of(&event));
                                     // Take what is already queued without another turn.
                                     while batch.len() < b.max {
-                                        let Some(next) = sub.try_recv() else { break };
+                                        let Some(next) = inbox.try_next(sub) else { break };
                                         if self.take(&next) {
                                             batch.push(Item::of(&next));
                                         }
