@@ -99,6 +99,18 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     ));
     tokio::spawn(secrets.run(daemon.shutdown.clone()));
 
+    // Published before the socket is served, so it is always the first event: a client that
+    // connects the moment the socket exists cannot get in ahead of it.
+    bus.publish(
+        "daemon.started",
+        pilot_core::event::data_from_value(&serde_json::json!({
+            "pid": daemon.pid,
+            "version": pilot_core::VERSION,
+            "socket": settings.socket.display().to_string(),
+        }))
+        .ok(),
+    );
+
     let stop_connections = CancellationToken::new();
     let tracker = TaskTracker::new();
     let server = tokio::spawn(crate::server::serve(
@@ -129,16 +141,6 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         "pilot-daemon {} ready",
         pilot_core::VERSION
     );
-    bus.publish(
-        "daemon.started",
-        pilot_core::event::data_from_value(&serde_json::json!({
-            "pid": daemon.pid,
-            "version": pilot_core::VERSION,
-            "socket": settings.socket.display().to_string(),
-        }))
-        .ok(),
-    );
-
     tokio::select! {
         _ = sigterm.recv() => daemon.request_shutdown("SIGTERM"),
         _ = sigint.recv() => daemon.request_shutdown("SIGINT"),
