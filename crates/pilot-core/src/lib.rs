@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod paths;
 pub mod pattern;
 pub mod secrets;
+pub mod size;
 pub mod webhook_settings;
 pub mod webhook_url;
 

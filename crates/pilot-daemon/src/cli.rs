@@ -10,26 +10,9 @@ fn duration(s: &str) -> Result<Duration, String> {
     pilot_core::duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// A size in bytes, or with `KiB`, `MiB`, `GiB` (1024-based) or `KB`, `MB`, `GB`.
+/// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere.
 fn size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (examples: 1048576, 256MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        _ => return Err(format!("invalid size {s:?}: unknown unit")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+    pilot_core::size::parse(s).map_err(|e| e.to_string())
 }
 
 /// pilot-daemon: hosts the node's event bus and delivers its events to a webhook.

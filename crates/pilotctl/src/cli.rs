@@ -14,31 +14,9 @@ fn duration(s: &str) -> Result<Duration, String> {
     pilot_core::duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// Parses a size flag: bytes, or a number with `KiB`, `MiB`, `GiB` (1024-based) or `KB`, `MB`,
-/// `GB` (1000-based).
+/// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere.
 pub fn size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (examples: 1048576, 512KiB, 256MiB, 1GiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit (use B, KiB, MiB, GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+    pilot_core::size::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses a positive count (`--batch-max`, `--concurrency`).
