@@ -20,10 +20,10 @@
 //! - `rss_flat`: the highest RSS of the last quarter of the run is at most the highest of the
 //!   first quarter (after the warmup) plus the larger of 10% and 4 MiB;
 //! - `fds_flat`: the same for open descriptors, with the larger of 10% and 8;
-//! - `balanced`: once drained (nothing queued or in flight), queued + recovered = delivered +
-//!   failed + circuit_skips + filtered + dropped after queueing, exactly; every event published
-//!   since the webhook was set is queued or dropped as queue-full; and every `delivered` event
-//!   arrived at the receiver;
+//! - `balanced`: once drained (nothing queued or in flight), `info`'s accounting adds up
+//!   exactly (emitted = delivered + failed + dropped + skipped + filtered + pending); every event
+//!   published since the webhook was set was offered to it; and every `delivered` event arrived
+//!   at the receiver;
 //! - `latency_recovered`: the p50 latency of the recovered phase is at most 2x the baseline's;
 //! - `rate_held`: the emitter sent at least 95% of `--rate` on average.
 
@@ -388,20 +388,14 @@ pub async fn run(args: &SoakArgs) -> Result<Value> {
     samples.push(final_sample);
 
     let w = &info.webhook;
-    let settled = w.delivered
-        + w.failed
-        + w.circuit_skips
-        + w.filtered
-        + w.dropped.saturating_sub(w.dropped_queue_full)
-        + w.queue_depth
-        + w.in_flight;
+    let a = &w.accounting;
+    let settled = a.delivered + a.failed + a.dropped + a.skipped + a.filtered + a.pending;
     let published = info.bus.published - before.bus.published;
-    let offered = w.queued + w.dropped_queue_full;
     let unique = rx.unique();
     let balanced = drained
-        && w.queued + w.recovered == settled
-        && published == offered
-        && unique >= w.delivered;
+        && a.emitted == settled
+        && published == a.emitted - w.recovered
+        && unique >= a.delivered;
 
     let secs = total.as_secs_f64();
     let warm = secs * 0.05;
