@@ -765,8 +765,8 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "webhook.disabled",
         Webhook,
-        "The endpoint answered 410 Gone: nothing more is sent until the next `set-webhook`.",
-        &[req("url", STR), req("reason", STR)],
+        "A webhook endpoint was disabled (it answered 410 Gone, or every attempt failed for its `disable_after`): nothing more is sent to it until `pilotctl webhook resume NAME`.",
+        &[req("name", STR), req("url", STR), req("reason", STR)],
     ),
     ev(
         "webhook.test",

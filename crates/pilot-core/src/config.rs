@@ -109,6 +109,18 @@ impl ConfigFile {
         Ok((out, lock))
     }
 
+    /// Locks the config and loads it, keeping the lock until the returned [`ConfigLock`] is
+    /// dropped: for a change that must first be taken by the running daemon, then written
+    /// ([`ConfigFile::save`]) only if it was, with no other writer in between.
+    pub fn lock_and_load(
+        path: impl Into<PathBuf>,
+    ) -> Result<(ConfigFile, ConfigLock), ConfigError> {
+        let path = path.into();
+        let lock = lock(&path)?;
+        crate::fsutil::remove_stale_temps(&path);
+        Ok((Self::load(path)?, lock))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -39,6 +39,16 @@ pub const KEYS: &[Key] = &[
         applies: Applies::SetWebhook,
     },
     Key {
+        name: "webhooks",
+        holds: "the named webhooks, {\"NAME\": {\"url\": URL, ...settings}}, as `webhook add` writes them",
+        applies: Applies::SetWebhook,
+    },
+    Key {
+        name: "max_webhooks",
+        holds: "how many webhooks the daemon runs at most (default 64)",
+        applies: Applies::Restart,
+    },
+    Key {
         name: "node_id",
         holds: "node id stamped on every event (0 to 4294967295)",
         applies: Applies::Restart,
@@ -123,6 +133,10 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
                 serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
             settings.validate().map_err(|e| e.to_string())?;
         }
+        "webhooks" => crate::endpoint::check_all(value)?,
+        "max_webhooks" => {
+            positive()?;
+        }
         "node_id" => match value.as_u64() {
             Some(n) if u32::try_from(n).is_ok() => {}
             _ => return Err(format!("expected a whole number ({})", k.holds)),
@@ -172,6 +186,15 @@ mod tests {
         assert!(bad("webhook_settings", json!({"events": ["a*"]})).contains("a*"));
         bad("webhook_settings", json!({"batch_max": 0}));
         bad("webhook_settings", json!([1]));
+        ok(
+            "webhooks",
+            json!({"siem": {"url": "http://localhost:9/", "durable": true}}),
+        );
+        assert!(bad("webhooks", json!({"Siem": {"url": "http://localhost:9/"}})).contains("Siem"));
+        assert!(bad("webhooks", json!({"a": {"url": "http://169.254.169.254/"}})).contains("a:"));
+        bad("webhooks", json!([]));
+        ok("max_webhooks", json!(8));
+        bad("max_webhooks", json!(0));
         ok("node_id", json!(5));
         bad("node_id", json!(-1));
         bad("node_id", json!(4294967296u64));

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config;
 pub mod config_keys;
 pub mod duration;
+pub mod endpoint;
 pub mod event;
 pub mod fsutil;
 #[cfg(feature = "fuzzing")]

@@ -68,6 +68,24 @@ impl PilotHome {
     pub fn spool_file(&self) -> PathBuf {
         self.dir.join("webhook-spool.redb")
     }
+    /// The directory of the named endpoint `name` (not `default`): its secrets and spool.
+    pub fn endpoint_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("webhooks").join(name)
+    }
+    /// The signing secrets of endpoint `name` (the `default` endpoint's: [`Self::secret_file`]).
+    pub fn endpoint_secret_file(&self, name: &str) -> PathBuf {
+        if name == crate::endpoint::DEFAULT {
+            return self.secret_file();
+        }
+        self.endpoint_dir(name).join("secret.json")
+    }
+    /// The durable spool of endpoint `name` (the `default` endpoint's: [`Self::spool_file`]).
+    pub fn endpoint_spool_file(&self, name: &str) -> PathBuf {
+        if name == crate::endpoint::DEFAULT {
+            return self.spool_file();
+        }
+        self.endpoint_dir(name).join("spool.redb")
+    }
 
     /// Creates the home if needed and makes it owner-only (0700).
     pub fn ensure(&self) -> Result<(), HomeError> {

@@ -55,6 +55,13 @@ pub struct WebhookSettings {
     /// Durable mode: the longest wait between retries of one event.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub max_backoff: Option<Duration>,
+    /// Disable the endpoint once every attempt has failed for this long (off when unset).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub disable_after: Option<Duration>,
+    /// Paused: nothing is sent (in memory mode what arrives is dropped and counted; in durable
+    /// mode it is spooled and drains in order on resume).
+    #[serde(skip_serializing_if = "is_false")]
+    pub paused: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -103,6 +110,11 @@ impl WebhookSettings {
                 what: "max backoff",
             });
         }
+        if zero(self.disable_after) {
+            return Err(SettingsError::Zero {
+                what: "disable after",
+            });
+        }
         if self.concurrency == Some(0) {
             return Err(SettingsError::Zero {
                 what: "concurrency",
@@ -115,6 +127,15 @@ impl WebhookSettings {
     pub fn filters(&self) -> Result<(Vec<Pattern>, Vec<Pattern>), PatternError> {
         let parse = |v: &[String]| v.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>();
         Ok((parse(&self.events)?, parse(&self.exclude)?))
+    }
+
+    /// The same settings, not paused (what delivery is configured with; pausing is applied
+    /// on its own, without rebuilding the endpoint).
+    pub fn unpaused(&self) -> WebhookSettings {
+        WebhookSettings {
+            paused: false,
+            ..self.clone()
+        }
     }
 
     /// Whether every field is at its default.
@@ -217,6 +238,7 @@ mod tests {
         bad(|s| s.max_spool_bytes = Some(0));
         bad(|s| s.discard_after = Some(Duration::ZERO));
         bad(|s| s.max_backoff = Some(Duration::ZERO));
+        bad(|s| s.disable_after = Some(Duration::ZERO));
         bad(|s| {
             s.bearer_token_file = Some("/a".into());
             s.basic_auth_file = Some("/b".into());

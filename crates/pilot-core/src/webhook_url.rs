@@ -117,6 +117,28 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// The URL as it may be shown: a password in it replaced by `***`.
+pub fn redact(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have a password, and this one has one.
+    if shown.set_password(Some("***")).is_err() {
+        return "<webhook URL>".into();
+    }
+    shown.to_string()
+}
+
+/// A URL string as it may be shown (`redact` of the parsed URL; what does not parse is shown
+/// as a placeholder, since it could hold anything).
+pub fn redact_str(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(u) => redact(&u),
+        Err(_) => "<webhook URL>".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

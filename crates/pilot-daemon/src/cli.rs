@@ -5,15 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-
-fn duration(s: &str) -> Result<Duration, String> {
-    pilot_core::duration::parse(s).map_err(|e| e.to_string())
-}
-
-/// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere.
-fn size(s: &str) -> Result<u64, String> {
-    pilot_core::size::parse(s).map_err(|e| e.to_string())
-}
+use pilot_flags::duration;
+pub use pilot_flags::SettingsArgs;
 
 /// pilot-daemon: hosts the node's event bus and delivers its events to a webhook.
 #[derive(Debug, Parser)]
@@ -61,50 +54,6 @@ pub struct Args {
     /// How long a connecting client may take to say hello.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s", hide = true)]
     pub handshake_timeout: Duration,
-}
-
-/// The per-webhook settings as flags (see `pilotctl set-webhook --help`).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SettingsArgs {
-    /// Deliver only events matching these patterns (comma-separated and/or repeated).
-    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
-    pub events: Vec<String>,
-    /// Never deliver events matching these patterns.
-    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
-    pub exclude: Vec<String>,
-    /// Spool events on disk until a 2xx (at-least-once).
-    #[arg(long)]
-    pub durable: bool,
-    /// Durable mode: the spool's size limit (default 256MiB).
-    #[arg(long, value_name = "SIZE", value_parser = size)]
-    pub max_spool_bytes: Option<u64>,
-    /// Durable mode: drop (and count) events older than this (default 24h).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub discard_after: Option<Duration>,
-    /// Durable mode: the longest wait between retries.
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub max_backoff: Option<Duration>,
-    /// An extra request header `Name: value` (repeatable).
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-    /// Send `Authorization: Bearer <token>` with the token in this file.
-    #[arg(long, value_name = "PATH", conflicts_with = "basic_auth_file")]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Send `Authorization: Basic ...` with `user:password` from this file.
-    #[arg(long, value_name = "PATH")]
-    pub basic_auth_file: Option<PathBuf>,
-    /// Accept any TLS certificate (testing only).
-    #[arg(long)]
-    pub insecure_tls: bool,
-    /// Send up to N events per request as {"events":[...]}.
-    #[arg(long, value_name = "N")]
-    pub batch_max: Option<usize>,
-    /// How long a batch may wait to fill up.
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub batch_wait: Option<Duration>,
-    /// Requests in flight at once.
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@
 //! `error: ...` line on stderr); 2 for bad flags.
 
 mod cli;
+mod endpoints;
 mod metrics;
 mod pidfile;
 mod replies;

@@ -1,4 +1,4 @@
-//! What `/metrics` shows, taken from the daemon: the webhook plugin's [`Stats`] and the bus's
+//! What `/metrics` shows, taken from the daemon: every endpoint's [`Stats`] and the bus's
 //! counters, copied into the metrics plugin's plain [`Snapshot`] on every scrape.
 
 use pilot_metrics::{
@@ -29,14 +29,21 @@ pub fn snapshot(daemon: &Daemon) -> Snapshot {
                 })
                 .collect(),
         },
-        webhook: webhook(daemon.webhook.stats()),
+        webhooks: daemon
+            .endpoints
+            .all()
+            .into_iter()
+            .map(|(_, e)| webhook(e.plugin.stats()))
+            .collect(),
     }
 }
 
 fn webhook(s: Stats) -> WebhookSnapshot {
     WebhookSnapshot {
+        name: s.name,
         configured: s.url.is_some(),
         disabled: s.disabled.is_some(),
+        paused: s.paused,
         circuit: match s.circuit {
             pilot_webhook::CircuitState::Closed => CircuitState::Closed,
             pilot_webhook::CircuitState::Open => CircuitState::Open,

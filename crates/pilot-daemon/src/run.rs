@@ -11,34 +11,79 @@ use std::sync::Arc;
 use anyhow::Context;
 use pilot_core::Bus;
 use pilot_metrics::{Metrics, MetricsServer};
-use pilot_webhook::WebhookPlugin;
+use pilot_webhook::Spool;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::Args;
+use crate::endpoints::Endpoints;
 use crate::pidfile::PidFile;
-use crate::secrets::SecretKeeper;
 use crate::settings::Settings;
 use crate::state::Daemon;
 
-/// The bus and the webhook plugin, idle: the caller hands it the signing secrets, then its
-/// webhook (`configure`), so not even a spooled event recovered from an earlier run goes out
-/// unsigned. An existing durable spool is opened before the bus, so the bus starts after the
-/// last event id it ever spooled and ids never repeat; a new spool is created on the first
-/// durable configure. A spool that cannot be opened (corrupt, locked) stops the start.
-fn start_webhook(settings: &Settings) -> anyhow::Result<(Bus, WebhookPlugin)> {
-    let spool_path = settings.home.spool_file();
-    let spool = pilot_webhook::open_existing_spool(&spool_path)?;
-    let bus = match &spool {
-        Some(s) => Bus::starting_after(settings.node_id, s.last_event_id()),
+/// Each named endpoint's existing spool, opened before the bus started.
+type Spools = Vec<(String, Option<Arc<Spool>>)>;
+
+/// The bus and the endpoints, idle: each endpoint's signing secrets are applied before its
+/// webhook is configured, so not even a spooled event recovered from an earlier run goes out
+/// unsigned. Every existing durable spool (the default endpoint's and each named one's) is
+/// opened before the bus, so the bus starts after the last event id any of them ever held and
+/// ids never repeat; a new spool is created on an endpoint's first durable configure. A spool
+/// that cannot be opened (corrupt, locked) stops the start.
+fn start_endpoints(
+    settings: &Settings,
+    stop: CancellationToken,
+) -> anyhow::Result<(Bus, Arc<Endpoints>, Spools)> {
+    let home = &settings.home;
+    let default_spool = pilot_webhook::open_existing_spool(&home.spool_file())?;
+    let mut named = Vec::new();
+    for name in settings.endpoints.keys() {
+        let path = home.endpoint_spool_file(name);
+        let spool = pilot_webhook::open_existing_spool(&path)
+            .with_context(|| format!("webhook {name:?}"))?;
+        named.push((name.clone(), spool));
+    }
+    let last = default_spool
+        .iter()
+        .chain(named.iter().filter_map(|(_, s)| s.as_ref()))
+        .map(|s| s.last_event_id())
+        .max();
+    let bus = match last {
+        Some(last) => Bus::starting_after(settings.node_id, last),
         None => Bus::new(settings.node_id),
     };
-    let mut options = settings.webhook_options.clone();
-    options.spool_path = Some(spool_path);
-    options.spool = spool;
-    let webhook = WebhookPlugin::start_with(bus.clone(), None, options)?;
-    Ok((bus, webhook))
+    let endpoints = Endpoints::new(
+        bus.clone(),
+        home.clone(),
+        settings.webhook_options.clone(),
+        settings.max_webhooks,
+        stop,
+        default_spool,
+    )?;
+    Ok((bus, Arc::new(endpoints), named))
+}
+
+/// Configures the default endpoint (flags over config) and every named one from config.json.
+fn configure_endpoints(
+    settings: &Settings,
+    endpoints: &Endpoints,
+    spools: Spools,
+) -> anyhow::Result<()> {
+    let target = settings
+        .webhook
+        .clone()
+        .map(|url| (url, settings.webhook_settings.clone()));
+    endpoints.default_endpoint().plugin.configure(target)?;
+    for (name, spool) in spools {
+        let Some(entry) = settings.endpoints.get(&name) else {
+            continue;
+        };
+        let url = pilot_webhook::validate_url(&entry.url)
+            .with_context(|| format!("config key \"webhooks\": webhook {name:?}"))?;
+        endpoints.restore(&name, url, entry.settings.clone(), spool)?;
+    }
+    Ok(())
 }
 
 /// Runs the daemon until it is asked to stop. Errors are start-up failures.
@@ -70,34 +115,29 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let _sigxfsz = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
         .context("installing the SIGXFSZ handler")?;
 
-    let (bus, webhook) = match start_webhook(&settings) {
-        Ok((bus, webhook)) => (bus, Arc::new(webhook)),
+    let keepers_stop = CancellationToken::new();
+    let (bus, endpoints, spools) = match start_endpoints(&settings, keepers_stop.clone()) {
+        Ok(started) => started,
         Err(e) => {
             let _ = std::fs::remove_file(&settings.socket);
             pid_file.remove();
             return Err(e);
         }
     };
-    let target = settings
-        .webhook
-        .clone()
-        .map(|url| (url, settings.webhook_settings.clone()));
-    let secrets = SecretKeeper::new(settings.secrets, webhook.clone());
     // Settings that cannot work (an unreadable auth file) or a durable spool that cannot be
     // created stop the start.
-    if let Err(e) = webhook.configure(target) {
-        webhook.shutdown().await;
+    if let Err(e) = configure_endpoints(&settings, &endpoints, spools) {
+        endpoints.shutdown().await;
+        keepers_stop.cancel();
         let _ = std::fs::remove_file(&settings.socket);
         pid_file.remove();
-        return Err(e.into());
+        return Err(e);
     }
     let daemon = Arc::new(Daemon::new(
         bus.clone(),
-        webhook.clone(),
-        secrets.clone(),
+        endpoints.clone(),
         settings.socket.clone(),
     ));
-    tokio::spawn(secrets.run(daemon.shutdown.clone()));
 
     // Published before the socket is served, so it is always the first event: a client that
     // connects the moment the socket exists cannot get in ahead of it.
@@ -137,6 +177,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
             .map(pilot_webhook::redact_url)
             .unwrap_or_default(),
         durable = settings.webhook_settings.durable,
+        webhooks = endpoints.all().len(),
         metrics = metrics_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
         "pilot-daemon {} ready",
         pilot_core::VERSION
@@ -158,17 +199,21 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         }))
         .ok(),
     );
-    webhook.shutdown().await;
+    endpoints.shutdown().await;
+    keepers_stop.cancel();
 
     stop_connections.cancel();
     tracker.close();
     let _ = server.await;
     // Handlers finish their last write; a client that stopped reading cannot hold us up.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tracker.wait()).await;
-    let stats = webhook.stats();
-    let a = &stats.accounting;
-    // The whole accounting and the raw counters it comes from, so a shutdown's books can be
-    // checked after the process is gone.
+    let info = daemon.info();
+    let a = &info.totals;
+    let sum = |f: fn(&pilot_ipc::protocol::WebhookStatus) -> u64| {
+        info.webhooks.iter().map(|w| f(&w.status)).sum::<u64>()
+    };
+    // The whole accounting and the raw counters it comes from (every endpoint added up), so a
+    // shutdown's books can be checked after the process is gone.
     tracing::info!(
         emitted = a.emitted,
         delivered = a.delivered,
@@ -178,12 +223,13 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         filtered = a.filtered,
         pending = a.pending,
         balanced = a.balanced,
-        queued = stats.queued,
-        recovered = stats.recovered,
-        dropped_queue_full = stats.dropped_queue_full,
-        circuit_skips = stats.circuit_skips,
-        queue_depth = stats.queue_depth,
-        in_flight = stats.in_flight,
+        webhooks = info.webhooks.len(),
+        queued = sum(|w| w.queued),
+        recovered = sum(|w| w.recovered),
+        dropped_queue_full = sum(|w| w.dropped_queue_full),
+        circuit_skips = sum(|w| w.circuit_skips),
+        queue_depth = sum(|w| w.queue_depth),
+        in_flight = sum(|w| w.in_flight),
         "pilot-daemon stopped"
     );
     let _ = std::fs::remove_file(&settings.socket);

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Holds the secret file's contents and keeps the plugin's secrets in step with them.
 pub struct SecretKeeper {
+    /// The endpoint's name, for the logs.
+    name: String,
     path: PathBuf,
     plugin: Arc<WebhookPlugin>,
     store: Mutex<SecretStore>,
@@ -24,8 +26,9 @@ pub struct SecretKeeper {
 
 impl SecretKeeper {
     /// Applies `store` to `plugin` at once.
-    pub fn new(store: SecretStore, plugin: Arc<WebhookPlugin>) -> Arc<SecretKeeper> {
+    pub fn new(name: &str, store: SecretStore, plugin: Arc<WebhookPlugin>) -> Arc<SecretKeeper> {
         let keeper = Arc::new(SecretKeeper {
+            name: name.to_string(),
             path: store.path().to_path_buf(),
             plugin,
             store: Mutex::new(store),
@@ -33,6 +36,7 @@ impl SecretKeeper {
         });
         let reply = keeper.apply();
         tracing::info!(
+            webhook = %keeper.name,
             signing = reply.signing,
             active_secrets = reply.active_secrets,
             "webhook signing secrets loaded"
@@ -62,6 +66,7 @@ impl SecretKeeper {
         let reply = self.apply();
         self.changed.notify_one();
         tracing::info!(
+            webhook = %self.name,
             signing = reply.signing,
             active_secrets = reply.active_secrets,
             "webhook signing secrets reloaded"
@@ -116,6 +121,7 @@ impl SecretKeeper {
                 _ = sleep => {
                     let reply = self.apply();
                     tracing::info!(
+                        webhook = %self.name,
                         active_secrets = reply.active_secrets,
                         "a rotated webhook secret's grace period ended; it no longer signs"
                     );
@@ -135,7 +141,8 @@ mod tests {
         let path = tmp.path().join("webhook_secret.json");
         let bus = pilot_core::Bus::new(0);
         let plugin = Arc::new(WebhookPlugin::start(bus, None, Default::default()));
-        let keeper = SecretKeeper::new(SecretStore::load(&path).unwrap(), plugin.clone());
+        let keeper =
+            SecretKeeper::new("default", SecretStore::load(&path).unwrap(), plugin.clone());
         assert!(!plugin.stats().signing);
 
         let mut store = SecretStore::load(&path).unwrap();

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use pilot_core::endpoint::DEFAULT;
 use pilot_core::{Event, Pattern, WebhookSettings};
 use pilot_ipc::frame::{self, FrameError};
 use pilot_ipc::protocol::{
-    DeliveriesReply, DeliveryInfo, ErrorCode, ErrorReply, HelloReply, OkReply, RedeliverReply,
-    Request, ShutdownReply, SubscribeReply, TestReply, WebhookReply, PROTOCOL_VERSION,
-    REQUEST_TYPES,
+    DeliveriesReply, DeliveryInfo, EndpointReply, ErrorCode, ErrorReply, HelloReply, OkReply,
+    PauseReply, RedeliverReply, RemoveReply, Request, ShutdownReply, SubscribeReply, TestReply,
+    WebhookReply, PROTOCOL_VERSION, REQUEST_TYPES,
 };
 use pilot_ipc::transport::prelude::*;
 use pilot_ipc::transport::{self, Listener, Stream};
@@ -26,6 +27,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::endpoints::{Endpoint, EndpointError};
 use crate::replies::{emit_ok, Replies, MAX_HELD};
 use crate::state::Daemon;
 
@@ -252,16 +254,49 @@ async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
     let reply = match request {
         Request::Hello { .. } => hello(daemon),
         Request::Info => ok(&daemon.info()),
-        Request::SetWebhook { url, settings } => set_webhook(daemon, &url, *settings),
-        Request::ClearWebhook => match daemon.webhook.configure(None) {
+        Request::SetWebhook { url, settings } => {
+            match put_webhook(daemon, DEFAULT, &url, *settings, false).await {
+                Ok(webhook) => ok(&WebhookReply { webhook }),
+                Err(reply) => reply,
+            }
+        }
+        Request::ClearWebhook => match daemon.endpoints.clear_default() {
             Ok(()) => {
                 tracing::info!("webhook cleared");
                 ok(&WebhookReply {
                     webhook: String::new(),
                 })
             }
-            Err(e) => webhook_error(&e),
+            Err(e) => endpoint_error(&e),
         },
+        Request::AddWebhook {
+            name,
+            url,
+            settings,
+        } => match put_webhook(daemon, &name, &url, *settings, true).await {
+            Ok(webhook) => ok(&EndpointReply { name, webhook }),
+            Err(reply) => reply,
+        },
+        Request::UpdateWebhook {
+            name,
+            url,
+            settings,
+        } => match put_webhook(daemon, &name, &url, *settings, false).await {
+            Ok(webhook) => ok(&EndpointReply { name, webhook }),
+            Err(reply) => reply,
+        },
+        Request::RemoveWebhook { name, force } => {
+            match daemon.endpoints.remove(&name, force).await {
+                Ok((removed, discarded)) => ok(&RemoveReply {
+                    name,
+                    removed,
+                    discarded,
+                }),
+                Err(e) => endpoint_error(&e),
+            }
+        }
+        Request::PauseWebhook { name } => pause(daemon, name, true),
+        Request::ResumeWebhook { name } => pause(daemon, name, false),
         Request::Emit { .. } => err(ErrorCode::Internal, "emit is handled elsewhere"),
         Request::Shutdown { reason } => {
             let reason = reason.unwrap_or_else(|| "shutdown requested over IPC".into());
@@ -270,37 +305,53 @@ async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
             ok(&ShutdownReply { pid: daemon.pid })
         }
         Request::Subscribe { .. } => err(ErrorCode::Internal, "subscribe is handled elsewhere"),
-        Request::ReloadSecrets => match daemon.secrets.reload() {
-            Ok(reply) => ok(&reply),
-            Err(e) => err(ErrorCode::Internal, &e.to_string()),
+        Request::ReloadSecrets { name } => match endpoint(daemon, name.as_deref()) {
+            Ok(e) => match e.secrets.reload() {
+                Ok(reply) => ok(&reply),
+                Err(e) => err(ErrorCode::Internal, &e.to_string()),
+            },
+            Err(reply) => reply,
         },
-        Request::Deliveries { failed_only, limit } => {
-            let records = daemon.webhook.deliveries(failed_only, limit.unwrap_or(0));
-            ok(&DeliveriesReply {
-                deliveries: records.into_iter().map(delivery_info).collect(),
-            })
-        }
-        Request::TestWebhook => match daemon.webhook.test().await {
-            Ok(o) => ok(&TestReply {
-                url: o.url,
-                event_id: o.event_id,
-                ok: o.ok,
-                status: o.status,
-                latency_ms: o.latency_ms,
-                error: o.error,
-                signed: o.signed,
-            }),
-            Err(e) => webhook_error(&e),
+        Request::Deliveries {
+            failed_only,
+            limit,
+            name,
+        } => match endpoint(daemon, name.as_deref()) {
+            Ok(e) => {
+                let records = e.plugin.deliveries(failed_only, limit.unwrap_or(0));
+                ok(&DeliveriesReply {
+                    deliveries: records.into_iter().map(delivery_info).collect(),
+                })
+            }
+            Err(reply) => reply,
         },
-        Request::Redeliver { event_id } => match daemon.webhook.redeliver(event_id).await {
-            Ok(o) => ok(&RedeliverReply {
-                event_id: o.event_id,
-                ok: o.ok,
-                status: o.status,
-                latency_ms: o.latency_ms,
-                error: o.error,
-            }),
-            Err(e) => webhook_error(&e),
+        Request::TestWebhook { name } => match endpoint(daemon, name.as_deref()) {
+            Err(reply) => reply,
+            Ok(e) => match e.plugin.test().await {
+                Ok(o) => ok(&TestReply {
+                    url: o.url,
+                    event_id: o.event_id,
+                    ok: o.ok,
+                    status: o.status,
+                    latency_ms: o.latency_ms,
+                    error: o.error,
+                    signed: o.signed,
+                }),
+                Err(e) => webhook_error(&e),
+            },
+        },
+        Request::Redeliver { event_id, name } => match endpoint(daemon, name.as_deref()) {
+            Err(reply) => reply,
+            Ok(e) => match e.plugin.redeliver(event_id).await {
+                Ok(o) => ok(&RedeliverReply {
+                    event_id: o.event_id,
+                    ok: o.ok,
+                    status: o.status,
+                    latency_ms: o.latency_ms,
+                    error: o.error,
+                }),
+                Err(e) => webhook_error(&e),
+            },
         },
     };
     (reply, None)
@@ -334,32 +385,69 @@ fn emit(
     (emit_ok(ev.event_id), Some(ev.event_id))
 }
 
-/// `set_webhook`: checks the URL and settings, reads the secret file, swaps the webhook, then
-/// applies the secrets read. Any error changes nothing.
-fn set_webhook(daemon: &Daemon, url: &str, settings: WebhookSettings) -> Bytes {
-    let url = match pilot_webhook::validate_url(url) {
-        Ok(u) => u,
-        Err(e) => return err(ErrorCode::InvalidArgument, &e.to_string()),
-    };
-    if let Err(e) = settings.validate() {
-        return err(
+/// The endpoint `name` (`default` when not given), or the error reply.
+fn endpoint(daemon: &Daemon, name: Option<&str>) -> Result<Endpoint, Bytes> {
+    daemon
+        .endpoints
+        .get(name.unwrap_or(DEFAULT))
+        .map_err(|e| endpoint_error(&e))
+}
+
+/// `set_webhook`, `add_webhook`, `update_webhook`: checks the URL and settings, swaps (or
+/// creates) the endpoint's webhook and re-reads its secrets. Any error changes nothing. The
+/// URL in force, or the error reply.
+async fn put_webhook(
+    daemon: &Daemon,
+    name: &str,
+    url: &str,
+    settings: WebhookSettings,
+    create: bool,
+) -> Result<String, Bytes> {
+    let url = pilot_webhook::validate_url(url)
+        .map_err(|e| err(ErrorCode::InvalidArgument, &e.to_string()))?;
+    settings.validate().map_err(|e| {
+        err(
             ErrorCode::InvalidArgument,
             &format!("webhook settings: {e}"),
-        );
-    }
-    // The secret file may have changed with the webhook (set-webhook --secret ...).
-    let secrets = match daemon.secrets.read_file() {
-        Ok(s) => s,
-        Err(e) => return err(ErrorCode::Internal, &e.to_string()),
-    };
+        )
+    })?;
     let shown = url.to_string();
     let redacted = pilot_webhook::redact_url(&url);
-    if let Err(e) = daemon.webhook.configure(Some((url, settings))) {
-        return webhook_error(&e);
+    daemon
+        .endpoints
+        .put(name, url, settings, create)
+        .await
+        .map_err(|e| endpoint_error(&e))?;
+    tracing::info!(webhook = %name, url = %redacted, "webhook set");
+    Ok(shown)
+}
+
+/// `pause_webhook` / `resume_webhook`.
+fn pause(daemon: &Daemon, name: String, paused: bool) -> Bytes {
+    match daemon.endpoints.set_paused(&name, paused) {
+        Ok(e) => {
+            let state = crate::state::endpoint_status(&e.plugin).state;
+            ok(&PauseReply { name, state })
+        }
+        Err(e) => endpoint_error(&e),
     }
-    daemon.secrets.install(secrets);
-    tracing::info!(webhook = %redacted, "webhook set");
-    ok(&WebhookReply { webhook: shown })
+}
+
+/// The reply for an endpoint error.
+fn endpoint_error(e: &EndpointError) -> Bytes {
+    let code = match e {
+        EndpointError::Name(_) => ErrorCode::InvalidArgument,
+        EndpointError::NotFound { .. } => ErrorCode::NotFound,
+        EndpointError::Exists { .. } => ErrorCode::AlreadyExists,
+        EndpointError::Limit { .. } => ErrorCode::LimitReached,
+        EndpointError::Backlog { .. } => ErrorCode::Backlog,
+        EndpointError::Webhook { source, .. } => match source {
+            WebhookError::ShutDown => ErrorCode::ShuttingDown,
+            _ => ErrorCode::InvalidArgument,
+        },
+        EndpointError::Io { .. } => ErrorCode::Internal,
+    };
+    err(code, &e.to_string())
 }
 
 /// The reply for a plugin error: the caller's mistake, or the daemon stopping.

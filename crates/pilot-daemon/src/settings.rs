@@ -6,15 +6,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use pilot_core::secrets::SecretError;
+use std::collections::BTreeMap;
+
+use pilot_core::endpoint::EndpointConfig;
 use pilot_core::webhook_settings::SettingsError as InvalidSettings;
-use pilot_core::{ConfigError, ConfigFile, PilotHome, SecretStore, WebhookSettings};
+use pilot_core::{ConfigError, ConfigFile, PilotHome, WebhookSettings};
 use pilot_webhook::{Url, WebhookOptions};
 
-use crate::cli::{Args, SettingsArgs};
-
-/// The config key of the persisted webhook settings.
-pub const SETTINGS_KEY: &str = "webhook_settings";
+use crate::cli::Args;
 
 /// The config key of the metrics endpoint's address.
 pub const METRICS_KEY: &str = "metrics_addr";
@@ -29,8 +28,10 @@ pub struct Settings {
     /// The settings of that webhook (config, then flag overrides), validated.
     pub webhook_settings: WebhookSettings,
     pub webhook_options: WebhookOptions,
-    /// The signing secrets (the file may be missing: unsigned).
-    pub secrets: SecretStore,
+    /// The named endpoints of config `webhooks` (checked; the flags apply to `default` only).
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// Config `max_webhooks`.
+    pub max_webhooks: usize,
     /// Config `log_level`, used when neither --log-level nor RUST_LOG is given.
     pub log_level: Option<String>,
     /// Where to serve `/metrics` (--metrics-addr, else config `metrics_addr`); `None`: off.
@@ -53,12 +54,8 @@ pub enum SettingsError {
     },
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
-    #[error("config file {path}: key \"webhook_settings\": {message}")]
-    ConfigSettings { path: PathBuf, message: String },
     #[error("webhook settings flags: {0}")]
     FlagSettings(InvalidSettings),
-    #[error(transparent)]
-    Secrets(#[from] SecretError),
     #[error("--metrics-addr {value:?}: expected IP:PORT, like 127.0.0.1:9464")]
     FlagMetricsAddr { value: String },
     #[error(
@@ -91,12 +88,23 @@ impl Settings {
             (None, None) => None,
         };
         let webhook_options = webhook_options(args, &config)?;
-        let base = config_settings(&config)?;
-        let webhook_settings = merge(base, &args.settings);
+        let base = pilot_core::endpoint::default_settings(&config)?;
+        let webhook_settings = args.settings.apply(base);
         webhook_settings
             .validate()
             .map_err(SettingsError::FlagSettings)?;
-        let secrets = SecretStore::load(home.secret_file())?;
+        let endpoints = pilot_core::endpoint::named(&config)?;
+        let max_webhooks = pilot_core::endpoint::max_endpoints(&config)?;
+        if endpoints.len() + 1 > max_webhooks {
+            return Err(SettingsError::Config(ConfigError::InvalidValue {
+                path: config.path().to_path_buf(),
+                key: pilot_core::endpoint::WEBHOOKS_KEY.into(),
+                message: format!(
+                    "{} webhooks and `default` are more than max_webhooks ({max_webhooks})",
+                    endpoints.len()
+                ),
+            }));
+        }
         let metrics_addr = metrics_addr(args, &config)?;
         Ok(Settings {
             home,
@@ -105,7 +113,8 @@ impl Settings {
             webhook,
             webhook_settings,
             webhook_options,
-            secrets,
+            endpoints,
+            max_webhooks,
             log_level: config.get_str("log_level").map(String::from),
             metrics_addr,
         })
@@ -135,50 +144,6 @@ fn metrics_addr(args: &Args, config: &ConfigFile) -> Result<Option<SocketAddr>, 
         Some(serde_json::Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid()),
         Some(_) => Err(invalid()),
     }
-}
-
-/// Config `webhook_settings` (absent or null: defaults), checked.
-pub fn config_settings(config: &ConfigFile) -> Result<WebhookSettings, SettingsError> {
-    let invalid = |message: String| SettingsError::ConfigSettings {
-        path: config.path().to_path_buf(),
-        message,
-    };
-    let settings = match config.get(SETTINGS_KEY) {
-        None | Some(serde_json::Value::Null) => WebhookSettings::default(),
-        Some(v @ serde_json::Value::Object(_)) => {
-            serde_json::from_value(v.clone()).map_err(|e| invalid(e.to_string()))?
-        }
-        Some(_) => return Err(invalid("expected an object".into())),
-    };
-    settings.validate().map_err(|e| invalid(e.to_string()))?;
-    Ok(settings)
-}
-
-/// `base` with every settings flag that was given put over its field. An auth file flag
-/// replaces both auth fields (only one may be set).
-pub fn merge(mut base: WebhookSettings, f: &SettingsArgs) -> WebhookSettings {
-    if !f.events.is_empty() {
-        base.events = f.events.iter().map(|p| p.trim().to_string()).collect();
-    }
-    if !f.exclude.is_empty() {
-        base.exclude = f.exclude.iter().map(|p| p.trim().to_string()).collect();
-    }
-    base.durable |= f.durable;
-    base.insecure_tls |= f.insecure_tls;
-    if !f.headers.is_empty() {
-        base.headers = f.headers.clone();
-    }
-    if f.bearer_token_file.is_some() || f.basic_auth_file.is_some() {
-        base.bearer_token_file = f.bearer_token_file.clone();
-        base.basic_auth_file = f.basic_auth_file.clone();
-    }
-    base.max_spool_bytes = f.max_spool_bytes.or(base.max_spool_bytes);
-    base.discard_after = f.discard_after.or(base.discard_after);
-    base.max_backoff = f.max_backoff.or(base.max_backoff);
-    base.batch_max = f.batch_max.or(base.batch_max);
-    base.batch_wait = f.batch_wait.or(base.batch_wait);
-    base.concurrency = f.concurrency.or(base.concurrency);
-    base
 }
 
 fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, SettingsError> {
@@ -235,39 +200,6 @@ fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn flags_override_config_settings_field_by_field() {
-        let base = WebhookSettings {
-            events: vec!["a.*".into()],
-            exclude: vec!["a.b".into()],
-            basic_auth_file: Some("/basic".into()),
-            batch_max: Some(5),
-            batch_wait: Some(Duration::from_millis(10)),
-            ..Default::default()
-        };
-        let flags = SettingsArgs {
-            events: vec!["b.*".into()],
-            bearer_token_file: Some("/bearer".into()),
-            batch_max: Some(9),
-            durable: true,
-            ..Default::default()
-        };
-        let got = merge(base, &flags);
-        assert_eq!(got.events, ["b.*"]);
-        assert_eq!(got.exclude, ["a.b"]);
-        assert_eq!(got.bearer_token_file.as_deref(), Some("/bearer".as_ref()));
-        assert_eq!(got.basic_auth_file, None);
-        assert_eq!(got.batch_max, Some(9));
-        assert_eq!(got.batch_wait, Some(Duration::from_millis(10)));
-        assert!(got.durable);
-        assert!(got.validate().is_ok());
-        assert_eq!(
-            merge(WebhookSettings::default(), &SettingsArgs::default()),
-            WebhookSettings::default()
-        );
-    }
 
     #[test]
     fn metrics_addr_comes_from_the_flag_then_the_config() {
@@ -315,7 +247,9 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             let config = ConfigFile::load(&path).unwrap();
-            let msg = config_settings(&config).unwrap_err().to_string();
+            let msg = pilot_core::endpoint::default_settings(&config)
+                .unwrap_err()
+                .to_string();
             assert!(msg.contains(&path.display().to_string()), "{msg}");
             assert!(msg.contains("webhook_settings"), "{msg}");
         }
@@ -325,6 +259,10 @@ mod tests {
         )
         .unwrap();
         let config = ConfigFile::load(&path).unwrap();
-        assert!(config_settings(&config).unwrap().durable);
+        assert!(
+            pilot_core::endpoint::default_settings(&config)
+                .unwrap()
+                .durable
+        );
     }
 }

@@ -6,19 +6,20 @@ use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
 use pilot_ipc::protocol::{
-    AccountingStatus, BusStatus, InfoReply, SpoolStatus, WebhookOptionsInfo, WebhookStatus,
+    AccountingStatus, BusStatus, EndpointStatus, InfoReply, SpoolStatus, WebhookOptionsInfo,
+    WebhookStatus,
 };
 use pilot_webhook::WebhookPlugin;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::secrets::SecretKeeper;
+use crate::endpoints::Endpoints;
 
 /// What every connection handler shares.
 pub struct Daemon {
     pub bus: Bus,
-    pub webhook: Arc<WebhookPlugin>,
-    pub secrets: Arc<SecretKeeper>,
+    /// Every webhook endpoint, `default` among them.
+    pub endpoints: Arc<Endpoints>,
     pub pid: u32,
     pub uid: u32,
     pub socket: PathBuf,
@@ -31,16 +32,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(
-        bus: Bus,
-        webhook: Arc<WebhookPlugin>,
-        secrets: Arc<SecretKeeper>,
-        socket: PathBuf,
-    ) -> Daemon {
+    pub fn new(bus: Bus, endpoints: Arc<Endpoints>, socket: PathBuf) -> Daemon {
         Daemon {
             bus,
-            webhook,
-            secrets,
+            endpoints,
             pid: std::process::id(),
             uid: rustix::process::geteuid().as_raw(),
             socket,
@@ -87,6 +82,17 @@ impl Daemon {
 
     /// Everything `pilotctl info` shows.
     pub fn info(&self) -> InfoReply {
+        let webhooks: Vec<EndpointStatus> = self
+            .endpoints
+            .all()
+            .into_iter()
+            .map(|(_, e)| endpoint_status(&e.plugin))
+            .collect();
+        let totals = totals(webhooks.iter().map(|w| &w.status.accounting));
+        let webhook = webhooks
+            .first()
+            .map(|w| w.status.clone())
+            .unwrap_or_default();
         InfoReply {
             pid: self.pid,
             version: pilot_core::VERSION.to_string(),
@@ -94,7 +100,9 @@ impl Daemon {
             socket: self.socket.display().to_string(),
             started_at: self.started_at.to_string(),
             uptime_secs: self.uptime_secs(),
-            webhook: webhook_status(&self.webhook),
+            webhook,
+            webhooks,
+            totals,
             bus: BusStatus {
                 published: self.bus.published(),
                 last_event_id: self.bus.last_event_id(),
@@ -104,8 +112,49 @@ impl Daemon {
     }
 }
 
-fn webhook_status(plugin: &WebhookPlugin) -> WebhookStatus {
+/// Every endpoint's accounting added up (balanced when each is).
+fn totals<'a>(all: impl Iterator<Item = &'a AccountingStatus>) -> AccountingStatus {
+    all.fold(
+        AccountingStatus {
+            balanced: true,
+            ..AccountingStatus::default()
+        },
+        |t, a| AccountingStatus {
+            emitted: t.emitted + a.emitted,
+            delivered: t.delivered + a.delivered,
+            failed: t.failed + a.failed,
+            dropped: t.dropped + a.dropped,
+            skipped: t.skipped + a.skipped,
+            filtered: t.filtered + a.filtered,
+            pending: t.pending + a.pending,
+            balanced: t.balanced && a.balanced,
+        },
+    )
+}
+
+/// One endpoint as `info` shows it.
+pub fn endpoint_status(plugin: &WebhookPlugin) -> EndpointStatus {
     let s = plugin.stats();
+    let state = if s.disabled.is_some() {
+        "disabled"
+    } else if s.paused {
+        "paused"
+    } else {
+        "active"
+    };
+    let settings = s.settings.clone().unwrap_or_default();
+    EndpointStatus {
+        name: s.name.clone(),
+        state: state.to_string(),
+        durable: settings.durable,
+        events: settings.events.clone(),
+        exclude: settings.exclude.clone(),
+        dropped_paused: s.dropped_paused,
+        status: webhook_status(plugin, s),
+    }
+}
+
+fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookStatus {
     let o = plugin.options();
     WebhookStatus {
         url: s.url,

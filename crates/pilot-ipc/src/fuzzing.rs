@@ -176,16 +176,35 @@ fn type_of(req: &Request) -> &'static str {
         Request::Emit { .. } => "emit",
         Request::Subscribe { .. } => "subscribe",
         Request::Shutdown { .. } => "shutdown",
-        Request::ReloadSecrets => "reload_secrets",
+        Request::ReloadSecrets { .. } => "reload_secrets",
         Request::Deliveries { .. } => "deliveries",
-        Request::TestWebhook => "test_webhook",
+        Request::TestWebhook { .. } => "test_webhook",
         Request::Redeliver { .. } => "redeliver",
+        Request::AddWebhook { .. } => "add_webhook",
+        Request::UpdateWebhook { .. } => "update_webhook",
+        Request::RemoveWebhook { .. } => "remove_webhook",
+        Request::PauseWebhook { .. } => "pause_webhook",
+        Request::ResumeWebhook { .. } => "resume_webhook",
     }
 }
 
 /// The checks the daemon runs on a request's arguments before acting on it.
 fn serve(req: &Request) {
     match req {
+        Request::AddWebhook {
+            name,
+            url,
+            settings,
+        }
+        | Request::UpdateWebhook {
+            name,
+            url,
+            settings,
+        } => {
+            let _ = pilot_core::endpoint::validate_name(name);
+            check_url(url);
+            check_settings(settings);
+        }
         Request::SetWebhook { url, settings } => {
             check_url(url);
             check_settings(settings);
@@ -231,6 +250,18 @@ enum AnyRequest {
     TestWebhook,
     Redeliver {
         event_id: u64,
+    },
+    AddWebhook {
+        name: String,
+        url: String,
+        settings: AnySettings,
+    },
+    RemoveWebhook {
+        name: String,
+        force: bool,
+    },
+    PauseWebhook {
+        name: String,
     },
 }
 
@@ -290,6 +321,7 @@ impl From<AnySettings> for WebhookSettings {
             max_spool_bytes: s.max_spool_bytes,
             discard_after: s.discard_after,
             max_backoff: s.max_backoff,
+            ..WebhookSettings::default()
         }
     }
 }
@@ -314,12 +346,28 @@ impl From<AnyRequest> for Request {
             },
             AnyRequest::Subscribe { pattern } => Request::Subscribe { pattern },
             AnyRequest::Shutdown { reason } => Request::Shutdown { reason },
-            AnyRequest::ReloadSecrets => Request::ReloadSecrets,
-            AnyRequest::Deliveries { failed_only, limit } => {
-                Request::Deliveries { failed_only, limit }
-            }
-            AnyRequest::TestWebhook => Request::TestWebhook,
-            AnyRequest::Redeliver { event_id } => Request::Redeliver { event_id },
+            AnyRequest::ReloadSecrets => Request::ReloadSecrets { name: None },
+            AnyRequest::Deliveries { failed_only, limit } => Request::Deliveries {
+                failed_only,
+                limit,
+                name: None,
+            },
+            AnyRequest::TestWebhook => Request::TestWebhook { name: None },
+            AnyRequest::Redeliver { event_id } => Request::Redeliver {
+                event_id,
+                name: None,
+            },
+            AnyRequest::AddWebhook {
+                name,
+                url,
+                settings,
+            } => Request::AddWebhook {
+                name,
+                url,
+                settings: Box::new(settings.into()),
+            },
+            AnyRequest::RemoveWebhook { name, force } => Request::RemoveWebhook { name, force },
+            AnyRequest::PauseWebhook { name } => Request::PauseWebhook { name },
         }
     }
 }

@@ -47,19 +47,58 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Re-read the signing secrets from the secret file.
-    ReloadSecrets,
-    /// The most recent delivery attempts, newest last.
+    /// Re-read the signing secrets of a webhook (default: `default`) from its secret file.
+    ReloadSecrets {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// The most recent delivery attempts of a webhook (default: `default`), newest last.
     Deliveries {
         #[serde(default)]
         failed_only: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
-    /// Send a signed `webhook.test` event now and report how it went.
-    TestWebhook,
+    /// Send a signed `webhook.test` event now to a webhook (default: `default`) and report how
+    /// it went.
+    TestWebhook {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
     /// Deliver a past event again (durable mode, or while its payload is in the log).
-    Redeliver { event_id: u64 },
+    Redeliver {
+        event_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Add the webhook `name` (it must not exist yet).
+    AddWebhook {
+        name: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "is_default_settings")]
+        settings: Box<WebhookSettings>,
+    },
+    /// Replace the URL and settings of the webhook `name` (it must exist, except `default`,
+    /// which this sets like `set_webhook`).
+    UpdateWebhook {
+        name: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "is_default_settings")]
+        settings: Box<WebhookSettings>,
+    },
+    /// Remove the webhook `name`; a durable one with a backlog only with `force` (the backlog
+    /// is discarded).
+    RemoveWebhook {
+        name: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Stop sending to the webhook `name` until it is resumed.
+    PauseWebhook { name: String },
+    /// Send again to the webhook `name`: un-pause it, and re-enable it if it was disabled.
+    ResumeWebhook { name: String },
 }
 
 impl Request {
@@ -113,6 +152,11 @@ pub const REQUEST_TYPES: &[&str] = &[
     "deliveries",
     "test_webhook",
     "redeliver",
+    "add_webhook",
+    "update_webhook",
+    "remove_webhook",
+    "pause_webhook",
+    "resume_webhook",
 ];
 
 /// A message from the daemon.
@@ -150,6 +194,8 @@ struct RequestWire {
     failed_only: Option<bool>,
     limit: Option<usize>,
     event_id: Option<u64>,
+    name: Option<String>,
+    force: Option<bool>,
 }
 
 fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, String> {
@@ -180,14 +226,36 @@ impl TryFrom<RequestWire> for Request {
                 pattern: required(w.pattern, k, "pattern")?,
             },
             "shutdown" => Request::Shutdown { reason: w.reason },
-            "reload_secrets" => Request::ReloadSecrets,
+            "reload_secrets" => Request::ReloadSecrets { name: w.name },
             "deliveries" => Request::Deliveries {
                 failed_only: w.failed_only.unwrap_or(false),
                 limit: w.limit,
+                name: w.name,
             },
-            "test_webhook" => Request::TestWebhook,
+            "test_webhook" => Request::TestWebhook { name: w.name },
             "redeliver" => Request::Redeliver {
                 event_id: required(w.event_id, k, "event_id")?,
+                name: w.name,
+            },
+            "add_webhook" => Request::AddWebhook {
+                name: required(w.name, k, "name")?,
+                url: required(w.url, k, "url")?,
+                settings: Box::new(w.settings.unwrap_or_default()),
+            },
+            "update_webhook" => Request::UpdateWebhook {
+                name: required(w.name, k, "name")?,
+                url: required(w.url, k, "url")?,
+                settings: Box::new(w.settings.unwrap_or_default()),
+            },
+            "remove_webhook" => Request::RemoveWebhook {
+                name: required(w.name, k, "name")?,
+                force: w.force.unwrap_or(false),
+            },
+            "pause_webhook" => Request::PauseWebhook {
+                name: required(w.name, k, "name")?,
+            },
+            "resume_webhook" => Request::ResumeWebhook {
+                name: required(w.name, k, "name")?,
             },
             other => return Err(format!("unknown request type {other:?}")),
         })
@@ -293,6 +361,14 @@ pub enum ErrorCode {
     CatalogMismatch,
     /// The event was published but could not be written to the durable spool.
     NotDurable,
+    /// No webhook has the name given.
+    NotFound,
+    /// A webhook with that name exists already.
+    AlreadyExists,
+    /// The daemon runs as many webhooks as `max_webhooks` allows.
+    LimitReached,
+    /// A durable webhook still holds undelivered events (remove it with `force`).
+    Backlog,
     /// Something failed inside the daemon.
     Internal,
     /// A code this build does not know (from a newer daemon).
@@ -314,6 +390,10 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::CatalogMismatch => "catalog_mismatch",
             ErrorCode::NotDurable => "not_durable",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::Backlog => "backlog",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -343,8 +423,61 @@ pub struct InfoReply {
     pub socket: String,
     pub started_at: String,
     pub uptime_secs: u64,
+    /// The endpoint `default` (as before endpoints had names; empty when it is not set).
     pub webhook: WebhookStatus,
+    /// Every endpoint, `default` first, then by name.
+    #[serde(default)]
+    pub webhooks: Vec<EndpointStatus>,
+    /// Every endpoint's accounting added up.
+    #[serde(default)]
+    pub totals: AccountingStatus,
     pub bus: BusStatus,
+}
+
+/// One endpoint in `info`: its name, its state and everything [`WebhookStatus`] shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EndpointStatus {
+    pub name: String,
+    /// `active`, `paused` or `disabled`.
+    pub state: String,
+    /// Whether it spools on disk (durable mode).
+    pub durable: bool,
+    /// Its include and exclude filters.
+    pub events: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Of `dropped`, the events that arrived while it was paused (in memory mode).
+    pub dropped_paused: u64,
+    #[serde(flatten)]
+    pub status: WebhookStatus,
+}
+
+/// The answer to `add_webhook` and `update_webhook`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointReply {
+    pub name: String,
+    /// The URL now in force.
+    pub webhook: String,
+}
+
+/// The answer to `remove_webhook`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RemoveReply {
+    pub name: String,
+    /// Whether the running daemon had it.
+    pub removed: bool,
+    /// Undelivered events discarded with it (a durable backlog, a queue).
+    pub discarded: u64,
+}
+
+/// The answer to `pause_webhook` and `resume_webhook`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PauseReply {
+    pub name: String,
+    /// `active` or `paused` (or `disabled`, for a resume that could not re-enable).
+    pub state: String,
 }
 
 /// The bus part of `info`.

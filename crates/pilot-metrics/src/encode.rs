@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::snapshot::{CircuitState, Histogram, Snapshot, Source};
+use crate::snapshot::{CircuitState, Histogram, Snapshot, Source, WebhookSnapshot};
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -132,34 +132,10 @@ fn bus(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
     Ok(())
 }
 
-fn webhook(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
-    let w = &s.webhook;
-    gauge(
-        e,
-        "pilot_webhook_configured",
-        "1 while a webhook URL is set.",
-        u64::from(w.configured),
-    )?;
-    gauge(
-        e,
-        "pilot_webhook_disabled",
-        "1 while the webhook in force is disabled by a 410 Gone.",
-        u64::from(w.disabled),
-    )?;
-    let mut m = e.encode_descriptor(
-        "pilot_webhook_circuit_state",
-        "The circuit breaker's state: 1 for the state it is in, 0 for the others.",
-        None,
-        MetricType::Gauge,
-    )?;
-    for state in CircuitState::ALL {
-        let labels = [("state", state.as_str())];
-        let f = m.encode_family(&labels)?;
-        ConstGauge::new(u64::from(state == w.circuit)).encode(f)?;
-    }
+/// One endpoint's counters and gauges (the numbers `info` shows, then the queue and spool now).
+fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64); 17] {
     let spool = w.spool.clone().unwrap_or_default();
-    // Counters first (the numbers `info` shows), then the queue and spool now.
-    let values = [
+    [
         (
             "pilot_webhook_queued",
             "Events put into the webhook queue (durable mode: the spooler's buffer).",
@@ -262,28 +238,90 @@ fn webhook(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
             MetricType::Counter,
             spool.expired,
         ),
+    ]
+}
+
+/// Reads one yes/no state of an endpoint.
+type Flag = fn(&WebhookSnapshot) -> bool;
+
+/// Every endpoint's series, labelled `webhook="NAME"` (never the URL).
+fn webhook(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
+    let flags: [(&str, &str, Flag); 3] = [
+        (
+            "pilot_webhook_configured",
+            "1 while the endpoint has a URL.",
+            |w| w.configured,
+        ),
+        (
+            "pilot_webhook_disabled",
+            "1 while the endpoint is disabled (410 Gone, or disable_after).",
+            |w| w.disabled,
+        ),
+        (
+            "pilot_webhook_paused",
+            "1 while the endpoint is paused.",
+            |w| w.paused,
+        ),
     ];
-    for (name, help, kind, v) in values {
-        match kind {
-            MetricType::Counter => counter(e, name, help, v)?,
-            _ => gauge(e, name, help, v)?,
+    for (name, help, get) in flags {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for w in &s.webhooks {
+            let labels = [("webhook", w.name.as_str())];
+            let f = m.encode_family(&labels)?;
+            ConstGauge::new(u64::from(get(w))).encode(f)?;
+        }
+    }
+    let mut m = e.encode_descriptor(
+        "pilot_webhook_circuit_state",
+        "The circuit breaker's state: 1 for the state it is in, 0 for the others.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for w in &s.webhooks {
+        for state in CircuitState::ALL {
+            let labels = [("webhook", w.name.as_str()), ("state", state.as_str())];
+            let f = m.encode_family(&labels)?;
+            ConstGauge::new(u64::from(state == w.circuit)).encode(f)?;
+        }
+    }
+    let rows: Vec<_> = s
+        .webhooks
+        .iter()
+        .map(|w| (w.name.as_str(), values(w)))
+        .collect();
+    let Some((_, first)) = rows.first() else {
+        return Ok(());
+    };
+    for (i, (name, help, kind, _)) in first.iter().enumerate() {
+        let mut m = e.encode_descriptor(name, help, None, *kind)?;
+        for (webhook, row) in &rows {
+            let labels = [("webhook", *webhook)];
+            let f = m.encode_family(&labels)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(row[i].3).encode(f)?,
+                _ => ConstGauge::new(row[i].3).encode(f)?,
+            }
         }
     }
     let mut m = e.encode_descriptor(
         "pilot_webhook_attempt_duration_seconds",
-        "Duration of each HTTP attempt of the webhook queue, from the request's start to the \
+        "Duration of each HTTP attempt of an endpoint, from the request's start to the \
          response status or the error; outcome success is a 2xx, failure anything else.",
         None,
         MetricType::Histogram,
     )?;
-    histogram(
-        m.encode_family(&[("outcome", "success")])?,
-        &w.latency_success,
-    )?;
-    histogram(
-        m.encode_family(&[("outcome", "failure")])?,
-        &w.latency_failure,
-    )
+    for w in &s.webhooks {
+        let name = w.name.as_str();
+        histogram(
+            m.encode_family(&[("webhook", name), ("outcome", "success")])?,
+            &w.latency_success,
+        )?;
+        histogram(
+            m.encode_family(&[("webhook", name), ("outcome", "failure")])?,
+            &w.latency_failure,
+        )?;
+    }
+    Ok(())
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
@@ -318,7 +356,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::snapshot::{BusSnapshot, SpoolSnapshot, SubscriberSnapshot, WebhookSnapshot};
+    use crate::snapshot::{BusSnapshot, SpoolSnapshot, SubscriberSnapshot};
 
     fn sample() -> Snapshot {
         Snapshot {
@@ -350,7 +388,8 @@ mod tests {
                     },
                 ],
             },
-            webhook: WebhookSnapshot {
+            webhooks: vec![WebhookSnapshot {
+                name: "default".into(),
                 configured: true,
                 circuit: CircuitState::HalfOpen,
                 queued: 40,
@@ -375,7 +414,7 @@ mod tests {
                     sum: 0.25,
                 },
                 ..WebhookSnapshot::default()
-            },
+            }],
         }
     }
 
@@ -396,21 +435,21 @@ mod tests {
         for line in [
             "# HELP pilot_webhook_delivered Events answered with a 2xx.",
             "# TYPE pilot_webhook_delivered counter",
-            "pilot_webhook_delivered_total 30",
-            "pilot_webhook_failed_total 4",
-            "pilot_webhook_retries_total 7",
-            "pilot_webhook_dropped_total 3",
-            "pilot_webhook_dropped_queue_full_total 2",
-            "pilot_webhook_circuit_skips_total 1",
-            "pilot_webhook_filtered_total 2",
-            "pilot_webhook_queued_total 40",
-            "pilot_webhook_recovered_total 0",
+            "pilot_webhook_delivered_total{webhook=\"default\"} 30",
+            "pilot_webhook_failed_total{webhook=\"default\"} 4",
+            "pilot_webhook_retries_total{webhook=\"default\"} 7",
+            "pilot_webhook_dropped_total{webhook=\"default\"} 3",
+            "pilot_webhook_dropped_queue_full_total{webhook=\"default\"} 2",
+            "pilot_webhook_circuit_skips_total{webhook=\"default\"} 1",
+            "pilot_webhook_filtered_total{webhook=\"default\"} 2",
+            "pilot_webhook_queued_total{webhook=\"default\"} 40",
+            "pilot_webhook_recovered_total{webhook=\"default\"} 0",
             "# TYPE pilot_webhook_queue_depth gauge",
-            "pilot_webhook_queue_depth 1",
-            "pilot_webhook_queue_capacity 1024",
-            "pilot_webhook_in_flight 1",
-            "pilot_webhook_configured 1",
-            "pilot_webhook_disabled 0",
+            "pilot_webhook_queue_depth{webhook=\"default\"} 1",
+            "pilot_webhook_queue_capacity{webhook=\"default\"} 1024",
+            "pilot_webhook_in_flight{webhook=\"default\"} 1",
+            "pilot_webhook_configured{webhook=\"default\"} 1",
+            "pilot_webhook_disabled{webhook=\"default\"} 0",
             "pilot_bus_events_published_total 42",
             "pilot_build_info{version=\"1.2.3\"} 1",
             "pilot_uptime_seconds 4.5",
@@ -424,9 +463,18 @@ mod tests {
     fn the_circuit_state_is_one_hot() {
         let t = render(sample());
         has(&t, "# TYPE pilot_webhook_circuit_state gauge");
-        has(&t, "pilot_webhook_circuit_state{state=\"closed\"} 0");
-        has(&t, "pilot_webhook_circuit_state{state=\"open\"} 0");
-        has(&t, "pilot_webhook_circuit_state{state=\"half_open\"} 1");
+        has(
+            &t,
+            "pilot_webhook_circuit_state{webhook=\"default\",state=\"closed\"} 0",
+        );
+        has(
+            &t,
+            "pilot_webhook_circuit_state{webhook=\"default\",state=\"open\"} 0",
+        );
+        has(
+            &t,
+            "pilot_webhook_circuit_state{webhook=\"default\",state=\"half_open\"} 1",
+        );
     }
 
     #[test]
@@ -462,16 +510,16 @@ mod tests {
             "# TYPE pilot_webhook_attempt_duration_seconds histogram",
         );
         for line in [
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.001\",outcome=\"success\"} 3",
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.5\",outcome=\"success\"} 3",
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"30.0\",outcome=\"success\"} 4",
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"+Inf\",outcome=\"success\"} 6",
-            "pilot_webhook_attempt_duration_seconds_count{outcome=\"success\"} 6",
-            "pilot_webhook_attempt_duration_seconds_sum{outcome=\"success\"} 65.25",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.001\",webhook=\"default\",outcome=\"success\"} 3",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.5\",webhook=\"default\",outcome=\"success\"} 3",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"30.0\",webhook=\"default\",outcome=\"success\"} 4",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"+Inf\",webhook=\"default\",outcome=\"success\"} 6",
+            "pilot_webhook_attempt_duration_seconds_count{webhook=\"default\",outcome=\"success\"} 6",
+            "pilot_webhook_attempt_duration_seconds_sum{webhook=\"default\",outcome=\"success\"} 65.25",
             // Missing counts are zeros.
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.5\",outcome=\"failure\"} 1",
-            "pilot_webhook_attempt_duration_seconds_bucket{le=\"+Inf\",outcome=\"failure\"} 1",
-            "pilot_webhook_attempt_duration_seconds_count{outcome=\"failure\"} 1",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"0.5\",webhook=\"default\",outcome=\"failure\"} 1",
+            "pilot_webhook_attempt_duration_seconds_bucket{le=\"+Inf\",webhook=\"default\",outcome=\"failure\"} 1",
+            "pilot_webhook_attempt_duration_seconds_count{webhook=\"default\",outcome=\"failure\"} 1",
         ] {
             has(&t, line);
         }
@@ -480,10 +528,10 @@ mod tests {
     #[test]
     fn the_spool_shows_zeros_until_one_is_open() {
         let t = render(sample());
-        has(&t, "pilot_webhook_spool_depth 0");
-        has(&t, "pilot_webhook_spool_max_bytes 0");
+        has(&t, "pilot_webhook_spool_depth{webhook=\"default\"} 0");
+        has(&t, "pilot_webhook_spool_max_bytes{webhook=\"default\"} 0");
         let mut s = sample();
-        s.webhook.spool = Some(SpoolSnapshot {
+        s.webhooks[0].spool = Some(SpoolSnapshot {
             depth: 7,
             bytes: 900,
             max_bytes: 1 << 20,
@@ -491,11 +539,20 @@ mod tests {
             expired: 1,
         });
         let t = render(s);
-        has(&t, "pilot_webhook_spool_depth 7");
-        has(&t, "pilot_webhook_spool_bytes 900");
-        has(&t, "pilot_webhook_spool_max_bytes 1048576");
-        has(&t, "pilot_webhook_spool_dropped_full_total 2");
-        has(&t, "pilot_webhook_spool_expired_total 1");
+        has(&t, "pilot_webhook_spool_depth{webhook=\"default\"} 7");
+        has(&t, "pilot_webhook_spool_bytes{webhook=\"default\"} 900");
+        has(
+            &t,
+            "pilot_webhook_spool_max_bytes{webhook=\"default\"} 1048576",
+        );
+        has(
+            &t,
+            "pilot_webhook_spool_dropped_full_total{webhook=\"default\"} 2",
+        );
+        has(
+            &t,
+            "pilot_webhook_spool_expired_total{webhook=\"default\"} 1",
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub struct Snapshot {
     /// How long the daemon has been running.
     pub uptime: Duration,
     pub bus: BusSnapshot,
-    pub webhook: WebhookSnapshot,
+    /// Every webhook endpoint, `default` first.
+    pub webhooks: Vec<WebhookSnapshot>,
 }
 
 /// The event bus.
@@ -41,10 +42,14 @@ pub struct SubscriberSnapshot {
 /// and its state now.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WebhookSnapshot {
+    /// The endpoint's name (the `webhook` label).
+    pub name: String,
     /// A webhook URL is set.
     pub configured: bool,
-    /// The webhook in force was disabled by a 410 Gone.
+    /// The endpoint was disabled (410 Gone, `disable_after`).
     pub disabled: bool,
+    /// The endpoint is paused.
+    pub paused: bool,
     pub circuit: CircuitState,
     pub queued: u64,
     pub recovered: u64,

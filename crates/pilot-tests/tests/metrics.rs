@@ -28,6 +28,8 @@ fn settled_info(env: &Env, events: u64) -> Value {
     info
 }
 
+/// The labels of the default webhook's series.
+const DEFAULT: &[(&str, &str)] = &[("webhook", "default")];
 /// Every counter and gauge `info` also shows has the same value in the scrape.
 fn assert_matches_info(m: &Exposition, info: &Value) {
     let w = &info["webhook"];
@@ -44,12 +46,12 @@ fn assert_matches_info(m: &Exposition, info: &Value) {
         "filtered",
     ] {
         let name = format!("pilot_webhook_{key}_total");
-        assert_eq!(m.value(&name, &[]), n(key), "{name}");
+        assert_eq!(m.value(&name, DEFAULT), n(key), "{name}");
         assert_eq!(m.families[&format!("pilot_webhook_{key}")].kind, "counter");
     }
     for key in ["queue_depth", "queue_capacity", "in_flight"] {
         let name = format!("pilot_webhook_{key}");
-        assert_eq!(m.value(&name, &[]), n(key), "{name}");
+        assert_eq!(m.value(&name, DEFAULT), n(key), "{name}");
         assert_eq!(m.families[&name].kind, "gauge");
     }
     let bus = &info["bus"];
@@ -96,9 +98,15 @@ fn histogram_count(m: &Exposition, outcome: &str) -> u64 {
     assert!(buckets
         .windows(2)
         .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
-    let count = m.value(&format!("{name}_count"), &[("outcome", outcome)]);
+    let count = m.value(
+        &format!("{name}_count"),
+        &[("webhook", "default"), ("outcome", outcome)],
+    );
     assert_eq!(buckets[15], (f64::INFINITY, count));
-    let sum = m.value(&format!("{name}_sum"), &[("outcome", outcome)]);
+    let sum = m.value(
+        &format!("{name}_sum"),
+        &[("webhook", "default"), ("outcome", outcome)],
+    );
     assert!(
         sum >= 0.0 && (count > 0.0) == (sum > 0.0),
         "sum {sum}, count {count}"
@@ -170,14 +178,20 @@ fn scraped_counters_equal_info_and_the_histogram_counts_every_attempt() {
         assert!(!f.help.is_empty(), "{family} has a HELP text");
     }
     assert_eq!(
-        m.value("pilot_webhook_circuit_state", &[("state", "closed")]),
+        m.value(
+            "pilot_webhook_circuit_state",
+            &[("webhook", "default"), ("state", "closed")]
+        ),
         1.0
     );
     assert_eq!(
-        m.value("pilot_webhook_circuit_state", &[("state", "open")]),
+        m.value(
+            "pilot_webhook_circuit_state",
+            &[("webhook", "default"), ("state", "open")]
+        ),
         0.0
     );
-    assert_eq!(m.value("pilot_webhook_configured", &[]), 1.0);
+    assert_eq!(m.value("pilot_webhook_configured", DEFAULT), 1.0);
     let uptime = m.value("pilot_uptime_seconds", &[]);
     assert!(uptime > 0.0 && uptime < 600.0, "{uptime}");
     // No URL anywhere in the exposition.
@@ -210,8 +224,8 @@ fn the_endpoint_serves_only_get_metrics_in_the_openmetrics_type() {
     }
     // Without a webhook: no URL, an empty queue.
     let m = scrape(addr);
-    assert_eq!(m.value("pilot_webhook_configured", &[]), 0.0);
-    assert_eq!(m.value("pilot_webhook_queue_capacity", &[]), 0.0);
+    assert_eq!(m.value("pilot_webhook_configured", DEFAULT), 0.0);
+    assert_eq!(m.value("pilot_webhook_queue_capacity", DEFAULT), 0.0);
     assert_matches_info(&m, &env.info());
 
     // The endpoint stops with the daemon.
@@ -256,12 +270,12 @@ fn config_metrics_addr_serves_and_shows_the_durable_spool() {
     let spool = &info["webhook"]["spool"];
     for key in ["depth", "bytes", "max_bytes"] {
         assert_eq!(
-            m.value(&format!("pilot_webhook_spool_{key}"), &[]),
+            m.value(&format!("pilot_webhook_spool_{key}"), DEFAULT),
             spool[key].as_u64().unwrap() as f64,
             "{key}"
         );
     }
-    assert!(m.value("pilot_webhook_spool_bytes", &[]) > 0.0);
+    assert!(m.value("pilot_webhook_spool_bytes", DEFAULT) > 0.0);
     assert!(histogram_count(&m, "failure") >= 1);
     assert_eq!(histogram_count(&m, "success"), 0);
     env.stop();

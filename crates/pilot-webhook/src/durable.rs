@@ -584,6 +584,20 @@ impl DurableWorker {
             if self.stop.is_cancelled() {
                 break None;
             }
+            if self.shared.health.is_paused() {
+                // Paused: the spooler goes on spooling; delivery resumes in order. (A flush
+                // that fails is tried again after the resume.)
+                self.settler.flush().await;
+                info!(webhook = %self.shared.options.name, "webhook paused; events are spooled until it is resumed");
+                tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => break None,
+                    () = self.drain.cancelled() => break None,
+                    () = self.shared.health.wait_resumed() => {}
+                }
+                info!(webhook = %self.shared.options.name, "webhook resumed; the spool drains in order");
+                continue;
+            }
             // Before each read of the spool (in `next`) and at least every `expire_every`.
             if expired_at.is_none_or(|at| at.elapsed() >= self.expire_every()) {
                 self.expire().await;
@@ -889,6 +903,10 @@ impl DurableWorker {
                 }
             }
             self.retry_at = None;
+            if self.shared.health.is_paused() {
+                // The records stay; the loop waits for the resume.
+                return Err(Done::Next);
+            }
             let decision = lock(&self.circuit).before_event(Instant::now());
             match decision {
                 Decision::Skip => continue,
@@ -914,6 +932,7 @@ impl DurableWorker {
             let e = match result {
                 Ok(status) => {
                     debug!(webhook_id = %id, attempt, %status, "webhook delivered");
+                    self.shared.health.succeeded();
                     if lock(&self.circuit).on_success() == Transition::Closed {
                         warn!(url = %shown, "webhook probe delivered; circuit closed, the spooled backlog drains in order");
                     }
@@ -924,6 +943,10 @@ impl DurableWorker {
             self.shared.counters.set_last_error(e.to_string());
             if e.is_gone() {
                 return Err(Done::Gone(e.to_string()));
+            }
+            let limit = self.config.settings.disable_after;
+            if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
+                return Err(Done::Gone(reason));
             }
             let probe = decision == Decision::Probe;
             if !e.is_retryable() {
@@ -984,18 +1007,20 @@ impl DurableWorker {
     /// 410 Gone: stop taking events from the bus, keep the spool, say so.
     async fn disable(&self, reason: String) {
         let shown = &self.config.shown;
+        let name = &self.shared.options.name;
         warn!(
+            webhook = %name,
             url = %shown,
             %reason,
             depth = self.store.spool.stats().depth,
-            "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook \
-             is set again, and the spooled events wait on disk until then"
+            "webhook disabled; it stays off until `pilotctl webhook resume` or the webhook is \
+             set again, and the spooled events wait on disk until then"
         );
         self.shared.bus.detach(self.sub_id);
         self.spooler_stop.cancel();
         self.disabled.set(reason.clone(), jiff::Timestamp::now());
         self.store.log.flush_async().await;
-        publish_disabled(&self.shared.bus, shown, reason);
+        publish_disabled(&self.shared.bus, name, shown, reason);
     }
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 use pilot_core::webhook_settings::SettingsError;
-use pilot_core::webhook_url::Url;
 
 /// Why a webhook cannot be configured, or a tool (`test`, `redeliver`) cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -129,18 +128,9 @@ impl DeliveryError {
     }
 }
 
-/// The URL as text with its password (if any) replaced by `***`, for logs and stats.
-pub fn redact(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Only fails for URLs that cannot have a password, and this one has one.
-    if shown.set_password(Some("***")).is_err() {
-        return "<webhook URL>".into();
-    }
-    shown.to_string()
-}
+/// The URL with its password (if any) shown as `***`, for logs and stats (defined once, in
+/// pilot-core).
+pub use pilot_core::webhook_url::redact;
 
 /// An error and its causes, joined with `: `, skipping a first message that says nothing.
 pub(crate) fn chain(err: &(dyn std::error::Error + 'static), skip_first: bool) -> String {
@@ -159,6 +149,7 @@ pub(crate) fn chain(err: &(dyn std::error::Error + 'static), skip_first: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pilot_core::webhook_url::Url;
 
     #[test]
     fn passwords_are_hidden() {

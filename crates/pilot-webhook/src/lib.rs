@@ -49,6 +49,7 @@ mod config;
 pub mod durable;
 mod error;
 mod filter;
+mod health;
 mod log;
 mod options;
 mod plugin;

@@ -12,6 +12,9 @@ use crate::spool::Spool;
 /// Equality compares the spool by identity (the same open [`Spool`]).
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
+    /// The endpoint's name (default `default`): the label of its bus subscription
+    /// ([`WebhookOptions::bus_label`]), in its logs and in `webhook.disabled`.
+    pub name: String,
     /// Capacity of the webhook queue (the bus subscription buffer). Default 1024; 0 counts as 1.
     pub queue_size: usize,
     /// Bound for one attempt: connecting, sending the request, and reading the response head
@@ -58,6 +61,7 @@ impl PartialEq for WebhookOptions {
             && self.drain_timeout == other.drain_timeout
             && self.user_agent == other.user_agent
             && self.spool_path == other.spool_path
+            && self.name == other.name
     }
 }
 
@@ -66,6 +70,7 @@ impl Eq for WebhookOptions {}
 impl Default for WebhookOptions {
     fn default() -> Self {
         Self {
+            name: pilot_core::endpoint::DEFAULT.to_string(),
             queue_size: 1024,
             timeout: Duration::from_secs(5),
             max_attempts: 3,
@@ -86,6 +91,16 @@ impl WebhookOptions {
         self.queue_size = self.queue_size.max(1);
         self.max_attempts = self.max_attempts.max(1);
         self
+    }
+
+    /// The label of the endpoint's bus subscription: `webhook` for the endpoint `default` (as
+    /// before endpoints had names), `webhook:NAME` for the others.
+    pub fn bus_label(&self) -> String {
+        if self.name == pilot_core::endpoint::DEFAULT {
+            crate::BUS_LABEL.to_string()
+        } else {
+            format!("{}:{}", crate::BUS_LABEL, self.name)
+        }
     }
 
     /// The wait before attempt `attempt` (2, 3, ...): `backoff * 2^(attempt - 2)`, saturating.

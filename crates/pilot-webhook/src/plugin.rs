@@ -30,6 +30,7 @@ use crate::client::HttpClient;
 use crate::config::{Clients, Config};
 use crate::durable::{self, DurableWorker, Settler, Spooled, Store};
 use crate::error::{redact, WebhookError};
+use crate::health::Health;
 use crate::log::{DeliveryLog, DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 use crate::options::WebhookOptions;
 use crate::sign::Secrets;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     opening: Mutex<()>,
     /// Wakes the durable worker when the spooler wrote events.
     pub(crate) notify: Arc<Notify>,
+    /// Paused or not, and how long every attempt has failed.
+    pub(crate) health: Health,
 }
 
 impl Shared {
@@ -261,6 +264,7 @@ impl WebhookPlugin {
             store: OnceLock::new(),
             opening: Mutex::new(()),
             notify: Arc::new(Notify::new()),
+            health: Health::default(),
         };
         if let Some(spool) = given_spool {
             shared.install(spool);
@@ -308,9 +312,10 @@ impl WebhookPlugin {
     fn subscribe(&self, old: Option<u64>) -> Subscription {
         let (bus, cap) = (&self.shared.bus, self.shared.options.queue_size);
         let counters = self.shared.counters.bus.clone();
+        let label = self.shared.options.bus_label();
         match old {
-            Some(old) => bus.replace(old, BUS_LABEL, Pattern::All, cap, counters),
-            None => bus.subscribe_with(BUS_LABEL, Pattern::All, cap, counters),
+            Some(old) => bus.replace(old, label, Pattern::All, cap, counters),
+            None => bus.subscribe_with(label, Pattern::All, cap, counters),
         }
     }
 
@@ -364,15 +369,16 @@ impl WebhookPlugin {
     ) -> (u64, CancellationToken) {
         let (bus, cap) = (&self.shared.bus, self.shared.options.queue_size);
         let counters = self.shared.counters.durable_bus.clone();
+        let label = self.shared.options.bus_label();
         let (sub, sink) = match memory {
             Some((old_id, handover)) => {
                 let mut cutoff = handover.begin();
-                let (sub, sink) = bus.subscribe_durable(BUS_LABEL, Pattern::All, cap, counters);
+                let (sub, sink) = bus.subscribe_durable(label, Pattern::All, cap, counters);
                 *cutoff = sink.durable();
                 bus.detach(old_id);
                 (sub, sink)
             }
-            None => bus.subscribe_durable(BUS_LABEL, Pattern::All, cap, counters),
+            None => bus.subscribe_durable(label, Pattern::All, cap, counters),
         };
         let sub_id = sub.id();
         let stop = CancellationToken::new();
@@ -497,6 +503,9 @@ impl WebhookPlugin {
     /// (the backlog follows the URL), and they wait on disk while the webhook is cleared or
     /// in-memory, until durable delivery is on again.
     pub fn configure(&self, target: Option<(Url, WebhookSettings)>) -> Result<(), WebhookError> {
+        // Pausing is applied on its own, without rebuilding the worker.
+        let paused = target.as_ref().is_some_and(|(_, s)| s.paused);
+        let target = target.map(|(url, settings)| (url, settings.unpaused()));
         let config = match target {
             Some((url, settings)) => Some(Arc::new(Config::build(url, settings, &self.clients)?)),
             None => None,
@@ -516,11 +525,13 @@ impl WebhookPlugin {
             (&old, &config),
             (Some(o), Some(n)) if o.config.same_as(n) && !o.disabled.is_set()
         );
+        self.set_paused(paused);
         if unchanged {
             debug!("webhook unchanged");
             state.current = old;
             return Ok(());
         }
+        self.shared.health.reset();
         if let (Some(old), Some(new)) = (&old, &config) {
             if old.disabled.is_set() {
                 info!(url = %new.shown, "webhook re-enabled");
@@ -665,6 +676,50 @@ impl WebhookPlugin {
         state.current = Some(self.spawn_durable(state, new, store, sub_id, spooler_stop));
     }
 
+    /// Pauses (or resumes) delivery without changing anything else. Paused in memory mode,
+    /// events that arrive are dropped and counted (`dropped_paused`); in durable mode they are
+    /// spooled and delivered in order on resume. A resume also forgets the run of failures
+    /// `disable_after` measures.
+    pub fn set_paused(&self, on: bool) {
+        let was = self.shared.health.is_paused();
+        if was != on {
+            info!(webhook = %self.shared.options.name, paused = on, "webhook {}", if on { "paused" } else { "resumed" });
+            self.shared.health.reset();
+        }
+        self.shared.health.set_paused(on);
+    }
+
+    /// Whether the endpoint is paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.health.is_paused()
+    }
+
+    /// Resumes delivery: un-pauses, and re-enables an endpoint that was disabled (410 Gone,
+    /// `disable_after`) with the configuration it had.
+    pub fn resume(&self) -> Result<(), WebhookError> {
+        self.set_paused(false);
+        let target = {
+            let state = self.lock();
+            state
+                .current
+                .as_ref()
+                .filter(|a| a.disabled.is_set())
+                .map(|a| (a.config.url.clone(), a.config.settings.clone()))
+        };
+        match target {
+            Some(target) => self.configure(Some(target)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the endpoint in force was disabled (410 Gone, `disable_after`).
+    pub fn is_disabled(&self) -> bool {
+        self.lock()
+            .current
+            .as_ref()
+            .is_some_and(|a| a.disabled.is_set())
+    }
+
     /// Hot-swaps the URL (`None` clears it) with default settings: `configure` without
     /// settings. Ignored after shutdown.
     pub fn set_url(&self, url: Option<Url>) {
@@ -726,6 +781,8 @@ impl WebhookPlugin {
         let store = self.shared.store();
         let mut stats = self.shared.counters.snapshot(store.map(|s| &*s.spool));
         let secrets = self.shared.secrets();
+        stats.name = self.shared.options.name.clone();
+        stats.paused = self.shared.health.is_paused();
         stats.signing = !secrets.is_empty();
         stats.signatures = secrets.len();
         let state = self.lock();

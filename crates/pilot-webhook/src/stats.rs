@@ -142,6 +142,10 @@ impl Accounting {
 /// A snapshot of the plugin's state and counters (cumulative for the plugin's life).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Stats {
+    /// The endpoint's name.
+    pub name: String,
+    /// Whether the endpoint is paused.
+    pub paused: bool,
     /// The URL in force, its password (if any) shown as `***`; `None` when no webhook is set.
     pub url: Option<String>,
     /// The current URL's circuit breaker.
@@ -167,6 +171,8 @@ pub struct Stats {
     pub dropped: u64,
     /// The part of `dropped` that never entered the queue because it was full.
     pub dropped_queue_full: u64,
+    /// The part of `dropped` that arrived while the endpoint was paused (in memory mode).
+    pub dropped_paused: u64,
     /// Events skipped without an attempt while the circuit was open.
     pub circuit_skips: u64,
     /// Events the webhook's `events` / `exclude` filters left out.
@@ -328,8 +334,10 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) retries: AtomicU64,
-    /// Dropped after entering the queue (clear, drain timeout, shutdown).
+    /// Dropped after entering the queue (clear, drain timeout, shutdown, paused).
     pub(crate) dropped: AtomicU64,
+    /// The part of `dropped` that arrived while the endpoint was paused (in memory mode).
+    pub(crate) dropped_paused: AtomicU64,
     pub(crate) circuit_skips: AtomicU64,
     pub(crate) filtered: AtomicU64,
     pub(crate) in_flight: AtomicU64,
@@ -432,6 +440,7 @@ impl Counters {
             retries,
             dropped,
             dropped_queue_full,
+            dropped_paused: load(&self.dropped_paused),
             circuit_skips,
             filtered,
             in_flight,

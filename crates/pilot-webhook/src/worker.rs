@@ -126,7 +126,8 @@ pub(crate) fn deadline_after(d: std::time::Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// Why and when a worker's webhook was disabled (410 Gone), readable by the plugin.
+/// Why and when a worker's webhook was disabled (410 Gone, `disable_after`), readable by the
+/// plugin.
 #[derive(Debug, Default)]
 pub(crate) struct Disabled(Mutex<Option<(String, jiff::Timestamp)>>);
 
@@ -414,6 +415,11 @@ impl Ctx {
             return false;
         }
         let allowed = self.config.filter.allows(&event.event);
+        if allowed && self.shared.health.is_paused() {
+            counters.discard(1);
+            bump(&counters.dropped_paused);
+            return false;
+        }
         let _moving = counters.moving();
         bump(&counters.taken);
         bump(if allowed {
@@ -484,6 +490,7 @@ impl Ctx {
             match result {
                 Ok(status) => {
                     debug!(webhook_id = %id, attempt, %status, "webhook delivered");
+                    self.shared.health.succeeded();
                     if lock(&self.circuit).on_success() == Transition::Closed {
                         warn!(url = %shown, "webhook delivered; circuit closed");
                     }
@@ -494,6 +501,10 @@ impl Ctx {
                     self.shared.counters.set_last_error(e.to_string());
                     if e.is_gone() {
                         return Outcome::Gone(e.to_string());
+                    }
+                    let limit = self.config.settings.disable_after;
+                    if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
+                        return Outcome::Gone(reason);
                     }
                     if !e.is_retryable() || attempt >= max {
                         break e;
@@ -538,9 +549,10 @@ impl Ctx {
     /// the announcement never goes to the URL that is gone).
     fn disable(&self, disabled: &Disabled, reason: String) {
         let shown = &self.config.shown;
-        warn!(url = %shown, %reason, "webhook disabled: the endpoint answered 410 Gone; it stays off until the webhook is set again");
+        let name = &self.shared.options.name;
+        warn!(webhook = %name, url = %shown, %reason, "webhook disabled; it stays off until `pilotctl webhook resume` or the webhook is set again");
         disabled.set(reason.clone(), jiff::Timestamp::now());
-        publish_disabled(&self.shared.bus, shown, reason);
+        publish_disabled(&self.shared.bus, name, shown, reason);
     }
 }
 
@@ -553,10 +565,10 @@ async fn poll_slot<F: Future>(mut slot: Pin<&mut Option<F>>) -> F::Output {
     .await
 }
 
-/// Publishes `webhook.disabled` {url, reason} (the caller has detached from the bus first, so
-/// the announcement never goes to the URL that is gone).
-pub(crate) fn publish_disabled(bus: &pilot_core::Bus, shown: &str, reason: String) {
-    let data = serde_json::json!({ "url": shown, "reason": reason });
+/// Publishes `webhook.disabled` {name, url, reason} (the caller has detached from the bus
+/// first, so the announcement never goes to the endpoint that is disabled; the others get it).
+pub(crate) fn publish_disabled(bus: &pilot_core::Bus, name: &str, shown: &str, reason: String) {
+    let data = serde_json::json!({ "name": name, "url": shown, "reason": reason });
     match pilot_core::event::data_from_value(&data) {
         Ok(data) => {
             bus.publish("webhook.disabled", Some(data));

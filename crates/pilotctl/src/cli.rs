@@ -8,25 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pilot_core::catalog::Category;
-
-/// Parses a duration flag (`500ms`, `5s`, `2m`) with the one parser pilot uses everywhere.
-fn duration(s: &str) -> Result<Duration, String> {
-    pilot_core::duration::parse(s).map_err(|e| e.to_string())
-}
-
-/// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere.
-pub fn size(s: &str) -> Result<u64, String> {
-    pilot_core::size::parse(s).map_err(|e| e.to_string())
-}
-
-/// Parses a positive count (`--batch-max`, `--concurrency`).
-fn positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
+use pilot_flags::duration;
+pub use pilot_flags::{ClearArgs, SettingsArgs};
 
 /// pilotctl: control the pilot daemon, its webhook and its event bus.
 #[derive(Debug, Parser)]
@@ -203,51 +186,6 @@ pub struct SetWebhookArgs {
     pub secret: SecretArgs,
 }
 
-/// The per-webhook settings, as flags of `set-webhook` (persisted) and `daemon start` (one run).
-#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
-pub struct SettingsArgs {
-    /// Deliver only events matching these patterns (comma-separated and/or repeated):
-    /// `*`, `prefix.*` or an exact name.
-    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
-    pub events: Vec<String>,
-    /// Never deliver events matching these patterns (comma-separated and/or repeated).
-    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
-    pub exclude: Vec<String>,
-    /// Spool events on disk until a 2xx: at-least-once delivery across outages and restarts.
-    #[arg(long)]
-    pub durable: bool,
-    /// Durable mode: the spool's size limit (default 256MiB); past it the oldest are dropped.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
-    pub max_spool_bytes: Option<u64>,
-    /// Durable mode: drop (and count) events older than this (default 24h).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub discard_after: Option<Duration>,
-    /// Durable mode: the longest wait between retries of one event.
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub max_backoff: Option<Duration>,
-    /// An extra request header `Name: value` (repeatable).
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-    /// Send `Authorization: Bearer <token>` with the token in this file.
-    #[arg(long, value_name = "PATH", conflicts_with = "basic_auth_file")]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Send `Authorization: Basic ...` with `user:password` from this file.
-    #[arg(long, value_name = "PATH")]
-    pub basic_auth_file: Option<PathBuf>,
-    /// Accept any TLS certificate (testing only: anyone on the path can read and forge).
-    #[arg(long)]
-    pub insecure_tls: bool,
-    /// Send up to N events per request as {"events":[...]}.
-    #[arg(long, value_name = "N", value_parser = positive)]
-    pub batch_max: Option<usize>,
-    /// How long a batch may wait to fill up (default 100ms).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub batch_wait: Option<Duration>,
-    /// Requests in flight at once (above 1, events may arrive out of order).
-    #[arg(long, value_name = "N", value_parser = positive)]
-    pub concurrency: Option<usize>,
-}
-
 /// How `set-webhook` sets the signing secret (at most one).
 #[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
 #[group(multiple = false)]
@@ -268,34 +206,111 @@ pub struct SecretArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
-    /// Show or rotate the signing secret.
+    /// Add a named webhook (persisted, and applied to the running daemon).
+    Add(AddArgs),
+    /// List every webhook with its state and counters.
+    List,
+    /// Show one webhook: its settings, state and counters.
+    Show(NameArg),
+    /// Change only the given settings of a webhook (`--no-*` flags remove one).
+    Update(UpdateArgs),
+    /// Remove a webhook (a durable one with undelivered events needs --force).
+    Remove(RemoveArgs),
+    /// Stop sending to a webhook until it is resumed (durable: events keep spooling).
+    Pause(NameArg),
+    /// Send to a paused or disabled webhook again.
+    Resume(NameArg),
+    /// Show or rotate a webhook's signing secret.
     #[command(subcommand)]
     Secret(SecretCommand),
-    /// List recent delivery attempts, newest last.
+    /// List a webhook's recent delivery attempts, newest last.
     Deliveries(DeliveriesArgs),
     /// Send a signed `webhook.test` event now and print how it went.
-    Test,
+    Test(WebhookName),
     /// Send a past event again (while its payload is in the delivery log).
     Redeliver {
         /// The event's id (see `pilotctl webhook deliveries`).
         event_id: u64,
+        #[command(flatten)]
+        webhook: WebhookName,
     },
+}
+
+/// `--name NAME`: which webhook a per-webhook command acts on.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct WebhookName {
+    /// The webhook (see `pilotctl webhook list`).
+    #[arg(long = "name", value_name = "NAME", default_value = pilot_core::endpoint::DEFAULT)]
+    pub name: String,
+}
+
+/// A webhook's name, as the first argument.
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
+pub struct NameArg {
+    /// The webhook's name (`default` is the one `set-webhook` sets).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Its name: 1 to 63 of a-z, 0-9, `_`, `-`, starting with a letter or digit.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// http(s) URL that receives the events.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The signing secret (its own, in `<home>/webhooks/NAME/secret.json`).
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The webhook's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// A new URL.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub clear: ClearArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The webhook's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Remove it even if it still holds undelivered events (they are discarded).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Print the current secret and any still valid in a rotation's grace period.
-    Show,
+    Show(WebhookName),
     /// Generate a new secret; the old ones stay valid for the grace period.
     Rotate {
         /// How long the previous secret keeps signing requests.
         #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "24h")]
         grace: Duration,
+        #[command(flatten)]
+        webhook: WebhookName,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct DeliveriesArgs {
+    #[command(flatten)]
+    pub webhook: WebhookName,
     /// Only failed attempts.
     #[arg(long)]
     pub failed: bool,
@@ -626,15 +641,15 @@ mod tests {
         let c = |args: &[&str]| parse(args).unwrap().command;
         assert!(matches!(
             c(&["webhook", "secret", "show"]),
-            Command::Webhook(WebhookCommand::Secret(SecretCommand::Show))
+            Command::Webhook(WebhookCommand::Secret(SecretCommand::Show(_)))
         ));
-        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace })) =
+        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace, .. })) =
             c(&["webhook", "secret", "rotate"])
         else {
             panic!()
         };
         assert_eq!(grace, Duration::from_secs(86400));
-        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace })) =
+        let Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace, .. })) =
             c(&["webhook", "secret", "rotate", "--grace", "1s"])
         else {
             panic!()
@@ -653,11 +668,11 @@ mod tests {
         assert_eq!((d.failed, d.limit), (false, 20));
         assert!(matches!(
             c(&["webhook", "test"]),
-            Command::Webhook(WebhookCommand::Test)
+            Command::Webhook(WebhookCommand::Test(_))
         ));
         assert!(matches!(
             c(&["webhook", "redeliver", "42"]),
-            Command::Webhook(WebhookCommand::Redeliver { event_id: 42 })
+            Command::Webhook(WebhookCommand::Redeliver { event_id: 42, .. })
         ));
         assert!(parse(&["webhook", "redeliver", "x"]).is_err());
         let Command::Listen(l) = c(&["listen", "--secret", "s"]) else {
@@ -669,6 +684,7 @@ mod tests {
 
     #[test]
     fn sizes() {
+        use pilot_flags::size;
         assert_eq!(size("1024"), Ok(1024));
         assert_eq!(size("256MiB"), Ok(256 << 20));
         assert_eq!(size("1 GiB"), Ok(1 << 30));

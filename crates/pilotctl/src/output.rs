@@ -32,6 +32,9 @@ pub mod code {
     pub const TIMEOUT: &str = "timeout";
     pub const IO_ERROR: &str = "io_error";
     pub const ALREADY_EXISTS: &str = "already_exists";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const LIMIT_REACHED: &str = "limit_reached";
+    pub const BACKLOG: &str = "backlog";
 }
 
 /// A failed command: a stable machine code and a message for people.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::cli::{SettingsArgs, StartArgs};
+use crate::cli::StartArgs;
 
 /// The daemon's file name.
 pub const DAEMON_BIN: &str = "pilot-daemon";
@@ -108,56 +108,8 @@ pub fn daemon_args(args: &StartArgs, socket: &Path) -> Vec<OsString> {
         out.push("--metrics-addr".into());
         out.push(v.into());
     }
-    settings_args(&args.settings, &mut out);
+    out.extend(args.settings.to_args());
     out
-}
-
-/// The `pilot-daemon` flags for the settings given to `daemon start` (paths made absolute).
-fn settings_args(s: &SettingsArgs, out: &mut Vec<OsString>) {
-    let mut push = |flag: &str, value: OsString| {
-        out.push(flag.into());
-        out.push(value);
-    };
-    let dur = |d: Duration| OsString::from(pilot_core::duration::format(d));
-    if !s.events.is_empty() {
-        push("--events", s.events.join(",").into());
-    }
-    if !s.exclude.is_empty() {
-        push("--exclude", s.exclude.join(",").into());
-    }
-    if let Some(v) = s.max_spool_bytes {
-        push("--max-spool-bytes", v.to_string().into());
-    }
-    if let Some(v) = s.discard_after {
-        push("--discard-after", dur(v));
-    }
-    if let Some(v) = s.max_backoff {
-        push("--max-backoff", dur(v));
-    }
-    for h in &s.headers {
-        push("--header", h.into());
-    }
-    if let Some(p) = &s.bearer_token_file {
-        push("--bearer-token-file", crate::settings::absolute(p).into());
-    }
-    if let Some(p) = &s.basic_auth_file {
-        push("--basic-auth-file", crate::settings::absolute(p).into());
-    }
-    if let Some(v) = s.batch_max {
-        push("--batch-max", v.to_string().into());
-    }
-    if let Some(v) = s.batch_wait {
-        push("--batch-wait", dur(v));
-    }
-    if let Some(v) = s.concurrency {
-        push("--concurrency", v.to_string().into());
-    }
-    if s.durable {
-        out.push("--durable".into());
-    }
-    if s.insecure_tls {
-        out.push("--insecure-tls".into());
-    }
 }
 
 /// Opens the daemon log for appending (created 0600).
@@ -339,7 +291,7 @@ mod tests {
             backoff: Some(Duration::from_millis(1500)),
             circuit_threshold: Some(4),
             circuit_cooldown: Some(Duration::from_secs(30)),
-            settings: SettingsArgs {
+            settings: crate::cli::SettingsArgs {
                 events: vec!["handshake.*".into(), "trust.*".into()],
                 exclude: vec!["data.datagram".into()],
                 durable: true,
@@ -353,6 +305,7 @@ mod tests {
                 batch_max: Some(10),
                 batch_wait: Some(Duration::from_millis(50)),
                 concurrency: Some(2),
+                disable_after: None,
             },
             metrics_addr: Some("127.0.0.1:9464".into()),
         };

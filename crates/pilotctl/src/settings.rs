@@ -5,7 +5,7 @@
 //! files exist, are readable and hold something usable (their content is never shown). Paths
 //! are made absolute, because the daemon does not share pilotctl's working directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pilot_core::WebhookSettings;
 
@@ -14,21 +14,7 @@ use crate::output::CliError;
 
 /// The settings the flags ask for (fields not given stay at their defaults).
 pub fn from_flags(args: &SettingsArgs) -> Result<WebhookSettings, CliError> {
-    let settings = WebhookSettings {
-        events: trimmed(&args.events),
-        exclude: trimmed(&args.exclude),
-        durable: args.durable,
-        headers: args.headers.clone(),
-        bearer_token_file: args.bearer_token_file.as_deref().map(absolute),
-        basic_auth_file: args.basic_auth_file.as_deref().map(absolute),
-        insecure_tls: args.insecure_tls,
-        batch_max: args.batch_max,
-        batch_wait: args.batch_wait,
-        concurrency: args.concurrency,
-        max_spool_bytes: args.max_spool_bytes,
-        discard_after: args.discard_after,
-        max_backoff: args.max_backoff,
-    };
+    let settings = args.apply(WebhookSettings::default());
     check(&settings)?;
     Ok(settings)
 }
@@ -92,15 +78,6 @@ pub fn read_small(path: &Path, flag: &str) -> Result<String, CliError> {
     String::from_utf8(bytes).map_err(|_| {
         CliError::invalid_argument(format!("{flag} {}: not UTF-8 text", path.display()))
     })
-}
-
-/// The path made absolute against the current directory (kept as is if that fails).
-pub fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-fn trimmed(patterns: &[String]) -> Vec<String> {
-    patterns.iter().map(|p| p.trim().to_string()).collect()
 }
 
 #[cfg(test)]

@@ -136,7 +136,11 @@ async fn starting_without_a_url_has_no_queue_until_one_is_set() {
     assert!(bus.subscribers().is_empty());
     bus.publish("a.nobody", None);
     let stats = plugin.stats();
-    assert_eq!(stats, pilot_webhook::Stats::default());
+    let idle = pilot_webhook::Stats {
+        name: "default".into(),
+        ..Default::default()
+    };
+    assert_eq!(stats, idle);
 
     let rx = Receiver::ok().await;
     plugin.set_url(Some(rx.url("/x")));

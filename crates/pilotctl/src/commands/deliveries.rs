@@ -17,6 +17,7 @@ pub async fn run(ctx: &Context, args: &DeliveriesArgs) -> Result<Output, CliErro
         .call(&Request::Deliveries {
             failed_only: args.failed,
             limit: Some(args.limit),
+            name: crate::commands::tools::named(&args.webhook.name),
         })
         .await?;
     let text = table(&reply.deliveries, args.failed);

@@ -109,7 +109,7 @@ fn circuit(state: &str) -> String {
     paint(st, state)
 }
 
-fn webhook_text(w: &WebhookStatus) -> String {
+pub fn webhook_text(w: &WebhookStatus) -> String {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     let mut rows = vec![("url", w.url.clone().unwrap_or_else(|| "(none)".into()))];
     if let Some(reason) = &w.disabled {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliveries;
 pub mod emit;
+pub mod endpoints;
 pub mod events;
 pub mod generated;
 pub mod info;
@@ -27,14 +28,23 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
         Command::Daemon(DaemonCommand::InstallService(args)) => service::install(ctx, args),
         Command::SetWebhook(args) => webhook::set(ctx, args).await,
         Command::ClearWebhook => webhook::clear(ctx).await,
-        Command::Webhook(WebhookCommand::Secret(SecretCommand::Show)) => secret::show_cmd(ctx),
-        Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace })) => {
-            secret::rotate_cmd(ctx, *grace).await
+        Command::Webhook(WebhookCommand::Add(args)) => endpoints::add(ctx, args).await,
+        Command::Webhook(WebhookCommand::List) => endpoints::list(ctx).await,
+        Command::Webhook(WebhookCommand::Show(a)) => endpoints::show(ctx, &a.name).await,
+        Command::Webhook(WebhookCommand::Update(args)) => endpoints::update(ctx, args).await,
+        Command::Webhook(WebhookCommand::Remove(args)) => endpoints::remove(ctx, args).await,
+        Command::Webhook(WebhookCommand::Pause(a)) => endpoints::pause(ctx, &a.name, true).await,
+        Command::Webhook(WebhookCommand::Resume(a)) => endpoints::pause(ctx, &a.name, false).await,
+        Command::Webhook(WebhookCommand::Secret(SecretCommand::Show(w))) => {
+            secret::show_cmd(ctx, &w.name)
+        }
+        Command::Webhook(WebhookCommand::Secret(SecretCommand::Rotate { grace, webhook })) => {
+            secret::rotate_cmd(ctx, *grace, &webhook.name).await
         }
         Command::Webhook(WebhookCommand::Deliveries(args)) => deliveries::run(ctx, args).await,
-        Command::Webhook(WebhookCommand::Test) => tools::test(ctx).await,
-        Command::Webhook(WebhookCommand::Redeliver { event_id }) => {
-            tools::redeliver(ctx, *event_id).await
+        Command::Webhook(WebhookCommand::Test(w)) => tools::test(ctx, &w.name).await,
+        Command::Webhook(WebhookCommand::Redeliver { event_id, webhook }) => {
+            tools::redeliver(ctx, *event_id, &webhook.name).await
         }
         Command::Info => info::run(ctx).await,
         Command::Emit(args) => emit::run(ctx, args).await,

@@ -6,6 +6,7 @@
 //! (`set-webhook --generate-secret`, `webhook secret rotate`), once. After a change the running
 //! daemon is told to re-read the file (`reload_secrets`).
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -53,9 +54,19 @@ pub fn change_from_flags(args: &SecretArgs) -> Result<Option<SecretChange>, CliE
     }))
 }
 
-/// Loads the secret file of `home` (missing: empty; corrupt: `config_error`).
-pub fn load(home: &PilotHome) -> Result<SecretStore, CliError> {
-    SecretStore::load(home.secret_file()).map_err(secret_error)
+/// Loads the secret file of webhook `name` in `home` (missing: empty; corrupt:
+/// `config_error`). A named webhook's directory is created (owner-only) so the file can be
+/// written.
+pub fn load(home: &PilotHome, name: &str) -> Result<SecretStore, CliError> {
+    if name != pilot_core::endpoint::DEFAULT {
+        let dir = home.endpoint_dir(name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| CliError::io(format!("{}: {e}", dir.display())))?;
+    }
+    SecretStore::load(home.endpoint_secret_file(name)).map_err(secret_error)
 }
 
 /// Applies `change` to `store` and writes the file (0600; removed when empty).
@@ -77,13 +88,17 @@ pub fn secret_error(e: SecretError) -> CliError {
 }
 
 /// Tells the daemon at `socket` to re-read the secret file; `None` when no daemon runs.
-pub async fn reload(socket: &Path) -> Result<Option<ReloadSecretsReply>, CliError> {
+pub async fn reload(socket: &Path, name: &str) -> Result<Option<ReloadSecretsReply>, CliError> {
     let mut client = match Client::connect(socket).await {
         Ok(c) => c,
         Err(ClientError::NotRunning { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let reply = client.call(&Request::ReloadSecrets).await?;
+    let reply = client
+        .call(&Request::ReloadSecrets {
+            name: crate::commands::tools::named(name),
+        })
+        .await?;
     Ok(Some(reply))
 }
 
@@ -105,9 +120,10 @@ struct ShowResult {
 }
 
 /// `webhook secret show`.
-pub fn show_cmd(ctx: &Context) -> Result<Output, CliError> {
+pub fn show_cmd(ctx: &Context, name: &str) -> Result<Output, CliError> {
     let home = ctx.home()?;
-    let store = load(&home)?;
+    crate::commands::endpoints::require(ctx, name)?;
+    let store = SecretStore::load(home.endpoint_secret_file(name)).map_err(secret_error)?;
     let now = jiff::Timestamp::now();
     let shown = |s: &secrets::Secret| ShownSecret {
         secret: s.secret.clone(),
@@ -166,11 +182,12 @@ struct RotateResult {
 }
 
 /// `webhook secret rotate [--grace DURATION]`.
-pub async fn rotate_cmd(ctx: &Context, grace: Duration) -> Result<Output, CliError> {
+pub async fn rotate_cmd(ctx: &Context, grace: Duration, name: &str) -> Result<Output, CliError> {
     let home = ctx.home()?;
     home.ensure()?;
+    crate::commands::endpoints::require(ctx, name)?;
     let socket = ctx.socket()?;
-    let mut store = load(&home)?;
+    let mut store = load(&home, name)?;
     let now = jiff::Timestamp::now();
     let had_current = store.current().is_some();
     let secret = secrets::generate();
@@ -186,7 +203,7 @@ pub async fn rotate_cmd(ctx: &Context, grace: Duration) -> Result<Output, CliErr
     } else {
         None
     };
-    let reply = reload(&socket).await.map_err(|e| {
+    let reply = reload(&socket, name).await.map_err(|e| {
         e.context("the new secret is saved, but the running daemon did not take it")
     })?;
     let result = RotateResult {

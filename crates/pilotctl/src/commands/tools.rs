@@ -14,10 +14,12 @@ use crate::output::{CliError, Output};
 pub const DELIVERY_FAILED: &str = "delivery_failed";
 
 /// `webhook test`.
-pub async fn test(ctx: &Context) -> Result<Output, CliError> {
+pub async fn test(ctx: &Context, name: &str) -> Result<Output, CliError> {
     let socket = ctx.socket()?;
     let mut client = Client::connect(&socket).await?;
-    let r: TestReply = client.call(&Request::TestWebhook).await?;
+    let r: TestReply = client
+        .call(&Request::TestWebhook { name: named(name) })
+        .await?;
     let signed = if r.signed { "signed" } else { "unsigned" };
     let how = attempt_text(r.status, r.latency_ms, r.error.as_deref());
     if !r.ok {
@@ -31,10 +33,15 @@ pub async fn test(ctx: &Context) -> Result<Output, CliError> {
 }
 
 /// `webhook redeliver EVENT_ID`.
-pub async fn redeliver(ctx: &Context, event_id: u64) -> Result<Output, CliError> {
+pub async fn redeliver(ctx: &Context, event_id: u64, name: &str) -> Result<Output, CliError> {
     let socket = ctx.socket()?;
     let mut client = Client::connect(&socket).await?;
-    let r: RedeliverReply = client.call(&Request::Redeliver { event_id }).await?;
+    let r: RedeliverReply = client
+        .call(&Request::Redeliver {
+            event_id,
+            name: named(name),
+        })
+        .await?;
     let how = attempt_text(r.status, r.latency_ms, r.error.as_deref());
     if !r.ok {
         return Err(CliError::new(
@@ -46,6 +53,12 @@ pub async fn redeliver(ctx: &Context, event_id: u64) -> Result<Output, CliError>
         &r,
         format!("event {event_id} redelivered: {how}"),
     ))
+}
+
+/// The `name` field of a per-webhook request: left out for `default`, so the request reads as
+/// it did before webhooks had names.
+pub fn named(name: &str) -> Option<String> {
+    (name != pilot_core::endpoint::DEFAULT).then(|| name.to_string())
 }
 
 /// `HTTP 200 in 3.2ms`, or the error with what is known.

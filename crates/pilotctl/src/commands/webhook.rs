@@ -22,8 +22,13 @@ use crate::settings;
 /// The config key of the persisted settings.
 pub const SETTINGS_KEY: &str = "webhook_settings";
 
+/// What `set-webhook`, `clear-webhook`, `webhook add` and `webhook update` print.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct WebhookResult {
+    /// The webhook's name (`webhook add` and `update`; left out by `set-webhook`, whose output
+    /// is Pilot's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub webhook: String,
     pub applied: bool,
     /// The settings persisted (header values masked); left out when all are defaults.
@@ -46,7 +51,7 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     let home = ctx.home()?;
     // A corrupt secret file is reported before anything is written.
     let mut store = match &change {
-        Some(_) => Some(secret::load(&home)?),
+        Some(_) => Some(secret::load(&home, pilot_core::endpoint::DEFAULT)?),
         None => None,
     };
     settings::warn_insecure(&webhook_settings);
@@ -71,23 +76,12 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
         let url = url.clone();
         async move {
             c.set_webhook_with(&url, sent).await?;
-            let _: ReloadSecretsReply = c.call(&Request::ReloadSecrets).await?;
+            let _: ReloadSecretsReply = c.call(&Request::ReloadSecrets { name: None }).await?;
             Ok(())
         }
     })
     .await?;
-    let (signing, generated) = match change {
-        None => (None, None),
-        Some(SecretChange::Remove) => (Some(false), None),
-        Some(SecretChange::Set { secret, generated }) => (Some(true), generated.then_some(secret)),
-    };
-    let result = WebhookResult {
-        webhook: url,
-        applied,
-        settings: (!webhook_settings.is_default()).then(|| webhook_settings.redacted()),
-        signing,
-        secret: generated,
-    };
+    let result = WebhookResult::new(None, url, applied, &webhook_settings, change);
     let text = set_text(&result);
     Ok(Output::report(&result, text))
 }
@@ -104,6 +98,7 @@ pub async fn clear(ctx: &Context) -> Result<Output, CliError> {
     )
     .await?;
     let result = WebhookResult {
+        name: None,
         webhook: String::new(),
         applied,
         settings: None,
@@ -151,9 +146,42 @@ fn not_applied(e: ClientError) -> CliError {
         .context("saved to config.json, but the running daemon did not take the change")
 }
 
+impl WebhookResult {
+    /// The result of setting webhook `name` (`None`: `set-webhook`) to `url` with `settings`
+    /// and the secret `change`.
+    pub fn new(
+        name: Option<&str>,
+        url: String,
+        applied: bool,
+        settings: &WebhookSettings,
+        change: Option<SecretChange>,
+    ) -> WebhookResult {
+        let (signing, generated) = match change {
+            None => (None, None),
+            Some(SecretChange::Remove) => (Some(false), None),
+            Some(SecretChange::Set { secret, generated }) => {
+                (Some(true), generated.then_some(secret))
+            }
+        };
+        WebhookResult {
+            name: name.map(String::from),
+            webhook: url,
+            applied,
+            settings: (!settings.is_default()).then(|| settings.redacted()),
+            signing,
+            secret: generated,
+        }
+    }
+}
+
 /// The text of `set-webhook`: the URL, the settings and the secret, then where it applies.
 fn set_text(r: &WebhookResult) -> String {
-    let mut out = format!("webhook set: {}", r.webhook);
+    change_text(format!("webhook set: {}", r.webhook), r)
+}
+
+/// `heading`, then the settings and the secret of `r`, then where it applies.
+pub fn change_text(heading: String, r: &WebhookResult) -> String {
+    let mut out = heading;
     if let Some(s) = &r.settings {
         let rows = settings_rows(s);
         if !rows.is_empty() {
@@ -162,9 +190,15 @@ fn set_text(r: &WebhookResult) -> String {
         }
     }
     match (&r.secret, r.signing) {
-        (Some(secret), _) => out.push_str(&format!(
-            "\nsigning secret (shown once; `pilotctl webhook secret show` prints it again):\n{secret}"
-        )),
+        (Some(secret), _) => {
+            let show = match &r.name {
+                Some(name) => format!("pilotctl webhook secret show --name {name}"),
+                None => "pilotctl webhook secret show".to_string(),
+            };
+            out.push_str(&format!(
+                "\nsigning secret (shown once; `{show}` prints it again):\n{secret}"
+            ))
+        }
         (None, Some(true)) => out.push_str("\nsigning secret saved"),
         (None, Some(false)) => out.push_str("\nsigning secret removed: requests are unsigned"),
         (None, None) => {}
@@ -253,6 +287,7 @@ mod tests {
             "webhook cleared\nwill take effect on next daemon start"
         );
         let plain = WebhookResult {
+            name: None,
             webhook: "http://x/".into(),
             applied: false,
             settings: None,

@@ -1,0 +1,364 @@
+//! pilot-flags: the webhook settings flags, defined once with clap and shared by
+//! `pilot-daemon` (settings for one run), `pilotctl set-webhook`, `daemon start`,
+//! `webhook add` and `webhook update` — one help text, one validator per flag.
+//!
+//! [`SettingsArgs`] are the flags that set a value; [`ClearArgs`] the explicit `--no-*` flags
+//! `webhook update` takes to remove one. [`SettingsArgs::apply`] puts the given flags over a
+//! base (`set-webhook` starts from the defaults, `update` and the daemon from what is saved),
+//! and [`SettingsArgs::to_args`] writes them back as `pilot-daemon` flags.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use pilot_core::WebhookSettings;
+
+/// Parses a duration flag (`500ms`, `5s`, `2m`) with the one parser pilot uses everywhere.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    pilot_core::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses a duration flag that must not be zero.
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere; at least 1 byte.
+pub fn size(s: &str) -> Result<u64, String> {
+    match pilot_core::size::parse(s).map_err(|e| e.to_string())? {
+        0 => Err("must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
+/// Parses a positive count (`--batch-max`, `--concurrency`).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `path` made absolute against the current directory (the daemon does not share it).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The per-webhook settings as flags. A flag not given leaves its field as it is.
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
+pub struct SettingsArgs {
+    /// Deliver only events matching these patterns (comma-separated and/or repeated):
+    /// `*`, `prefix.*` or an exact name.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub events: Vec<String>,
+    /// Never deliver events matching these patterns (comma-separated and/or repeated).
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Spool events on disk until a 2xx: at-least-once delivery across outages and restarts.
+    #[arg(long)]
+    pub durable: bool,
+    /// Durable mode: the spool's size limit (default 256MiB); past it the oldest are dropped.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_spool_bytes: Option<u64>,
+    /// Durable mode: drop (and count) events older than this (default 24h).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub discard_after: Option<Duration>,
+    /// Durable mode: the longest wait between retries of one event.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub max_backoff: Option<Duration>,
+    /// An extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Send `Authorization: Bearer <token>` with the token in this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Send `Authorization: Basic ...` with `user:password` from this file.
+    #[arg(long, value_name = "PATH")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Accept any TLS certificate (testing only: anyone on the path can read and forge).
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Send up to N events per request as {"events":[...]}.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub batch_max: Option<usize>,
+    /// How long a batch may wait to fill up (default 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub batch_wait: Option<Duration>,
+    /// Requests in flight at once (above 1, events may arrive out of order).
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub concurrency: Option<usize>,
+    /// Disable the webhook once every attempt has failed for this long (off by default);
+    /// `pilotctl webhook resume NAME` turns it back on.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub disable_after: Option<Duration>,
+}
+
+/// Flags that remove a setting (`webhook update`). Each conflicts with the flag that sets it.
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
+pub struct ClearArgs {
+    /// Remove the include filter: every event again.
+    #[arg(long, conflicts_with = "events")]
+    pub no_events: bool,
+    /// Remove the exclude filter.
+    #[arg(long, conflicts_with = "exclude")]
+    pub no_exclude: bool,
+    /// Remove every extra header.
+    #[arg(long, conflicts_with = "headers")]
+    pub no_headers: bool,
+    /// Remove the bearer or basic auth file.
+    #[arg(long, conflicts_with_all = ["bearer_token_file", "basic_auth_file"])]
+    pub no_auth: bool,
+    /// Leave durable mode (the spooled events wait on disk until it is on again).
+    #[arg(long, conflicts_with = "durable")]
+    pub no_durable: bool,
+    /// Check TLS certificates again.
+    #[arg(long, conflicts_with = "insecure_tls")]
+    pub no_insecure_tls: bool,
+    /// One event per request again (removes batch max and batch wait).
+    #[arg(long, conflicts_with_all = ["batch_max", "batch_wait"])]
+    pub no_batch: bool,
+    /// One request in flight again.
+    #[arg(long, conflicts_with = "concurrency")]
+    pub no_concurrency: bool,
+    /// Never disable the webhook for failing.
+    #[arg(long, conflicts_with = "disable_after")]
+    pub no_disable_after: bool,
+    /// The default spool limits and retry cap again (max spool bytes, discard after, max
+    /// backoff).
+    #[arg(long, conflicts_with_all = ["max_spool_bytes", "discard_after", "max_backoff"])]
+    pub no_spool_limits: bool,
+}
+
+impl SettingsArgs {
+    /// `base` with every flag given put over its field. An auth file flag replaces both auth
+    /// fields (only one may be set); paths are made absolute; patterns are trimmed.
+    pub fn apply(&self, mut base: WebhookSettings) -> WebhookSettings {
+        let trimmed = |v: &[String]| v.iter().map(|p| p.trim().to_string()).collect();
+        if !self.events.is_empty() {
+            base.events = trimmed(&self.events);
+        }
+        if !self.exclude.is_empty() {
+            base.exclude = trimmed(&self.exclude);
+        }
+        base.durable |= self.durable;
+        base.insecure_tls |= self.insecure_tls;
+        if !self.headers.is_empty() {
+            base.headers = self.headers.clone();
+        }
+        if self.bearer_token_file.is_some() || self.basic_auth_file.is_some() {
+            base.bearer_token_file = self.bearer_token_file.as_deref().map(absolute);
+            base.basic_auth_file = self.basic_auth_file.as_deref().map(absolute);
+        }
+        base.max_spool_bytes = self.max_spool_bytes.or(base.max_spool_bytes);
+        base.discard_after = self.discard_after.or(base.discard_after);
+        base.max_backoff = self.max_backoff.or(base.max_backoff);
+        base.batch_max = self.batch_max.or(base.batch_max);
+        base.batch_wait = self.batch_wait.or(base.batch_wait);
+        base.concurrency = self.concurrency.or(base.concurrency);
+        base.disable_after = self.disable_after.or(base.disable_after);
+        base
+    }
+
+    /// The same flags, for `pilot-daemon`'s command line (paths made absolute).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: OsString| {
+            out.push(flag.into());
+            out.push(value);
+        };
+        let dur = |d: Duration| OsString::from(pilot_core::duration::format(d));
+        if !self.events.is_empty() {
+            push("--events", self.events.join(",").into());
+        }
+        if !self.exclude.is_empty() {
+            push("--exclude", self.exclude.join(",").into());
+        }
+        if let Some(v) = self.max_spool_bytes {
+            push("--max-spool-bytes", v.to_string().into());
+        }
+        if let Some(v) = self.discard_after {
+            push("--discard-after", dur(v));
+        }
+        if let Some(v) = self.max_backoff {
+            push("--max-backoff", dur(v));
+        }
+        for h in &self.headers {
+            push("--header", h.into());
+        }
+        if let Some(p) = &self.bearer_token_file {
+            push("--bearer-token-file", absolute(p).into());
+        }
+        if let Some(p) = &self.basic_auth_file {
+            push("--basic-auth-file", absolute(p).into());
+        }
+        if let Some(v) = self.batch_max {
+            push("--batch-max", v.to_string().into());
+        }
+        if let Some(v) = self.batch_wait {
+            push("--batch-wait", dur(v));
+        }
+        if let Some(v) = self.concurrency {
+            push("--concurrency", v.to_string().into());
+        }
+        if let Some(v) = self.disable_after {
+            push("--disable-after", dur(v));
+        }
+        if self.durable {
+            out.push("--durable".into());
+        }
+        if self.insecure_tls {
+            out.push("--insecure-tls".into());
+        }
+        out
+    }
+}
+
+impl ClearArgs {
+    /// `base` with every setting a `--no-*` flag names removed.
+    pub fn apply(&self, mut base: WebhookSettings) -> WebhookSettings {
+        if self.no_events {
+            base.events.clear();
+        }
+        if self.no_exclude {
+            base.exclude.clear();
+        }
+        if self.no_headers {
+            base.headers.clear();
+        }
+        if self.no_auth {
+            base.bearer_token_file = None;
+            base.basic_auth_file = None;
+        }
+        if self.no_durable {
+            base.durable = false;
+        }
+        if self.no_insecure_tls {
+            base.insecure_tls = false;
+        }
+        if self.no_batch {
+            base.batch_max = None;
+            base.batch_wait = None;
+        }
+        if self.no_concurrency {
+            base.concurrency = None;
+        }
+        if self.no_disable_after {
+            base.disable_after = None;
+        }
+        if self.no_spool_limits {
+            base.max_spool_bytes = None;
+            base.discard_after = None;
+            base.max_backoff = None;
+        }
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        set: SettingsArgs,
+        #[command(flatten)]
+        clear: ClearArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_field_by_field() {
+        let base = WebhookSettings {
+            events: vec!["a.*".into()],
+            exclude: vec!["a.b".into()],
+            basic_auth_file: Some("/basic".into()),
+            batch_max: Some(5),
+            batch_wait: Some(Duration::from_millis(10)),
+            ..Default::default()
+        };
+        let cmd = parse(&[
+            "--events",
+            " b.* ",
+            "--bearer-token-file",
+            "/bearer",
+            "--batch-max",
+            "9",
+            "--durable",
+            "--disable-after",
+            "10m",
+        ])
+        .unwrap();
+        let got = cmd.set.apply(base.clone());
+        assert_eq!(got.events, ["b.*"]);
+        assert_eq!(got.exclude, ["a.b"]);
+        assert_eq!(got.bearer_token_file.as_deref(), Some(Path::new("/bearer")));
+        assert_eq!(got.basic_auth_file, None);
+        assert_eq!(got.batch_max, Some(9));
+        assert_eq!(got.batch_wait, Some(Duration::from_millis(10)));
+        assert_eq!(got.disable_after, Some(Duration::from_secs(600)));
+        assert!(got.durable);
+        assert_eq!(SettingsArgs::default().apply(base.clone()), base);
+    }
+
+    #[test]
+    fn no_flags_remove_and_conflict_with_their_setter() {
+        let base = WebhookSettings {
+            events: vec!["a.*".into()],
+            headers: vec!["X-A: 1".into()],
+            batch_max: Some(5),
+            batch_wait: Some(Duration::from_millis(10)),
+            durable: true,
+            ..Default::default()
+        };
+        let cmd = parse(&["--no-events", "--no-batch", "--no-durable"]).unwrap();
+        let got = cmd.clear.apply(base);
+        assert!(got.events.is_empty() && !got.durable);
+        assert_eq!((got.batch_max, got.batch_wait), (None, None));
+        assert_eq!(got.headers, ["X-A: 1"]);
+        assert!(parse(&["--no-events", "--events", "a.*"]).is_err());
+        assert!(parse(&["--no-batch", "--batch-max", "3"]).is_err());
+    }
+
+    #[test]
+    fn numbers_and_durations_must_be_positive() {
+        for bad in [
+            &["--batch-max", "0"][..],
+            &["--concurrency", "0"],
+            &["--max-spool-bytes", "0"],
+            &["--discard-after", "0s"],
+            &["--disable-after", "0s"],
+            &["--max-backoff", "soon"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn to_args_round_trips() {
+        let cmd = parse(&[
+            "--events",
+            "a.*,b.c",
+            "--header",
+            "X-A: 1",
+            "--batch-max",
+            "3",
+            "--disable-after",
+            "1h",
+            "--durable",
+        ])
+        .unwrap();
+        let args = cmd.set.to_args();
+        let again = Cmd::try_parse_from(std::iter::once(OsString::from("x")).chain(args)).unwrap();
+        assert_eq!(again.set, cmd.set);
+    }
+}
