@@ -279,6 +279,7 @@ impl From<AnySettings> for WebhookSettings {
         WebhookSettings {
             events: s.events,
             exclude: s.exclude,
+            min_severity: None,
             durable: s.durable,
             headers: s.headers,
             bearer_token_file: s.bearer_token_file.map(Into::into),

@@ -17,6 +17,7 @@ pub fn from_flags(args: &SettingsArgs) -> Result<WebhookSettings, CliError> {
     let settings = WebhookSettings {
         events: trimmed(&args.events),
         exclude: trimmed(&args.exclude),
+        min_severity: None,
         durable: args.durable,
         headers: args.headers.clone(),
         bearer_token_file: args.bearer_token_file.as_deref().map(absolute),
