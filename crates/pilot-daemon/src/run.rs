@@ -82,6 +82,9 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         .webhook
         .clone()
         .map(|url| (url, settings.webhook_settings.clone()));
+    if target.is_some() {
+        crate::server::log_pattern_warnings(&settings.webhook_settings);
+    }
     let secrets = SecretKeeper::new(settings.secrets, webhook.clone());
     // Settings that cannot work (an unreadable auth file) or a durable spool that cannot be
     // created stop the start.
