@@ -335,9 +335,15 @@ mod tests {
         assert_eq!(problem("a-b.*"), PatternProblem::BadChar('-'));
         assert_eq!(problem("é.x"), PatternProblem::BadChar('é'));
         assert_eq!(problem("A-b.c"), PatternProblem::BadChar('-'));
-        assert_eq!(problem("handshake"), PatternProblem::OnePart("handshake".into()));
+        assert_eq!(
+            problem("handshake"),
+            PatternProblem::OnePart("handshake".into())
+        );
         assert!(problem("handshake").to_string().contains("`handshake.*`"));
-        assert_eq!(problem("Handshake"), PatternProblem::OnePart("handshake".into()));
+        assert_eq!(
+            problem("Handshake"),
+            PatternProblem::OnePart("handshake".into())
+        );
         let long = format!("a.{}", "b".repeat(MAX_NAME_LEN));
         assert_eq!(problem(&long), PatternProblem::TooLong);
         // A prefix needs room for one more part: `p.x` must fit.
@@ -345,7 +351,9 @@ mod tests {
         assert!(format!("{room}.*").parse::<Pattern>().is_ok());
         assert_eq!(problem(&format!("a{room}.*")), PatternProblem::TooLong);
         // The pattern shown in the message is cut.
-        let err = format!("{}*", "x".repeat(500)).parse::<Pattern>().unwrap_err();
+        let err = format!("{}*", "x".repeat(500))
+            .parse::<Pattern>()
+            .unwrap_err();
         assert_eq!(err.pattern.chars().count(), 64);
     }
 
@@ -399,11 +407,7 @@ mod tests {
         // One letter from three catalog names: all of them, in catalog order.
         assert_eq!(
             suggested("node.eregistered").unwrap(),
-            [
-                "node.registered",
-                "node.reregistered",
-                "node.deregistered"
-            ]
+            ["node.registered", "node.reregistered", "node.deregistered"]
         );
         let s = Suggestion {
             pattern: "a.b".into(),

@@ -235,7 +235,10 @@ mod tests {
         };
         bad(|s| s.events = vec!["a*".into()]);
         let err = bad(|s| s.exclude = vec!["Handshake.*".into()]);
-        assert!(err.to_string().contains("did you mean `handshake.*`"), "{err}");
+        assert!(
+            err.to_string().contains("did you mean `handshake.*`"),
+            "{err}"
+        );
         bad(|s| s.events = vec!["a.b".into(), "Bad..x".into()]);
         bad(|s| s.headers = vec!["no colon".into()]);
         bad(|s| s.headers = vec!["Bad Name: v".into()]);
