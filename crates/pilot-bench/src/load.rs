@@ -46,6 +46,7 @@ fn items(name: String, data: Box<RawValue>, count: u64) -> impl Iterator<Item = 
     (0..count).map(move |_| EmitItem {
         event: name.clone(),
         data: Some(data.clone()),
+        severity: None,
     })
 }
 

@@ -272,6 +272,7 @@ async fn emit_at_rate(
         let items = (0..n).map(|_| EmitItem {
             event: name.clone(),
             data: Some(data.clone()),
+            severity: None,
         });
         let summary = client.emit_pipelined(items).await.map_err(|f| {
             anyhow!(

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::event::Event;
 use crate::pattern::Pattern;
+use crate::severity::Severity;
 
 /// Counters kept per subscriber. A subscriber may bring its own so its counts survive a
 /// re-subscription (the webhook plugin does this across URL swaps).
@@ -121,16 +122,28 @@ impl Bus {
         self.0.published.load(Ordering::Relaxed)
     }
 
-    /// Publishes an event now. Never blocks; returns the stamped event.
+    /// Publishes an event now, with the catalog's severity for its name (`info` outside the
+    /// catalog). Never blocks; returns the stamped event.
     pub fn publish(&self, name: impl Into<String>, data: Option<Box<RawValue>>) -> Arc<Event> {
-        // Allocated before the lock is taken: under it, only the id, the clock read and the
-        // fan-out.
-        let mut event = Arc::new(Event::new(
+        self.publish_with(name, data, None)
+    }
+
+    /// Like [`Bus::publish`], with `severity` instead of the catalog's when it is given.
+    pub fn publish_with(
+        &self,
+        name: impl Into<String>,
+        data: Option<Box<RawValue>>,
+        severity: Option<Severity>,
+    ) -> Arc<Event> {
+        // Allocated (and the severity looked up) before the lock is taken: under it, only the
+        // id, the clock read and the fan-out.
+        let mut event = Arc::new(Event::with_severity(
             0,
             name,
             self.0.node_id,
             jiff::Timestamp::UNIX_EPOCH,
             data,
+            severity,
         ));
         let mut inner = self.lock();
         inner.last_id += 1;
@@ -698,6 +711,24 @@ mod tests {
         assert!(hs.try_recv().is_none());
         assert_eq!(exact.try_recv().unwrap().event, "trust.changed");
         assert!(exact.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn events_carry_the_catalogs_severity_or_the_publishers() {
+        let bus = Bus::new(0);
+        let mut sub = bus.subscribe("t", all(), 16);
+        let a = bus.publish("webhook.disabled", None);
+        let b = bus.publish("a.b", None);
+        let c = bus.publish_with("a.b", None, Some(Severity::Critical));
+        let d = bus.publish_with("webhook.disabled", None, None);
+        let got: Vec<Severity> = (0..4).map(|_| sub.try_recv().unwrap().severity).collect();
+        use Severity::*;
+        assert_eq!(got, [Warning, Info, Critical, Warning]);
+        assert_eq!(
+            [a.severity, b.severity, c.severity, d.severity],
+            [Warning, Info, Critical, Warning]
+        );
+        assert_eq!(c.event_id, 3, "publish_with takes the next id like publish");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The event catalog: every event the Pilot daemon and pilot itself publish, with its category,
-//! a one-line description and its `data` fields (JSON type, required or not), and the check
-//! `emit` applies to a catalog event's data.
+//! its [`Severity`], a one-line description and its `data` fields (JSON type, required or not),
+//! and the check `emit` applies to a catalog event's data.
 //!
 //! The catalog is the contract with receivers: `docs/events.md` and `pilotctl events catalog`
 //! are generated from [`CATALOG`]. A catalog event's data must carry every required field with
@@ -17,6 +17,8 @@ use std::sync::LazyLock;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::severity::Severity;
 
 /// The JSON type of a data field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,6 +171,8 @@ pub struct Field {
 pub struct EventSpec {
     pub name: &'static str,
     pub category: Category,
+    /// How much the event matters (`events catalog` shows it; webhooks can filter on it).
+    pub severity: Severity,
     pub description: &'static str,
     pub fields: &'static [Field],
 }
@@ -220,6 +224,12 @@ pub fn lookup(name: &str) -> Option<&'static EventSpec> {
         .binary_search_by(|&(len, n, _)| len.cmp(&name.len()).then_with(|| n.cmp(name)))
         .ok()
         .map(|i| BY_NAME[i].2)
+}
+
+/// The severity of event `name`: the catalog's, or [`Severity::Info`] for a name outside it
+/// (one [`lookup`]).
+pub fn severity(name: &str) -> Severity {
+    lookup(name).map_or(Severity::Info, |e| e.severity)
 }
 
 /// Checks the data of event `name` against the catalog; names outside it always pass.
@@ -395,18 +405,21 @@ const fn opt(name: &'static str, ty: JsonType) -> Field {
 const fn ev(
     name: &'static str,
     category: Category,
+    severity: Severity,
     description: &'static str,
     fields: &'static [Field],
 ) -> EventSpec {
     EventSpec {
         name,
         category,
+        severity,
         description,
         fields,
     }
 }
 
 use Category::{Connection, Data, Node, Policy, Pubsub, Security, Trust, Tunnel, Webhook};
+use Severity::{Critical, Debug, Info, Notice, Warning};
 const STR: JsonType = JsonType::String;
 const INT: JsonType = JsonType::Integer;
 const NUM: JsonType = JsonType::Number;
@@ -438,24 +451,28 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "node.registered",
         Node,
+        Info,
         "This node registered with the registry and got its address.",
         &[req("address", STR), req("endpoint", STR)],
     ),
     ev(
         "node.reregistered",
         Node,
+        Notice,
         "This node registered again (after a registry restart or a network change).",
         &[req("address", STR)],
     ),
     ev(
         "node.deregistered",
         Node,
+        Notice,
         "This node removed itself from the registry.",
         &[],
     ),
     ev(
         "agent.registered",
         Node,
+        Info,
         "An agent registered, with its address, endpoint and node id.",
         &[
             req("address", STR),
@@ -466,18 +483,21 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "agent.heartbeat",
         Node,
+        Debug,
         "An agent's periodic heartbeat.",
         &[req("address", STR), req("node_id", INT)],
     ),
     ev(
         "daemon.started",
         Node,
+        Info,
         "pilot-daemon is ready: the first event of every run.",
         &[req("pid", INT), req("version", STR), req("socket", STR)],
     ),
     ev(
         "daemon.shutting_down",
         Node,
+        Notice,
         "The daemon is stopping: its last event (pilot-daemon adds `reason`, Pilot the counts).",
         &[
             req("uptime_seconds", NUM),
@@ -489,25 +509,29 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "key.rotated",
         Node,
+        Notice,
         "This node's identity key was replaced.",
         &[req("node_id", INT), req("public_key", STR)],
     ),
     ev(
         "network.joined",
         Node,
+        Info,
         "This node joined a network, with its member tags.",
         &[req("network_id", INT), req("member_tags", ARR)],
     ),
-    ev("network.left", Node, "This node left a network.", NETWORK),
+    ev("network.left", Node, Info, "This node left a network.", NETWORK),
     ev(
         "network.auto_joined",
         Node,
+        Info,
         "This node joined a network automatically.",
         NETWORK,
     ),
     ev(
         "network.tags_changed",
         Node,
+        Info,
         "This node's tags in a network changed.",
         &[req("network_id", INT), req("tags", ARR)],
     ),
@@ -515,42 +539,49 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "conn.syn_received",
         Connection,
+        Debug,
         "A peer is opening a connection to a local port (SYN received).",
         CONN_OPENED,
     ),
     ev(
         "conn.established",
         Connection,
+        Debug,
         "A connection from a peer is established.",
         CONN_OPENED,
     ),
     ev(
         "conn.fin",
         Connection,
+        Debug,
         "A connection closed normally (FIN).",
         CONN_CLOSED,
     ),
     ev(
         "conn.rst",
         Connection,
+        Debug,
         "A connection was reset (RST).",
         CONN_CLOSED,
     ),
     ev(
         "conn.idle_timeout",
         Connection,
+        Debug,
         "A connection closed after being idle too long.",
         CONN_CLOSED,
     ),
     ev(
         "conn.dead_peer",
         Connection,
+        Notice,
         "A connection closed because the peer stopped answering.",
         CONN_CLOSED,
     ),
     ev(
         "conn.accept_queue_full",
         Connection,
+        Warning,
         "A connection was dropped: the port's accept queue is full.",
         &[
             req("port", INT),
@@ -562,12 +593,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "syn.rejected",
         Connection,
+        Debug,
         "A connection to a port nobody listens on was refused.",
         DST_PORT,
     ),
     ev(
         "datagram.rejected",
         Connection,
+        Debug,
         "A datagram to a port nobody listens on was dropped.",
         DST_PORT,
     ),
@@ -575,12 +608,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "tunnel.peer_added",
         Tunnel,
+        Info,
         "A peer was added to the tunnel table.",
         PEER,
     ),
     ev(
         "tunnel.established",
         Tunnel,
+        Info,
         "An encrypted tunnel to a peer is up.",
         &[
             req("peer_node_id", INT),
@@ -592,12 +627,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "tunnel.relay_activated",
         Tunnel,
+        Notice,
         "Traffic to a peer now goes through the relay.",
         PEER,
     ),
     ev(
         "tunnel.rekey_gave_up",
         Tunnel,
+        Warning,
         "Rekeying the tunnel to a peer failed for good.",
         PEER,
     ),
@@ -605,48 +642,56 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "handshake.received",
         Trust,
+        Notice,
         "A peer asks to trust this node, with its justification.",
         PEER_JUSTIFICATION,
     ),
     ev(
         "handshake.pending",
         Trust,
+        Notice,
         "A trust request awaits approval.",
         PEER_JUSTIFICATION,
     ),
     ev(
         "handshake.approved",
         Trust,
+        Info,
         "A trust request was approved.",
         PEER,
     ),
     ev(
         "handshake.rejected",
         Trust,
+        Info,
         "A trust request was rejected.",
         PEER_REASON,
     ),
     ev(
         "handshake.auto_approved",
         Trust,
+        Notice,
         "A trust request was approved automatically.",
         PEER_REASON,
     ),
     ev(
         "trust.revoked",
         Trust,
+        Notice,
         "This node revoked its trust in a peer.",
         PEER,
     ),
     ev(
         "trust.revoked_by_peer",
         Trust,
+        Notice,
         "A peer revoked its trust in this node.",
         PEER,
     ),
     ev(
         "trust.changed",
         Trust,
+        Notice,
         "A peer's trust state changed.",
         &[
             req("peer_node_id", INT),
@@ -658,18 +703,21 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "message.received",
         Data,
+        Info,
         "A message arrived from a peer.",
         &[req("type", STR), req("from", STR), req("size", INT)],
     ),
     ev(
         "file.received",
         Data,
+        Info,
         "A file arrived from a peer and was saved.",
         &[req("filename", STR), req("size", INT), req("path", STR)],
     ),
     ev(
         "file.delivered",
         Data,
+        Info,
         "A file sent to a peer was delivered.",
         &[
             req("remote_addr", STR),
@@ -680,6 +728,7 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "data.datagram",
         Data,
+        Debug,
         "A datagram arrived on a local port.",
         &[
             req("src_addr", STR),
@@ -692,18 +741,21 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "pubsub.subscribed",
         Pubsub,
+        Info,
         "A remote subscribed to a topic.",
         TOPIC_REMOTE,
     ),
     ev(
         "pubsub.unsubscribed",
         Pubsub,
+        Info,
         "A remote unsubscribed from a topic.",
         TOPIC_REMOTE,
     ),
     ev(
         "pubsub.published",
         Pubsub,
+        Debug,
         "A message was published on a topic.",
         &[req("topic", STR), req("size", INT), req("from", STR)],
     ),
@@ -711,12 +763,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "security.syn_rate_limited",
         Security,
+        Warning,
         "Connection attempts from one source were rate limited (its address is hashed).",
         &[req("src_addr_hash", STR), req("src_port", INT)],
     ),
     ev(
         "security.nonce_replay",
         Security,
+        Critical,
         "A replayed packet from a peer was dropped (a nonce counter seen before).",
         &[req("peer_node_id", INT), req("counter", INT)],
     ),
@@ -724,6 +778,7 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "policy.cycle",
         Policy,
+        Debug,
         "A network policy cycle ran: peers kept, evicted, pruned and filled.",
         &[
             req("network_id", INT),
@@ -737,12 +792,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "policy.join_denied",
         Policy,
+        Warning,
         "The network policy refused a peer's join.",
         &[req("network_id", INT), req("peer_id", INT)],
     ),
     ev(
         "policy.eval_error",
         Policy,
+        Warning,
         "Evaluating the network policy on an event failed.",
         &[
             req("network_id", INT),
@@ -753,6 +810,7 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "managed.cycle",
         Policy,
+        Debug,
         "A managed network's maintenance cycle ran.",
         &[
             req("network_id", INT),
@@ -765,12 +823,14 @@ pub static CATALOG: &[EventSpec] = &[
     ev(
         "webhook.disabled",
         Webhook,
+        Warning,
         "A webhook endpoint was disabled (it answered 410 Gone, or every attempt failed for its `disable_after`): nothing more is sent to it until `pilotctl webhook resume NAME`.",
         &[req("name", STR), req("url", STR), req("reason", STR)],
     ),
     ev(
         "webhook.test",
         Webhook,
+        Info,
         "Sent by `pilotctl webhook test` straight to the webhook, with event_id 0; never on the bus.",
         &[req("message", STR)],
     ),
@@ -850,6 +910,37 @@ mod tests {
         }
         for name in ["a.b", "handshake", "handshake.received.x", "zzz.z", ""] {
             assert_eq!(lookup(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn severities_are_chosen_by_what_the_event_means() {
+        let of = |name| lookup(name).unwrap().severity;
+        assert_eq!(of("daemon.started"), Severity::Info);
+        assert_eq!(of("webhook.disabled"), Severity::Warning);
+        assert_eq!(of("security.nonce_replay"), Severity::Critical);
+        assert_eq!(of("data.datagram"), Severity::Debug);
+        for e in Category::Security.events() {
+            assert!(e.severity >= Severity::Warning, "{}", e.name);
+        }
+        for e in CATALOG.iter().filter(|e| e.name.contains("denied")) {
+            assert!(e.severity >= Severity::Warning, "{}", e.name);
+        }
+        for e in Category::Data.events() {
+            assert!(e.severity <= Severity::Info, "{}", e.name);
+        }
+        // Every level is used by some event.
+        for level in Severity::ALL {
+            assert!(CATALOG.iter().any(|e| e.severity == level), "{level}");
+        }
+    }
+
+    #[test]
+    fn names_outside_the_catalog_are_info() {
+        assert_eq!(severity("security.nonce_replay"), Severity::Critical);
+        assert_eq!(severity("conn.fin"), Severity::Debug);
+        for name in ["a.b", "security.other", "", "Webhook.disabled"] {
+            assert_eq!(severity(name), Severity::Info, "{name}");
         }
     }
 
@@ -985,7 +1076,7 @@ mod tests {
         let e = lookup("tunnel.peer_added").unwrap();
         assert_eq!(
             serde_json::to_string(e).unwrap(),
-            r#"{"name":"tunnel.peer_added","category":"tunnel","description":"A peer was added to the tunnel table.","fields":[{"name":"peer_node_id","type":"integer","required":true}]}"#
+            r#"{"name":"tunnel.peer_added","category":"tunnel","severity":"info","description":"A peer was added to the tunnel table.","fields":[{"name":"peer_node_id","type":"integer","required":true}]}"#
         );
     }
 }

@@ -4,12 +4,18 @@
 //! `data`, in that order; the timestamp is RFC 3339 UTC with `Z` and trailing fractional zeros
 //! trimmed; `data` is left out when the event has none. An event is encoded at most once and
 //! the bytes are shared by every consumer (webhook retries, IPC streams).
+//!
+//! An event also carries its [`Severity`], for consumers on the bus (a webhook's
+//! `min_severity`). It is not part of the payload: the bytes stay Pilot's, and an event read
+//! back from a payload takes the catalog's severity of its name.
 
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::severity::Severity;
 
 /// Longest accepted event name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
@@ -105,6 +111,7 @@ const PAYLOAD_OVERHEAD: usize = 128;
 
 /// One thing that happened on the node.
 #[derive(Debug, Deserialize)]
+#[serde(from = "Incoming")]
 pub struct Event {
     /// Per-daemon sequence number, from 1, strictly increasing.
     pub event_id: u64,
@@ -116,10 +123,29 @@ pub struct Event {
     #[serde(with = "timestamp")]
     pub timestamp: jiff::Timestamp,
     /// Event details: a JSON object, or none.
-    #[serde(default)]
     pub data: Option<Box<RawValue>>,
-    #[serde(skip)]
+    /// How much the event matters: the publisher's choice, else the catalog's for the name
+    /// ([`crate::catalog::severity`]: `info` outside the catalog). Not in the payload.
+    pub severity: Severity,
     encoded: OnceLock<Bytes>,
+}
+
+/// An event as a payload holds it (no severity: the catalog's is taken).
+#[derive(Deserialize)]
+struct Incoming {
+    event_id: u64,
+    event: String,
+    node_id: u32,
+    #[serde(with = "timestamp")]
+    timestamp: jiff::Timestamp,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+}
+
+impl From<Incoming> for Event {
+    fn from(i: Incoming) -> Self {
+        Event::new(i.event_id, i.event, i.node_id, i.timestamp, i.data)
+    }
 }
 
 impl Clone for Event {
@@ -130,6 +156,7 @@ impl Clone for Event {
             node_id: self.node_id,
             timestamp: self.timestamp,
             data: self.data.clone(),
+            severity: self.severity,
             encoded: self.encoded.clone(),
         }
     }
@@ -142,6 +169,7 @@ impl PartialEq for Event {
             && self.node_id == other.node_id
             && self.timestamp == other.timestamp
             && self.data.as_ref().map(|d| d.get()) == other.data.as_ref().map(|d| d.get())
+            && self.severity == other.severity
     }
 }
 
@@ -170,7 +198,7 @@ impl Serialize for Event {
 }
 
 impl Event {
-    /// An event as the bus stamps it.
+    /// An event as the bus stamps it, with the catalog's severity for its name.
     pub fn new(
         event_id: u64,
         event: impl Into<String>,
@@ -178,9 +206,23 @@ impl Event {
         timestamp: jiff::Timestamp,
         data: Option<Box<RawValue>>,
     ) -> Self {
+        Self::with_severity(event_id, event, node_id, timestamp, data, None)
+    }
+
+    /// Like [`Event::new`], with `severity` instead of the catalog's when it is given.
+    pub fn with_severity(
+        event_id: u64,
+        event: impl Into<String>,
+        node_id: u32,
+        timestamp: jiff::Timestamp,
+        data: Option<Box<RawValue>>,
+        severity: Option<Severity>,
+    ) -> Self {
+        let event = event.into();
         Self {
+            severity: severity.unwrap_or_else(|| crate::catalog::severity(&event)),
             event_id,
-            event: event.into(),
+            event,
             node_id,
             timestamp,
             data,
@@ -356,6 +398,34 @@ mod tests {
                 std::str::from_utf8(&serde).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn severity_is_the_catalogs_unless_given_and_never_in_the_payload() {
+        let at = ts("2026-01-15T12:34:56Z");
+        let replay = || Some(parse_data(r#"{"peer_node_id":1,"counter":2}"#).unwrap());
+        let ev = Event::new(1, "security.nonce_replay", 5, at, replay());
+        assert_eq!(ev.severity, Severity::Critical);
+        assert_eq!(Event::new(1, "a.b", 5, at, None).severity, Severity::Info);
+        let given = Event::with_severity(
+            1,
+            "security.nonce_replay",
+            5,
+            at,
+            replay(),
+            Some(Severity::Debug),
+        );
+        assert_eq!(given.severity, Severity::Debug);
+        // The payload is the same bytes whatever the severity.
+        assert_eq!(given.payload(), ev.payload());
+        assert!(!std::str::from_utf8(&ev.payload())
+            .unwrap()
+            .contains("severity"));
+        // Read back from a payload: the catalog's severity.
+        let back: Event = serde_json::from_slice(&given.payload()).unwrap();
+        assert_eq!(back.severity, Severity::Critical);
+        assert_eq!(back.clone(), ev);
+        assert_ne!(back, given, "the severity is part of equality");
     }
 
     #[test]

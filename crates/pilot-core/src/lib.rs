@@ -1,9 +1,9 @@
 //! pilot-core: what happened on this node, and where pilot keeps its files.
 //!
 //! The core knows nothing of HTTP, sockets or the command line. It offers the event envelope
-//! ([`Event`]), the in-process event bus ([`Bus`]) with its subscription patterns ([`Pattern`]),
-//! the catalog of known events and their data ([`catalog`]), the files under the pilot home
-//! ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
+//! ([`Event`]) with its [`Severity`], the in-process event bus ([`Bus`]) with its subscription
+//! patterns ([`Pattern`]), the catalog of known events and their data ([`catalog`]), the files
+//! under the pilot home ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
 
 pub mod bus;
 pub mod catalog;
@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod paths;
 pub mod pattern;
 pub mod secrets;
+pub mod severity;
 pub mod size;
 pub mod webhook_settings;
 pub mod webhook_url;
@@ -30,8 +31,9 @@ pub use bus::{
 pub use config::{ConfigError, ConfigFile};
 pub use event::{Event, EventError, MAX_DATA_BYTES, MAX_NAME_LEN};
 pub use paths::PilotHome;
-pub use pattern::Pattern;
+pub use pattern::{Pattern, Suggestion};
 pub use secrets::SecretStore;
+pub use severity::Severity;
 pub use webhook_settings::WebhookSettings;
 
 /// The version of every pilot crate and binary.

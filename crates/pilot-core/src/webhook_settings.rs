@@ -1,4 +1,5 @@
-//! Per-webhook settings beyond the URL: filters, durability, headers, auth, TLS, batching.
+//! Per-webhook settings beyond the URL: filters (event patterns, minimum severity), durability,
+//! headers, auth, TLS, batching.
 //!
 //! `pilotctl set-webhook URL [flags]` writes them to config.json under `webhook_settings`
 //! (replacing the whole object; `clear-webhook` removes it) and sends them to the daemon with
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pattern::{Pattern, PatternError};
+use crate::pattern::{Pattern, PatternError, Suggestion};
+use crate::severity::Severity;
 
 /// Settings of one webhook. Unknown keys in the JSON are ignored (newer versions' settings).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +24,9 @@ pub struct WebhookSettings {
     /// Never deliver events matching one of these patterns.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Deliver only events of at least this severity (none: every severity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
     /// Spool events on disk until a 2xx (at-least-once) instead of dropping them.
     #[serde(skip_serializing_if = "is_false")]
     pub durable: bool,
@@ -123,7 +128,8 @@ impl WebhookSettings {
         Ok(())
     }
 
-    /// The parsed include and exclude patterns.
+    /// The parsed include and exclude patterns (a pattern that can never match an event name
+    /// is refused).
     pub fn filters(&self) -> Result<(Vec<Pattern>, Vec<Pattern>), PatternError> {
         let parse = |v: &[String]| v.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>();
         Ok((parse(&self.events)?, parse(&self.exclude)?))
@@ -136,6 +142,22 @@ impl WebhookSettings {
             paused: false,
             ..self.clone()
         }
+    }
+
+    /// The include and exclude patterns that name no catalog event but are one edit away from
+    /// one (see [`Pattern::parse_checked`]), for a warning; patterns that do not parse are left
+    /// to [`WebhookSettings::validate`].
+    pub fn pattern_warnings(&self) -> Vec<Suggestion> {
+        self.events
+            .iter()
+            .chain(&self.exclude)
+            .filter_map(|p| Pattern::parse_checked(p).ok()?.1)
+            .collect()
+    }
+
+    /// Whether an event of severity `s` passes `min_severity` (every one does without it).
+    pub fn admits_severity(&self, s: Severity) -> bool {
+        self.min_severity.is_none_or(|min| s >= min)
     }
 
     /// Whether every field is at its default.
@@ -208,6 +230,7 @@ mod tests {
         let s = WebhookSettings {
             events: vec!["handshake.*".into(), "trust.*".into()],
             exclude: vec!["data.datagram".into()],
+            min_severity: Some(Severity::Notice),
             durable: true,
             headers: vec!["X-Team: blue".into()],
             batch_max: Some(256),
@@ -218,6 +241,7 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["batch_wait"], "50ms");
         assert_eq!(json["discard_after"], "1day");
+        assert_eq!(json["min_severity"], "notice");
         let back: WebhookSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
         assert!(s.validate().is_ok());
@@ -231,6 +255,12 @@ mod tests {
             s.validate().unwrap_err()
         };
         bad(|s| s.events = vec!["a*".into()]);
+        let err = bad(|s| s.exclude = vec!["Handshake.*".into()]);
+        assert!(
+            err.to_string().contains("did you mean `handshake.*`"),
+            "{err}"
+        );
+        bad(|s| s.events = vec!["a.b".into(), "Bad..x".into()]);
         bad(|s| s.headers = vec!["no colon".into()]);
         bad(|s| s.headers = vec!["Bad Name: v".into()]);
         bad(|s| s.headers = vec!["X: a\r\nInjected: b".into()]);
@@ -243,6 +273,50 @@ mod tests {
             s.bearer_token_file = Some("/a".into());
             s.basic_auth_file = Some("/b".into());
         });
+    }
+
+    #[test]
+    fn min_severity_admits_its_level_and_above() {
+        let mut s = WebhookSettings::default();
+        assert!(Severity::ALL.iter().all(|&l| s.admits_severity(l)));
+        s.min_severity = Some(Severity::Warning);
+        let admitted: Vec<Severity> = Severity::ALL
+            .into_iter()
+            .filter(|&l| s.admits_severity(l))
+            .collect();
+        assert_eq!(admitted, [Severity::Warning, Severity::Critical]);
+        assert!(!s.is_default());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn min_severity_is_read_from_json_with_a_clear_error() {
+        let s: WebhookSettings = serde_json::from_str(r#"{"min_severity":"critical"}"#).unwrap();
+        assert_eq!(s.min_severity, Some(Severity::Critical));
+        let s: WebhookSettings = serde_json::from_str(r#"{"min_severity":null}"#).unwrap();
+        assert!(s.is_default());
+        let err = serde_json::from_str::<WebhookSettings>(r#"{"min_severity":"loud"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#"unknown severity "loud" (one of: debug, info, notice"#),
+            "{err}"
+        );
+        assert!(serde_json::from_str::<WebhookSettings>(r#"{"min_severity":3}"#).is_err());
+    }
+
+    #[test]
+    fn near_misses_of_catalog_names_are_warnings_not_errors() {
+        let s = WebhookSettings {
+            events: vec!["handshake.recieved".into(), "trust.*".into()],
+            exclude: vec!["secuirty.*".into(), "myapp.*".into()],
+            ..Default::default()
+        };
+        assert!(s.validate().is_ok());
+        let warnings: Vec<String> = s.pattern_warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("did you mean `handshake.received`?"));
+        assert!(warnings[1].contains("did you mean `security.*`?"));
     }
 
     #[test]

@@ -74,6 +74,9 @@ fn configure_endpoints(
         .webhook
         .clone()
         .map(|url| (url, settings.webhook_settings.clone()));
+    if let Some((_, settings)) = &target {
+        crate::server::log_pattern_warnings(settings);
+    }
     endpoints.default_endpoint().plugin.configure(target)?;
     for (name, spool) in spools {
         let Some(entry) = settings.endpoints.get(&name) else {
@@ -81,6 +84,7 @@ fn configure_endpoints(
         };
         let url = pilot_webhook::validate_url(&entry.url)
             .with_context(|| format!("config key \"webhooks\": webhook {name:?}"))?;
+        crate::server::log_pattern_warnings(&entry.settings);
         endpoints.restore(&name, url, entry.settings.clone(), spool)?;
     }
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use pilot_core::endpoint::DEFAULT;
-use pilot_core::{Event, Pattern, WebhookSettings};
+use pilot_core::{Event, Pattern, Severity, WebhookSettings};
 use pilot_ipc::frame::{self, FrameError};
 use pilot_ipc::protocol::{
     DeliveriesReply, DeliveryInfo, EndpointReply, ErrorCode, ErrorReply, HelloReply, OkReply,
@@ -211,8 +211,13 @@ async fn connection(
             }
         };
         if let Request::Subscribe { pattern } = request {
-            let pattern: Pattern = match pattern.parse() {
-                Ok(p) => p,
+            let pattern = match Pattern::parse_checked(&pattern) {
+                Ok((p, suggestion)) => {
+                    if let Some(s) = suggestion {
+                        tracing::warn!("subscription: {s}");
+                    }
+                    p
+                }
                 Err(e) => {
                     replies.push(err(ErrorCode::InvalidArgument, &e.to_string()), None);
                     continue;
@@ -248,8 +253,13 @@ fn hello(daemon: &Daemon) -> Bytes {
 /// published. `test_webhook` and `redeliver` wait for their one attempt (bounded by the webhook
 /// timeout); everything else answers at once.
 async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
-    if let Request::Emit { event, data } = request {
-        return emit(daemon, event, data);
+    if let Request::Emit {
+        event,
+        data,
+        severity,
+    } = request
+    {
+        return emit(daemon, event, data, severity.as_deref());
     }
     let reply = match request {
         Request::Hello { .. } => hello(daemon),
@@ -357,12 +367,13 @@ async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
     (reply, None)
 }
 
-/// `emit`: checks the name, the data and (for a catalog event) the data's fields, then
-/// publishes the event.
+/// `emit`: checks the name, the data, (for a catalog event) the data's fields and the severity,
+/// then publishes the event.
 fn emit(
     daemon: &Daemon,
     event: String,
     data: Option<Box<serde_json::value::RawValue>>,
+    severity: Option<&str>,
 ) -> (Bytes, Option<u64>) {
     if daemon.is_stopping() {
         return (
@@ -381,7 +392,11 @@ fn emit(
     if let Err(e) = pilot_core::catalog::check(&event, data.as_deref()) {
         return (err(ErrorCode::CatalogMismatch, &e.to_string()), None);
     }
-    let ev = daemon.bus.publish(event, data);
+    let severity = match severity.map(str::parse::<Severity>).transpose() {
+        Ok(s) => s,
+        Err(e) => return (err(ErrorCode::InvalidArgument, &e.to_string()), None),
+    };
+    let ev = daemon.bus.publish_with(event, data, severity);
     (emit_ok(ev.event_id), Some(ev.event_id))
 }
 
@@ -411,6 +426,7 @@ async fn put_webhook(
             &format!("webhook settings: {e}"),
         )
     })?;
+    log_pattern_warnings(&settings);
     let shown = url.to_string();
     let redacted = pilot_webhook::redact_url(&url);
     daemon
@@ -448,6 +464,14 @@ fn endpoint_error(e: &EndpointError) -> Bytes {
         EndpointError::Io { .. } => ErrorCode::Internal,
     };
     err(code, &e.to_string())
+}
+
+/// Logs a warning for each filter pattern that names no catalog event but is one edit away
+/// from one (a likely typo; the webhook is configured all the same).
+pub fn log_pattern_warnings(settings: &WebhookSettings) {
+    for s in settings.pattern_warnings() {
+        tracing::warn!("webhook filter: {s}");
+    }
 }
 
 /// The reply for a plugin error: the caller's mistake, or the daemon stopping.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use pilot_core::WebhookSettings;
+use pilot_core::{Severity, WebhookSettings};
 
 /// Parses a duration flag (`500ms`, `5s`, `2m`) with the one parser pilot uses everywhere.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -25,6 +25,12 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be longer than 0".into()),
         d => Ok(d),
     }
+}
+
+/// Parses a severity (`debug`, `info`, `notice`, `warning`, `critical`).
+pub fn severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+        .map_err(|e: pilot_core::severity::UnknownSeverity| e.to_string())
 }
 
 /// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere; at least 1 byte.
@@ -59,6 +65,9 @@ pub struct SettingsArgs {
     /// Never deliver events matching these patterns (comma-separated and/or repeated).
     #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
     pub exclude: Vec<String>,
+    /// Deliver only events of this severity or above: debug, info, notice, warning, critical.
+    #[arg(long, value_name = "LEVEL", value_parser = severity)]
+    pub min_severity: Option<Severity>,
     /// Spool events on disk until a 2xx: at-least-once delivery across outages and restarts.
     #[arg(long)]
     pub durable: bool,
@@ -107,6 +116,9 @@ pub struct ClearArgs {
     /// Remove the exclude filter.
     #[arg(long, conflicts_with = "exclude")]
     pub no_exclude: bool,
+    /// Every severity again.
+    #[arg(long, conflicts_with = "min_severity")]
+    pub no_min_severity: bool,
     /// Remove every extra header.
     #[arg(long, conflicts_with = "headers")]
     pub no_headers: bool,
@@ -161,6 +173,7 @@ impl SettingsArgs {
         base.batch_wait = self.batch_wait.or(base.batch_wait);
         base.concurrency = self.concurrency.or(base.concurrency);
         base.disable_after = self.disable_after.or(base.disable_after);
+        base.min_severity = self.min_severity.or(base.min_severity);
         base
     }
 
@@ -208,6 +221,9 @@ impl SettingsArgs {
         if let Some(v) = self.disable_after {
             push("--disable-after", dur(v));
         }
+        if let Some(v) = self.min_severity {
+            push("--min-severity", v.as_str().into());
+        }
         if self.durable {
             out.push("--durable".into());
         }
@@ -226,6 +242,9 @@ impl ClearArgs {
         }
         if self.no_exclude {
             base.exclude.clear();
+        }
+        if self.no_min_severity {
+            base.min_severity = None;
         }
         if self.no_headers {
             base.headers.clear();
@@ -354,6 +373,8 @@ mod tests {
             "3",
             "--disable-after",
             "1h",
+            "--min-severity",
+            "warning",
             "--durable",
         ])
         .unwrap();

@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream as _, StreamExt};
-use pilot_core::{Event, WebhookSettings};
+use pilot_core::{Event, Severity, WebhookSettings};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -91,6 +91,8 @@ pub struct EmitItem {
     pub event: String,
     /// The event's data: a JSON object (at most 64 KiB), or none.
     pub data: Option<Box<RawValue>>,
+    /// The event's severity; none: the catalog's for the name (`info` outside it).
+    pub severity: Option<Severity>,
 }
 
 /// What a pipelined emit published.
@@ -262,9 +264,21 @@ impl Client {
         event: &str,
         data: Option<Box<RawValue>>,
     ) -> Result<EmitReply, ClientError> {
+        self.emit_with(event, data, None).await
+    }
+
+    /// Like [`Client::emit`], with the event's severity (none: the catalog's for the name,
+    /// `info` outside the catalog). The severity travels on the bus, not in the payload.
+    pub async fn emit_with(
+        &mut self,
+        event: &str,
+        data: Option<Box<RawValue>>,
+        severity: Option<Severity>,
+    ) -> Result<EmitReply, ClientError> {
         self.call(&Request::Emit {
             event: event.into(),
             data,
+            severity: severity.map(|s| s.as_str().into()),
         })
         .await
     }
@@ -322,7 +336,7 @@ impl Client {
                     exhausted = true;
                     break;
                 };
-                let req = encode_emit(&item.event, item.data.as_deref());
+                let req = encode_emit(&item.event, item.data.as_deref(), item.severity);
                 if let Err(e) = Pin::new(&mut *framed).start_send(req) {
                     return Poll::Ready(Some((i, ClientError::Io(e))));
                 }
@@ -441,15 +455,21 @@ fn response_from(next: Option<io::Result<bytes::BytesMut>>) -> Result<Response, 
 /// The frame of an `emit` request, written by hand: the bytes `frame::encode` writes for
 /// `Request::Emit` (a test checks it; the name goes through serde_json's string escaping),
 /// without serde's per-field machinery, once per event of a pipelined emit.
-fn encode_emit(event: &str, data: Option<&RawValue>) -> bytes::Bytes {
+fn encode_emit(event: &str, data: Option<&RawValue>, severity: Option<Severity>) -> bytes::Bytes {
     let raw = data.map_or("", RawValue::get);
-    let mut out = Vec::with_capacity(event.len() + raw.len() + 40);
+    let mut out = Vec::with_capacity(event.len() + raw.len() + 64);
     out.extend_from_slice(br#"{"type":"emit","event":"#);
     // Writing into a Vec cannot fail, and a `str` always serializes.
     let _ = serde_json::to_writer(&mut out, event);
     if data.is_some() {
         out.extend_from_slice(br#","data":"#);
         out.extend_from_slice(raw.as_bytes());
+    }
+    if let Some(s) = severity {
+        // A level's name is lowercase letters: nothing to escape.
+        out.extend_from_slice(br#","severity":""#);
+        out.extend_from_slice(s.as_str().as_bytes());
+        out.push(b'"');
     }
     out.push(b'}');
     bytes::Bytes::from(out)
@@ -486,17 +506,21 @@ mod tests {
     #[test]
     fn emit_frames_are_the_bytes_serde_writes() {
         let data = serde_json::value::RawValue::from_string(r#"{"k":"v","n":[1,2]}"#.into());
-        for event in ["a.b", "handshake.received", "we\"ird\n.name", ""] {
-            for data in [None, Some(data.as_ref().unwrap().clone())] {
-                let serde = frame::encode(&Request::Emit {
-                    event: event.into(),
-                    data: data.clone(),
-                });
-                assert_eq!(
-                    encode_emit(event, data.as_deref()),
-                    serde,
-                    "{event} {data:?}"
-                );
+        let levels = std::iter::once(None).chain(Severity::ALL.map(Some));
+        for severity in levels {
+            for event in ["a.b", "handshake.received", "we\"ird\n.name", ""] {
+                for data in [None, Some(data.as_ref().unwrap().clone())] {
+                    let serde = frame::encode(&Request::Emit {
+                        event: event.into(),
+                        data: data.clone(),
+                        severity: severity.map(|s| s.to_string()),
+                    });
+                    assert_eq!(
+                        encode_emit(event, data.as_deref(), severity),
+                        serde,
+                        "{event} {data:?} {severity:?}"
+                    );
+                }
             }
         }
     }

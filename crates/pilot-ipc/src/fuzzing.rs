@@ -209,7 +209,18 @@ fn serve(req: &Request) {
             check_url(url);
             check_settings(settings);
         }
-        Request::Emit { event, data } => check_event(event, data.as_deref()),
+        Request::Emit {
+            event,
+            data,
+            severity,
+        } => {
+            check_event(event, data.as_deref());
+            if let Some(s) = severity {
+                if let Ok(level) = s.parse::<pilot_core::Severity>() {
+                    assert_eq!(level.as_str(), s.trim().to_ascii_lowercase());
+                }
+            }
+        }
         Request::Subscribe { pattern } => {
             if let Ok(p) = Pattern::from_str(pattern) {
                 assert_eq!(Pattern::from_str(&p.to_string()).as_ref(), Ok(&p));
@@ -310,6 +321,7 @@ impl From<AnySettings> for WebhookSettings {
         WebhookSettings {
             events: s.events,
             exclude: s.exclude,
+            min_severity: None,
             durable: s.durable,
             headers: s.headers,
             bearer_token_file: s.bearer_token_file.map(Into::into),
@@ -338,6 +350,8 @@ impl From<AnyRequest> for Request {
             AnyRequest::ClearWebhook => Request::ClearWebhook,
             AnyRequest::Emit { event, data } => Request::Emit {
                 event,
+                // Not drawn from the fuzzer's bytes, so the corpus keeps its meaning.
+                severity: None,
                 data: data.map(|fields| {
                     let map: serde_json::Map<String, Value> =
                         fields.into_iter().map(|(k, v)| (k, v.into())).collect();
@@ -401,13 +415,18 @@ pub fn request_round_trip(data: &[u8]) {
             },
         ) => assert_eq!((url, settings), (u2, s2)),
         (
-            Request::Emit { event, data },
+            Request::Emit {
+                event,
+                data,
+                severity,
+            },
             Request::Emit {
                 event: e2,
                 data: d2,
+                severity: s2,
             },
         ) => {
-            assert_eq!(event, e2);
+            assert_eq!((event, severity), (e2, s2));
             assert_eq!(data.as_ref().map(|d| d.get()), d2.as_ref().map(|d| d.get()));
         }
         (a, b) => assert_eq!(type_of(a), type_of(b)),

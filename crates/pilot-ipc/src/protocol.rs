@@ -39,6 +39,11 @@ pub enum Request {
         event: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<Box<RawValue>>,
+        /// `debug`, `info`, `notice`, `warning` or `critical` (`pilot_core::Severity`); none:
+        /// the catalog's for the name, `info` outside it. The daemon checks it (an unknown
+        /// level is `invalid_argument`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<String>,
     },
     /// Turn this connection into a stream of the events `pattern` matches.
     Subscribe { pattern: String },
@@ -111,12 +116,14 @@ impl Request {
             kind,
             event: Some(event),
             data,
+            severity,
         }) = serde_json::from_slice::<EmitWire<'_>>(body)
         {
             if kind == "emit" {
                 return Ok(Request::Emit {
                     event: event.into_owned(),
                     data: data.filter(|d| d.get() != "null").map(RawValue::to_owned),
+                    severity: severity.map(Cow::into_owned),
                 });
             }
         }
@@ -133,6 +140,8 @@ struct EmitWire<'a> {
     event: Option<Cow<'a, str>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    severity: Option<Cow<'a, str>>,
 }
 
 fn is_default_settings(s: &WebhookSettings) -> bool {
@@ -188,6 +197,7 @@ struct RequestWire {
     url: Option<String>,
     event: Option<String>,
     data: Option<Box<RawValue>>,
+    severity: Option<String>,
     pattern: Option<String>,
     reason: Option<String>,
     settings: Option<WebhookSettings>,
@@ -221,6 +231,7 @@ impl TryFrom<RequestWire> for Request {
             "emit" => Request::Emit {
                 event: required(w.event, k, "event")?,
                 data: w.data.filter(|d| d.get() != "null"),
+                severity: w.severity,
             },
             "subscribe" => Request::Subscribe {
                 pattern: required(w.pattern, k, "pattern")?,
@@ -699,6 +710,12 @@ mod tests {
             r#"{"type":"emit"}"#,
             r#"{"type":"emit","event":5}"#,
             r#"{"type":"emit","event":"a.b","event":"c.d"}"#,
+            r#"{"type":"emit","event":"a.b","severity":"warning"}"#,
+            r#"{"type":"emit","event":"a.b","data":{"k":1},"severity":"w\u0061rning"}"#,
+            r#"{"type":"emit","event":"a.b","severity":null}"#,
+            r#"{"type":"emit","event":"a.b","severity":"loud"}"#,
+            r#"{"type":"emit","event":"a.b","severity":3}"#,
+            r#"{"type":"emit","event":"a.b","severity":"info","severity":"debug"}"#,
             r#"{"type":"teleport","event":"a.b"}"#,
             "not json",
         ];
@@ -709,7 +726,16 @@ mod tests {
         }
         assert!(matches!(
             Request::decode(br#"{"type":"emit","event":"a.b","data":{"k":1}}"#),
-            Ok(Request::Emit { event, data: Some(d) }) if event == "a.b" && d.get() == r#"{"k":1}"#
+            Ok(Request::Emit { event, data: Some(d), severity: None }) if event == "a.b" && d.get() == r#"{"k":1}"#
+        ));
+        assert!(matches!(
+            Request::decode(br#"{"severity":"critical","type":"emit","event":"a.b"}"#),
+            Ok(Request::Emit { data: None, severity: Some(s), .. }) if s == "critical"
+        ));
+        // The daemon, not the decoder, judges the level (`invalid_argument`, not malformed).
+        assert!(matches!(
+            Request::decode(br#"{"type":"emit","event":"a.b","severity":"loud"}"#),
+            Ok(Request::Emit { severity: Some(s), .. }) if s == "loud"
         ));
     }
 
@@ -726,12 +752,26 @@ mod tests {
         let e: Request =
             serde_json::from_str(r#"{"type":"emit","event":"a.b","data":{"k":1}}"#).unwrap();
         match e {
-            Request::Emit { event, data } => {
+            Request::Emit {
+                event,
+                data,
+                severity,
+            } => {
                 assert_eq!(event, "a.b");
                 assert_eq!(data.unwrap().get(), r#"{"k":1}"#);
+                assert_eq!(severity, None);
             }
             other => panic!("{other:?}"),
         }
+        let e = Request::Emit {
+            event: "a.b".into(),
+            data: None,
+            severity: Some("warning".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"emit","event":"a.b","severity":"warning"}"#
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The event catalog from outside: `pilotctl events catalog` (table and JSON), `emit` refusing
-//! catalog data that does not match (in pilotctl, and in the daemon for every IPC client), the
-//! daemon's own events matching the catalog, and docs/events.md generated from it.
+//! The event catalog from outside: `pilotctl events catalog` (table and JSON, with each event's
+//! severity), `emit` refusing catalog data that does not match (in pilotctl, and in the daemon
+//! for every IPC client), `emit --severity` (checked, never in the payload), the daemon's own
+//! events matching the catalog, and docs/events.md generated from it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use pilot_core::catalog::{self, Category, CATALOG};
-use pilot_tests::{Env, Receiver};
-use serde_json::Value;
+use pilot_tests::{raw, Env, Receiver};
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -21,12 +22,27 @@ fn events_catalog_prints_an_aligned_table_and_json() {
     assert_eq!(lines.len(), CATALOG.len() + 1, "{}", run.stdout);
     let header = lines[0];
     assert!(header.starts_with("EVENT "), "{header}");
-    let cols = ["CATEGORY", "DATA", "DESCRIPTION"].map(|c| header.find(c).unwrap());
+    let cols = ["CATEGORY", "DATA", "DESCRIPTION", "SEVERITY"].map(|c| header.find(c).unwrap());
     for (line, e) in lines[1..].iter().zip(CATALOG) {
         assert!(line.starts_with(&format!("{} ", e.name)), "{line}");
         assert!(line[cols[0]..].starts_with(e.category.id()), "{line}");
         assert!(line[cols[2]..].starts_with(e.description), "{line}");
+        assert!(
+            line[cols[3]..].starts_with(&format!("{} ", e.severity)),
+            "{line}"
+        );
     }
+    let severity_of = |name: &str| {
+        let line = lines.iter().find(|l| l.starts_with(&format!("{name} ")));
+        line.unwrap()[cols[3]..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(severity_of("daemon.started"), "info");
+    assert_eq!(severity_of("webhook.disabled"), "warning");
+    assert_eq!(severity_of("security.nonce_replay"), "critical");
     let hs = lines
         .iter()
         .find(|l| l.starts_with("handshake.received "))
@@ -42,6 +58,7 @@ fn events_catalog_prints_an_aligned_table_and_json() {
     for (got, e) in events.iter().zip(CATALOG) {
         assert_eq!(got["name"], e.name);
         assert_eq!(got["category"], e.category.id());
+        assert_eq!(got["severity"], e.severity.as_str());
         assert_eq!(got["description"], e.description);
         let fields = got["fields"].as_array().unwrap();
         assert_eq!(fields.len(), e.fields.len());
@@ -250,6 +267,126 @@ fn the_daemons_own_events_match_the_catalog() {
         seen,
         ["daemon.started", "webhook.test", "daemon.shutting_down"]
     );
+}
+
+#[test]
+fn emit_severity_is_checked_and_never_changes_the_payload() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    env.start(&["--webhook", &rx.url()]);
+    rx.wait_for(1, WAIT);
+
+    // A level pilotctl does not know is refused before anything is sent.
+    let run = env.ctl_json(&["emit", "a.b", "--severity", "loud"]);
+    let message = invalid_argument(&run);
+    assert!(
+        message.contains(
+            r#"unknown severity "loud" (one of: debug, info, notice, warning, critical)"#
+        ),
+        "{message}"
+    );
+    let file = env.tmp.path().join("levels.jsonl");
+    std::fs::write(
+        &file,
+        "{\"event\":\"test.first\",\"severity\":\"notice\"}\n\
+         {\"event\":\"test.never\",\"severity\":\"urgent\"}\n",
+    )
+    .unwrap();
+    let message = invalid_argument(&env.ctl_json(&["emit", "--file", file.to_str().unwrap()]));
+    assert!(
+        message.starts_with(r#"line 2: unknown severity "urgent""#),
+        "{message}"
+    );
+    // (Line 1, `test.first`, was published: lines before a bad one are.)
+
+    // The daemon checks it too, for every IPC client: `invalid_argument`, nothing published.
+    let mut s = raw::connect(&env.socket_path(), WAIT).unwrap();
+    raw::hello(&mut s).unwrap();
+    raw::send(
+        &mut s,
+        &json!({"type": "emit", "event": "test.raw", "severity": "loud"}),
+    )
+    .unwrap();
+    let reply = raw::recv(&mut s).unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["code"], "invalid_argument", "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("one of: debug, info, notice, warning, critical"),
+        "{reply}"
+    );
+    raw::send(
+        &mut s,
+        &json!({"type": "emit", "event": "test.raw", "severity": "Warning"}),
+    )
+    .unwrap();
+    let reply = raw::recv(&mut s).unwrap();
+    assert_eq!(reply["type"], "ok", "{reply}");
+    drop(s);
+
+    // Accepted levels: one event, a file with a per-line level and the flag's for the rest.
+    let data = r#"{"peer_node_id":7,"counter":9}"#;
+    env.ctl_json(&[
+        "emit",
+        "security.nonce_replay",
+        "--data",
+        data,
+        "--severity",
+        "debug",
+    ])
+    .data();
+    let good = env.tmp.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        "{\"event\":\"test.flag\"}\n{\"event\":\"test.own\",\"severity\":\"notice\"}\n",
+    )
+    .unwrap();
+    let out = env
+        .ctl_json(&[
+            "emit",
+            "--file",
+            good.to_str().unwrap(),
+            "--severity",
+            "critical",
+        ])
+        .data();
+    assert_eq!(out["count"], 2);
+    let got = rx.wait_for(6, WAIT);
+    let names: Vec<String> = got.iter().map(|r| r.event()).collect();
+    assert_eq!(
+        names,
+        [
+            "daemon.started",
+            "test.first",
+            "test.raw",
+            "security.nonce_replay",
+            "test.flag",
+            "test.own"
+        ]
+    );
+    // The body is exactly Pilot's fields, in order: the severity is not in it.
+    for r in &got[1..] {
+        let v = r.json();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let want: &[&str] = if v.get("data").is_some() {
+            &["event_id", "event", "node_id", "timestamp", "data"]
+        } else {
+            &["event_id", "event", "node_id", "timestamp"]
+        };
+        assert_eq!(keys, want, "{v}");
+    }
+    let replay = &got[3];
+    let v = replay.json();
+    let expected = format!(
+        r#"{{"event_id":{},"event":"security.nonce_replay","node_id":{},"timestamp":"{}","data":{data}}}"#,
+        v["event_id"],
+        v["node_id"],
+        v["timestamp"].as_str().unwrap()
+    );
+    assert_eq!(std::str::from_utf8(&replay.body).unwrap(), expected);
+    assert_eq!(env.info()["bus"]["published"], 6);
 }
 
 fn events_md() -> PathBuf {

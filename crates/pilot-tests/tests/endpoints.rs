@@ -621,3 +621,37 @@ fn sixty_four_endpoints_and_no_more() {
     env.start(&[]);
     assert_eq!(env.info()["webhooks"].as_array().unwrap().len(), 64);
 }
+
+#[test]
+fn min_severity_takes_only_events_at_or_above_it() {
+    let env = Env::new();
+    let (alerts, all) = (Receiver::start(), Receiver::start());
+    env.start(&[]);
+    add(
+        &env,
+        &["alerts", &alerts.url(), "--min-severity", "warning"],
+    );
+    add(&env, &["all", &all.url(), "--events", "app.*"]);
+    for (name, severity) in [
+        ("app.low", None),
+        ("app.alarm", Some("critical")),
+        ("app.note", Some("notice")),
+        ("app.warn", Some("warning")),
+    ] {
+        let mut args = vec!["emit", name];
+        if let Some(s) = severity {
+            args.extend(["--severity", s]);
+        }
+        assert_eq!(env.ctl_json(&args).code, 0);
+    }
+    all.wait_for(4, WAIT);
+    alerts.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(alerts.events(), ["app.alarm", "app.warn"]);
+    let w = endpoint(&env.info(), "alerts");
+    assert_eq!(w["settings"]["min_severity"], "warning");
+    accounting::check(&w).unwrap();
+    let run = env.ctl_json(&["webhook", "update", "alerts", "--min-severity", "loud"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("critical"), "{run:?}");
+}

@@ -759,7 +759,7 @@ impl DurableWorker {
             let records = &mut self.ahead.records;
             let mut leading = Vec::new();
             while let Some(s) = records.front() {
-                if self.config.filter.allows(&s.item.event) {
+                if self.config.filter.allows_spooled(&s.item.event) {
                     break;
                 }
                 leading.push(s.item.event_id);
@@ -786,7 +786,7 @@ impl DurableWorker {
                     break;
                 }
                 end += 1;
-                if self.config.filter.allows(&s.item.event) {
+                if self.config.filter.allows_spooled(&s.item.event) {
                     allowed += 1;
                 }
             }
@@ -818,7 +818,7 @@ impl DurableWorker {
             let mut spooled = Vec::with_capacity(allowed);
             let mut among = Vec::new();
             for s in self.ahead.records.drain(..end) {
-                if self.config.filter.allows(&s.item.event) {
+                if self.config.filter.allows_spooled(&s.item.event) {
                     spooled.push(s);
                 } else {
                     among.push(s.item.event_id);

@@ -414,7 +414,7 @@ impl Ctx {
             sub_counter(&counters.bus.queued, 1);
             return false;
         }
-        let allowed = self.config.filter.allows(&event.event);
+        let allowed = self.config.filter.allows(&event.event, event.severity);
         if allowed && self.shared.health.is_paused() {
             counters.discard(1);
             bump(&counters.dropped_paused);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pilot_core::catalog::Category;
+use pilot_core::Severity;
 use pilot_flags::duration;
 pub use pilot_flags::{ClearArgs, SettingsArgs};
 
@@ -334,6 +335,16 @@ pub struct EmitArgs {
     /// Publish every line of this JSON-lines file (`-` for stdin): {"event":...,"data":{...}}.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// The event's severity: debug, info, notice, warning or critical (default: the catalog's,
+    /// info outside it). With --file, for the lines that give no "severity".
+    #[arg(long, value_name = "LEVEL", value_parser = severity)]
+    pub severity: Option<Severity>,
+}
+
+/// Parses `--severity` with the core's own names.
+fn severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+        .map_err(|e: pilot_core::severity::UnknownSeverity| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -494,6 +505,18 @@ mod tests {
             panic!()
         };
         assert_eq!(e.file.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(e.severity, None);
+        let cli = parse(&["emit", "a.b", "--severity", "Warning"]).unwrap();
+        let Command::Emit(e) = cli.command else {
+            panic!()
+        };
+        assert_eq!(e.severity, Some(Severity::Warning));
+        let err = parse(&["emit", "a.b", "--severity", "loud"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("one of: debug, info, notice, warning, critical"),
+            "{err}"
+        );
         assert!(parse(&["emit"]).is_err());
         assert!(parse(&["emit", "a.b", "--file", "x"]).is_err());
         assert!(parse(&["emit", "--file", "x", "--data", "{}"]).is_err());

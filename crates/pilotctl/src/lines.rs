@@ -1,6 +1,7 @@
 //! The JSON-lines reader of `emit --file`: one event per line, read as a stream.
 //!
-//! Each non-blank line is an object `{"event":"name","data":{...}}` (`data` optional; other
+//! Each non-blank line is an object `{"event":"name","data":{...},"severity":"warning"}` (`data`
+//! and `severity` optional, a line without `severity` takes `emit --severity`'s, if given; other
 //! fields, like those of a captured `pilotctl events` line, are ignored); a catalog event's data
 //! must match the catalog (`pilot_core::catalog`). The reader yields events until the first bad
 //! line or read error, which it keeps with its line number. It never holds more than one line
@@ -11,6 +12,7 @@ use std::io::{self, BufRead, Read};
 
 use pilot_core::catalog;
 use pilot_core::event::{check_data, validate_name, MAX_DATA_BYTES};
+use pilot_core::Severity;
 use pilot_ipc::EmitItem;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,6 +39,8 @@ struct Line {
     event: String,
     #[serde(default)]
     data: Option<Box<RawValue>>,
+    #[serde(default)]
+    severity: Option<String>,
 }
 
 /// An iterator of the events in a JSON-lines stream.
@@ -47,6 +51,7 @@ pub struct EventLines<R> {
     error: Option<LineError>,
     yielded: usize,
     recent: VecDeque<(usize, u64)>,
+    severity: Option<Severity>,
 }
 
 impl<R: BufRead> EventLines<R> {
@@ -58,7 +63,14 @@ impl<R: BufRead> EventLines<R> {
             error: None,
             yielded: 0,
             recent: VecDeque::new(),
+            severity: None,
         }
+    }
+
+    /// The severity of the lines that do not give one (none: the catalog's for the name).
+    pub fn with_severity(mut self, severity: Option<Severity>) -> Self {
+        self.severity = severity;
+        self
     }
 
     /// The bad line or read error that stopped the iterator, if one did.
@@ -112,7 +124,7 @@ impl<R: BufRead> Iterator for EventLines<R> {
             if text.is_empty() {
                 continue;
             }
-            match parse_line(text) {
+            match parse_line(text, self.severity) {
                 Ok(item) => {
                     if self.recent.len() == REMEMBER {
                         self.recent.pop_front();
@@ -127,8 +139,8 @@ impl<R: BufRead> Iterator for EventLines<R> {
     }
 }
 
-/// Parses and checks one line.
-pub fn parse_line(text: &[u8]) -> Result<EmitItem, CliError> {
+/// Parses and checks one line; `severity` is for a line that does not give one.
+pub fn parse_line(text: &[u8], severity: Option<Severity>) -> Result<EmitItem, CliError> {
     let line: Line = serde_json::from_slice(text).map_err(|e| {
         let what = if e.is_data() {
             "expected an object like {\"event\":\"a.b\",\"data\":{...}}"
@@ -142,9 +154,17 @@ pub fn parse_line(text: &[u8]) -> Result<EmitItem, CliError> {
         check_data(d)?;
     }
     catalog::check(&line.event, line.data.as_deref())?;
+    let severity = match &line.severity {
+        Some(s) => Some(
+            s.parse::<Severity>()
+                .map_err(|e| CliError::invalid_argument(e.to_string()))?,
+        ),
+        None => severity,
+    };
     Ok(EmitItem {
         event: line.event,
         data: line.data,
+        severity,
     })
 }
 
@@ -211,6 +231,11 @@ mod tests {
                 1,
                 "\"peer_node_id\" is missing",
             ),
+            (
+                "{\"event\":\"a.b\"}\n{\"event\":\"a.b\",\"severity\":\"loud\"}\n",
+                2,
+                "unknown severity \"loud\" (one of: debug, info",
+            ),
         ];
         for (text, line, needle) in cases {
             let mut r = lines(text);
@@ -226,6 +251,22 @@ mod tests {
             assert!(err.error.message.contains(needle), "{}", err.error.message);
             assert!(r.next().is_none(), "stays stopped");
         }
+    }
+
+    #[test]
+    fn a_lines_severity_wins_over_the_flags() {
+        let text = "{\"event\":\"a.b\"}\n{\"event\":\"a.b\",\"severity\":\"Critical\"}\n";
+        let got = |flag| -> Vec<Option<Severity>> {
+            lines(text)
+                .with_severity(flag)
+                .map(|i| i.severity)
+                .collect()
+        };
+        assert_eq!(got(None), [None, Some(Severity::Critical)]);
+        assert_eq!(
+            got(Some(Severity::Debug)),
+            [Some(Severity::Debug), Some(Severity::Critical)]
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! With `--json` a result is one line `{"status":"ok","data":{...}}` on stdout and an error is
 //! one line `{"status":"error","code":"...","message":"..."}` on stderr. Without it a result
 //! is a few lines of text and an error is `error: <message>` on stderr. Errors exit 1.
-//! Writes to a closed stdout (`pilotctl ... | head`) are not errors.
+//! Warnings go to stderr as `warning: <message>` in both modes. Writes to a closed stdout
+//! (`pilotctl ... | head`) are not errors.
 //!
 //! Text may be coloured with [`paint`]; it is written through `anstream`, which drops the
 //! colour unless stdout is a terminal, and always when `NO_COLOR` is set. [`Table`] lines up
@@ -190,6 +191,12 @@ impl Printer {
         let _ = writeln!(io::stderr().lock(), "{line}");
         1
     }
+}
+
+/// Prints `warning: <message>` on stderr, in both modes (the `--json` envelope has no place
+/// for warnings, and stdout stays the result alone).
+pub fn warn(message: &impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "warning: {message}");
 }
 
 /// Writes one line to stdout and flushes it (for streams read line by line).

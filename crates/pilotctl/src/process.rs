@@ -306,6 +306,7 @@ mod tests {
                 batch_wait: Some(Duration::from_millis(50)),
                 concurrency: Some(2),
                 disable_after: None,
+                min_severity: None,
             },
             metrics_addr: Some("127.0.0.1:9464".into()),
         };

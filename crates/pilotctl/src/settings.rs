@@ -1,9 +1,11 @@
 //! From flags to [`WebhookSettings`]: the settings flags of `set-webhook` and `daemon start`
 //! become one settings object, checked before anything is written or started.
 //!
-//! Checks: patterns, headers and numbers ([`WebhookSettings::validate`]), and that the auth
-//! files exist, are readable and hold something usable (their content is never shown). Paths
-//! are made absolute, because the daemon does not share pilotctl's working directory.
+//! Checks: patterns, headers and numbers ([`WebhookSettings::validate`]: a pattern that can
+//! never match an event name is refused), and that the auth files exist, are readable and hold
+//! something usable (their content is never shown). A pattern one edit away from a catalog name
+//! gets a warning on stderr. Paths are made absolute, because the daemon does not share
+//! pilotctl's working directory.
 
 use std::path::Path;
 
@@ -19,8 +21,17 @@ pub fn from_flags(args: &SettingsArgs) -> Result<WebhookSettings, CliError> {
     Ok(settings)
 }
 
-/// Checks settings and their files (`invalid_argument`, naming the problem).
+/// Checks settings and their files (`invalid_argument`, naming the problem); once they pass,
+/// warns on stderr of each pattern that looks like a typo of a catalog name.
 pub fn check(settings: &WebhookSettings) -> Result<(), CliError> {
+    check_quietly(settings)?;
+    for s in settings.pattern_warnings() {
+        crate::output::warn(&s);
+    }
+    Ok(())
+}
+
+fn check_quietly(settings: &WebhookSettings) -> Result<(), CliError> {
     settings
         .validate()
         .map_err(|e| CliError::invalid_argument(e.to_string()))?;

@@ -1,5 +1,6 @@
-//! `events catalog`: the event catalog (`pilot_core::catalog`) as an aligned table, as JSON, or
-//! as the Markdown section that closes `docs/events.md` (`--markdown`).
+//! `events catalog`: the event catalog (`pilot_core::catalog`: name, category, severity, data
+//! fields, description) as an aligned table, as JSON, or as the Markdown section that closes
+//! `docs/events.md` (`--markdown`).
 
 use pilot_core::catalog::{Category, EventSpec, Field, CATALOG};
 use serde::Serialize;
@@ -60,11 +61,12 @@ fn field_cell(f: &Field) -> String {
     }
 }
 
-/// EVENT, CATEGORY, DATA, DESCRIPTION; columns aligned, the last one not padded.
+/// EVENT, CATEGORY, SEVERITY, DATA, DESCRIPTION; columns aligned, the last one not padded.
 fn table(events: &[&EventSpec]) -> String {
     let mut table = Table::new(&[
         ("EVENT", Align::Left),
         ("CATEGORY", Align::Left),
+        ("SEVERITY", Align::Left),
         ("DATA", Align::Left),
         ("DESCRIPTION", Align::Left),
     ]);
@@ -81,6 +83,7 @@ fn table(events: &[&EventSpec]) -> String {
         table.row([
             e.name.to_string(),
             e.category.id().to_string(),
+            e.severity.to_string(),
             data,
             e.description.to_string(),
         ]);
@@ -93,11 +96,12 @@ fn markdown(categories: &[Category]) -> String {
     let mut out = format!(
         "{MARKER}\n\n## The event catalog\n\nThe events the Pilot daemon publishes, and pilot's \
          own, with their `data` fields and JSON types. Every field is required unless marked \
-         optional. `pilotctl events catalog` prints the same list.\n"
+         optional; the severity is the event's unless its publisher gives another (see \
+         [Severity](#severity)). `pilotctl events catalog` prints the same list.\n"
     );
     for &c in categories {
         out.push_str(&format!(
-            "\n### {} (`{}`)\n\n| event | data | description |\n|---|---|---|\n",
+            "\n### {} (`{}`)\n\n| event | severity | data | description |\n|---|---|---|---|\n",
             c.title(),
             c.id()
         ));
@@ -115,8 +119,9 @@ fn markdown(categories: &[Category]) -> String {
                     .join(", ")
             };
             out.push_str(&format!(
-                "| `{}` | {data} | {} |\n",
+                "| `{}` | {} | {data} | {} |\n",
                 e.name,
+                e.severity,
                 e.description.replace('|', "\\|")
             ));
         }
@@ -137,9 +142,14 @@ mod tests {
         assert_eq!(lines.len(), CATALOG.len() + 1);
         assert!(lines[0].starts_with("EVENT "));
         let col = lines[0].find("DATA").unwrap();
+        let sev = lines[0].find("SEVERITY").unwrap();
         for (line, e) in lines[1..].iter().zip(CATALOG) {
             assert!(line.starts_with(e.name), "{line}");
             assert!(line[col..].starts_with(&field_cell_or_dash(e)), "{line}");
+            assert!(
+                line[sev..].starts_with(&format!("{} ", e.severity)),
+                "{line}"
+            );
         }
         assert!(
             text.contains("[reason:string]"),
@@ -159,7 +169,8 @@ mod tests {
         for e in CATALOG {
             assert_eq!(md.matches(&format!("| `{}` |", e.name)).count(), 1);
         }
-        assert!(md.contains("| `node.deregistered` | none |"));
+        assert!(md.contains("| `node.deregistered` | notice | none |"));
+        assert!(md.contains("| `security.nonce_replay` | critical | "));
         assert!(md.contains("`reason` string (optional)"));
     }
 }

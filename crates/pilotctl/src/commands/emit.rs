@@ -1,6 +1,7 @@
 //! `emit`: publish one event (`emit EVENT [--data JSON]`) or a JSON-lines file of events
 //! (`emit --file PATH`, pipelined over one connection) onto the daemon's bus. A catalog event's
-//! data is checked against the catalog before anything is sent.
+//! data is checked against the catalog before anything is sent. `--severity` sets the events'
+//! severity (default: the catalog's, `info` outside it).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use pilot_core::catalog;
 use pilot_core::event::{parse_data, validate_name, MAX_DATA_BYTES};
+use pilot_core::Severity;
 use pilot_ipc::client::EmitSummary;
 use pilot_ipc::Client;
 use serde::Serialize;
@@ -33,15 +35,20 @@ struct Published {
 /// `emit`.
 pub async fn run(ctx: &Context, args: &EmitArgs) -> Result<Output, CliError> {
     match (&args.event, &args.file) {
-        (Some(event), _) => one(ctx, event, args.data.as_deref()).await,
-        (None, Some(file)) => many(ctx, file).await,
+        (Some(event), _) => one(ctx, event, args.data.as_deref(), args.severity).await,
+        (None, Some(file)) => many(ctx, file, args.severity).await,
         (None, None) => Err(CliError::invalid_argument(
             "give an event name or --file PATH",
         )),
     }
 }
 
-async fn one(ctx: &Context, event: &str, data: Option<&str>) -> Result<Output, CliError> {
+async fn one(
+    ctx: &Context,
+    event: &str,
+    data: Option<&str>,
+    severity: Option<Severity>,
+) -> Result<Output, CliError> {
     validate_name(event)?;
     let data = match data {
         None => None,
@@ -51,7 +58,7 @@ async fn one(ctx: &Context, event: &str, data: Option<&str>) -> Result<Output, C
     let data = data.map(|d| parse_data(d.trim())).transpose()?;
     catalog::check(event, data.as_deref())?;
     let mut client = Client::connect(&ctx.socket()?).await?;
-    let reply = client.emit(event, data).await?;
+    let reply = client.emit_with(event, data, severity).await?;
     let text = format!("emitted #{} {event}", reply.event_id);
     Ok(Output::report(
         &Emitted {
@@ -74,7 +81,7 @@ fn read_stdin_data() -> Result<String, CliError> {
         .map_err(|_| CliError::invalid_argument("event data on stdin is not UTF-8"))
 }
 
-async fn many(ctx: &Context, file: &Path) -> Result<Output, CliError> {
+async fn many(ctx: &Context, file: &Path, severity: Option<Severity>) -> Result<Output, CliError> {
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
@@ -82,7 +89,7 @@ async fn many(ctx: &Context, file: &Path) -> Result<Output, CliError> {
             .map_err(|e| CliError::io(format!("cannot open {}: {e}", show(file))))?;
         Box::new(BufReader::with_capacity(64 * 1024, f))
     };
-    let mut lines = EventLines::new(reader);
+    let mut lines = EventLines::new(reader).with_severity(severity);
     let mut client = Client::connect(&ctx.socket()?).await?;
     match client.emit_pipelined(&mut lines).await {
         Ok(summary) => match lines.error() {

@@ -1,5 +1,9 @@
 //! `events`: subscribe to the bus and print each event as one JSON line (the webhook payload
 //! shape) until `--count` events, `--timeout`, Ctrl-C, or the daemon hangs up.
+//!
+//! `--filter` is checked first: a pattern that can never match an event name is an error at
+//! once (not a stream that stays silent forever), and one that names no catalog event but is
+//! one edit away from one gets a warning on stderr.
 
 use std::io;
 
@@ -8,13 +12,15 @@ use pilot_ipc::Client;
 
 use crate::cli::EventsArgs;
 use crate::context::Context;
-use crate::output::{one_line, print_line, CliError, Output};
+use crate::output::{one_line, print_line, warn, CliError, Output};
 
 /// `events`.
 pub async fn run(ctx: &Context, args: &EventsArgs) -> Result<Output, CliError> {
-    args.filter
-        .parse::<Pattern>()
+    let (_, suggestion) = Pattern::parse_checked(&args.filter)
         .map_err(|e| CliError::invalid_argument(e.to_string()))?;
+    if let Some(s) = suggestion {
+        warn(&s);
+    }
     let client = Client::connect(&ctx.socket()?).await?;
     let mut stream = client.subscribe(args.filter.trim()).await?;
     if args.count == Some(0) {

@@ -218,6 +218,9 @@ pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
     if !s.exclude.is_empty() {
         rows.push(("exclude", s.exclude.join(", ")));
     }
+    if let Some(min) = s.min_severity {
+        rows.push(("min severity", min.as_str().to_string()));
+    }
     if s.durable {
         rows.push(("durable", "yes".to_string()));
     }
@@ -253,6 +256,12 @@ pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
     }
     if let Some(n) = s.concurrency {
         rows.push(("concurrency", n.to_string()));
+    }
+    if let Some(d) = s.disable_after {
+        rows.push(("disable after", dur(d)));
+    }
+    if s.paused {
+        rows.push(("paused", "yes".to_string()));
     }
     rows
 }
