@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+/// The config key refusing loopback and private addresses for every webhook.
+pub const DENY_PRIVATE_NETWORKS: &str = "deny_private_networks";
+
 /// What went wrong with `config.json`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -168,6 +171,23 @@ impl ConfigFile {
                 .ok_or_else(|| self.invalid(key, "expected a whole number >= 0")),
             Some(_) => Err(self.invalid(key, "expected a whole number >= 0")),
         }
+    }
+
+    /// A boolean value.
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.invalid(key, "expected true or false")),
+        }
+    }
+
+    /// The URL policy of every webhook: private networks refused when
+    /// `deny_private_networks` is true.
+    pub fn url_policy(&self) -> Result<crate::webhook_url::UrlPolicy, ConfigError> {
+        Ok(crate::webhook_url::UrlPolicy {
+            deny_private: self.get_bool(DENY_PRIVATE_NETWORKS)?.unwrap_or(false),
+        })
     }
 
     /// The node id (`node_id`), if set.

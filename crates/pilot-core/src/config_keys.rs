@@ -39,6 +39,11 @@ pub const KEYS: &[Key] = &[
         applies: Applies::SetWebhook,
     },
     Key {
+        name: "deny_private_networks",
+        holds: "true to refuse loopback and private addresses for every webhook (false)",
+        applies: Applies::Restart,
+    },
+    Key {
         name: "node_id",
         holds: "node id stamped on every event (0 to 4294967295)",
         applies: Applies::Restart,
@@ -123,6 +128,9 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
                 serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
             settings.validate().map_err(|e| e.to_string())?;
         }
+        "deny_private_networks" if !value.is_boolean() => {
+            return Err(format!("expected true or false ({})", k.holds));
+        }
         "node_id" => match value.as_u64() {
             Some(n) if u32::try_from(n).is_ok() => {}
             _ => return Err(format!("expected a whole number ({})", k.holds)),
@@ -172,6 +180,8 @@ mod tests {
         assert!(bad("webhook_settings", json!({"events": ["a*"]})).contains("a*"));
         bad("webhook_settings", json!({"batch_max": 0}));
         bad("webhook_settings", json!([1]));
+        ok("deny_private_networks", json!(true));
+        assert!(bad("deny_private_networks", json!("yes")).contains("true or false"));
         ok("node_id", json!(5));
         bad("node_id", json!(-1));
         bad("node_id", json!(4294967296u64));

@@ -37,6 +37,10 @@ pub struct WebhookSettings {
     /// Accept any TLS certificate (for testing only).
     #[serde(skip_serializing_if = "is_false")]
     pub insecure_tls: bool,
+    /// Refuse loopback and private addresses for this webhook too, when the URL is given and
+    /// at every connect (`crate::webhook_url::UrlPolicy::deny_private`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub deny_private: bool,
     /// Send up to this many events per request as `{"events":[...]}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_max: Option<usize>,
@@ -115,6 +119,12 @@ impl WebhookSettings {
     pub fn filters(&self) -> Result<(Vec<Pattern>, Vec<Pattern>), PatternError> {
         let parse = |v: &[String]| v.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>();
         Ok((parse(&self.events)?, parse(&self.exclude)?))
+    }
+
+    /// The URL policy of this webhook: `base` (the daemon's, from the config key
+    /// `deny_private_networks`), also refusing private networks when `deny_private` is set.
+    pub fn url_policy(&self, base: crate::webhook_url::UrlPolicy) -> crate::webhook_url::UrlPolicy {
+        base.or_deny_private(self.deny_private)
     }
 
     /// Whether every field is at its default.

@@ -96,6 +96,9 @@ pub struct SettingsArgs {
     /// Accept any TLS certificate (testing only).
     #[arg(long)]
     pub insecure_tls: bool,
+    /// Refuse loopback and private addresses for this webhook (SSRF policy).
+    #[arg(long)]
+    pub deny_private: bool,
     /// Send up to N events per request as {"events":[...]}.
     #[arg(long, value_name = "N")]
     pub batch_max: Option<usize>,

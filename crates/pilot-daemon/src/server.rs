@@ -337,7 +337,10 @@ fn emit(
 /// `set_webhook`: checks the URL and settings, reads the secret file, swaps the webhook, then
 /// applies the secrets read. Any error changes nothing.
 fn set_webhook(daemon: &Daemon, url: &str, settings: WebhookSettings) -> Bytes {
-    let url = match pilot_webhook::validate_url(url) {
+    let base = pilot_core::webhook_url::UrlPolicy {
+        deny_private: daemon.webhook.options().deny_private_networks,
+    };
+    let url = match settings.url_policy(base).validate(url) {
         Ok(u) => u,
         Err(e) => return err(ErrorCode::InvalidArgument, &e.to_string()),
     };

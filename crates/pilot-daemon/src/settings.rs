@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use pilot_core::secrets::SecretError;
 use pilot_core::webhook_settings::SettingsError as InvalidSettings;
+use pilot_core::webhook_url::UrlPolicy;
 use pilot_core::{ConfigError, ConfigFile, PilotHome, SecretStore, WebhookSettings};
 use pilot_webhook::{Url, WebhookOptions};
 
@@ -77,25 +78,32 @@ impl Settings {
             Some(n) => n,
             None => config.node_id()?.unwrap_or(0),
         };
-        let webhook = match (&args.webhook, config.webhook()) {
-            (Some(flag), _) if flag.is_empty() => None,
-            (Some(flag), _) => {
-                Some(pilot_webhook::validate_url(flag).map_err(SettingsError::FlagUrl)?)
-            }
-            (None, Some(cfg)) => Some(pilot_webhook::validate_url(cfg).map_err(|source| {
-                SettingsError::ConfigUrl {
-                    path: config.path().to_path_buf(),
-                    source,
-                }
-            })?),
-            (None, None) => None,
-        };
         let webhook_options = webhook_options(args, &config)?;
         let base = config_settings(&config)?;
         let webhook_settings = merge(base, &args.settings);
         webhook_settings
             .validate()
             .map_err(SettingsError::FlagSettings)?;
+        // The URL is judged by the policy it will be delivered under (deny_private_networks,
+        // and the webhook's own deny_private).
+        let policy = webhook_settings.url_policy(UrlPolicy {
+            deny_private: webhook_options.deny_private_networks,
+        });
+        let webhook = match (&args.webhook, config.webhook()) {
+            (Some(flag), _) if flag.is_empty() => None,
+            (Some(flag), _) => Some(policy.validate(flag).map_err(SettingsError::FlagUrl)?),
+            (None, Some(cfg)) => {
+                Some(
+                    policy
+                        .validate(cfg)
+                        .map_err(|source| SettingsError::ConfigUrl {
+                            path: config.path().to_path_buf(),
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
         let secrets = SecretStore::load(home.secret_file())?;
         let metrics_addr = metrics_addr(args, &config)?;
         Ok(Settings {
@@ -165,6 +173,7 @@ pub fn merge(mut base: WebhookSettings, f: &SettingsArgs) -> WebhookSettings {
     }
     base.durable |= f.durable;
     base.insecure_tls |= f.insecure_tls;
+    base.deny_private |= f.deny_private;
     if !f.headers.is_empty() {
         base.headers = f.headers.clone();
     }
@@ -216,6 +225,7 @@ fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, S
     {
         o.circuit_cooldown = d;
     }
+    o.deny_private_networks = config.url_policy()?.deny_private;
     if o.queue_size == 0 {
         return Err(SettingsError::Zero { what: "queue size" });
     }

@@ -290,6 +290,7 @@ impl From<AnySettings> for WebhookSettings {
             max_spool_bytes: s.max_spool_bytes,
             discard_after: s.discard_after,
             max_backoff: s.max_backoff,
+            ..WebhookSettings::default()
         }
     }
 }

@@ -237,6 +237,10 @@ pub struct SettingsArgs {
     /// Accept any TLS certificate (testing only: anyone on the path can read and forge).
     #[arg(long)]
     pub insecure_tls: bool,
+    /// Refuse loopback and private addresses (localhost, 10/8, 192.168/16, fc00::/7, ...) for
+    /// this webhook, when it is set and at every connect.
+    #[arg(long)]
+    pub deny_private: bool,
     /// Send up to N events per request as {"events":[...]}.
     #[arg(long, value_name = "N", value_parser = positive)]
     pub batch_max: Option<usize>,

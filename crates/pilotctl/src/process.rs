@@ -158,6 +158,9 @@ fn settings_args(s: &SettingsArgs, out: &mut Vec<OsString>) {
     if s.insecure_tls {
         out.push("--insecure-tls".into());
     }
+    if s.deny_private {
+        out.push("--deny-private".into());
+    }
 }
 
 /// Opens the daemon log for appending (created 0600).
@@ -350,6 +353,7 @@ mod tests {
                 bearer_token_file: Some("/t/token".into()),
                 basic_auth_file: None,
                 insecure_tls: true,
+                deny_private: true,
                 batch_max: Some(10),
                 batch_wait: Some(Duration::from_millis(50)),
                 concurrency: Some(2),
@@ -411,6 +415,7 @@ mod tests {
                 "2",
                 "--durable",
                 "--insecure-tls",
+                "--deny-private",
             ]
         );
         for d in ["500ms", "1s 500ms", "30s"] {

@@ -22,6 +22,7 @@ pub fn from_flags(args: &SettingsArgs) -> Result<WebhookSettings, CliError> {
         bearer_token_file: args.bearer_token_file.as_deref().map(absolute),
         basic_auth_file: args.basic_auth_file.as_deref().map(absolute),
         insecure_tls: args.insecure_tls,
+        deny_private: args.deny_private,
         batch_max: args.batch_max,
         batch_wait: args.batch_wait,
         concurrency: args.concurrency,

@@ -44,6 +44,10 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     let webhook_settings = settings::from_flags(&args.settings)?;
     let change = secret::change_from_flags(&args.secret)?;
     let home = ctx.home()?;
+    // Judged again with the policy it will be delivered under: config deny_private_networks
+    // and --deny-private (the daemon checks the same).
+    let policy = webhook_settings.url_policy(ConfigFile::load(home.config_file())?.url_policy()?);
+    policy.validate(&args.url)?;
     // A corrupt secret file is reported before anything is written.
     let mut store = match &change {
         Some(_) => Some(secret::load(&home)?),
