@@ -30,6 +30,7 @@ pub fn snapshot(daemon: &Daemon) -> Snapshot {
                 .collect(),
         },
         webhook: webhook(daemon.webhook.stats()),
+        log_write_errors: crate::logging::write_errors(),
     }
 }
 

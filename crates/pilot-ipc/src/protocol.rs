@@ -345,6 +345,9 @@ pub struct InfoReply {
     pub uptime_secs: u64,
     pub webhook: WebhookStatus,
     pub bus: BusStatus,
+    /// Log lines lost because writing them failed (a full disk) or the log writer was behind.
+    #[serde(default)]
+    pub log_write_errors: u64,
 }
 
 /// The bus part of `info`.

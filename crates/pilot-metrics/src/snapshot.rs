@@ -11,6 +11,8 @@ pub struct Snapshot {
     pub uptime: Duration,
     pub bus: BusSnapshot,
     pub webhook: WebhookSnapshot,
+    /// Log lines lost (their write failed, or the log writer was behind).
+    pub log_write_errors: u64,
 }
 
 /// The event bus.
