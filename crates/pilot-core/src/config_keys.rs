@@ -55,7 +55,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "log_level",
-        holds: "daemon log level (error, warn, info, debug, trace)",
+        holds: "daemon log level (error, warn, info, debug, trace, off, or directives like \"pilot_webhook=debug,info\")",
         applies: Applies::Restart,
     },
     Key {
@@ -141,9 +141,7 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
                 .ok_or_else(|| format!("expected an {}", k.holds))?;
         }
         "log_level" => {
-            Some(text()?)
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| format!("expected a {}", k.holds))?;
+            crate::log_level::check(text()?).map_err(|e| e.to_string())?;
         }
         "queue_size" | "max_attempts" | "circuit_threshold" => {
             let n = positive()?;
@@ -195,6 +193,8 @@ mod tests {
         assert!(bad("backoff", json!("soon")).contains("soon"));
         bad("circuit_cooldown", json!(30));
         bad("log_level", json!(""));
+        ok("log_level", json!("pilot_webhook=debug,info"));
+        assert!(bad("log_level", json!("loud")).contains("loud"));
         bad("node_id", Value::Null);
         ok("registry", json!("34.71.57.205:9000"));
         ok("anything", Value::Null);

@@ -10,6 +10,12 @@ fn duration(s: &str) -> Result<Duration, String> {
     pilot_core::duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// Checks a log level with pilot's one check, keeping it as given.
+fn log_level(s: &str) -> Result<String, String> {
+    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 /// Parses a size flag (`256MiB`) with the one parser pilot uses everywhere.
 fn size(s: &str) -> Result<u64, String> {
     pilot_core::size::parse(s).map_err(|e| e.to_string())
@@ -28,8 +34,9 @@ pub struct Args {
     /// Node id stamped on every event (else config `node_id`, else 0).
     #[arg(long, value_name = "N")]
     pub node_id: Option<u32>,
-    /// Log level: error, warn, info, debug, trace (else RUST_LOG, else config `log_level`, else info).
-    #[arg(long, value_name = "LEVEL")]
+    /// Log level: error, warn, info, debug, trace, off, or directives that each name a level
+    /// (else RUST_LOG, else config `log_level`, else info).
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     pub log_level: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -41,8 +41,10 @@ fn init_logging(args: &Args, config_level: Option<&str>) -> Result<logging::LogS
         (None, Some(env)) => {
             EnvFilter::try_new(&env).map_err(|e| format!("RUST_LOG {env:?}: {e}"))?
         }
-        (None, None) => EnvFilter::try_new(config_level.unwrap_or("info"))
-            .unwrap_or_else(|_| EnvFilter::new("info")),
+        (None, None) => {
+            let level = config_level.unwrap_or("info");
+            EnvFilter::try_new(level).map_err(|e| format!("config log_level {level:?}: {e}"))?
+        }
     };
     let sink = logging::LogSink::spawn(std::io::stderr())
         .map_err(|e| format!("cannot start the log writer thread: {e}"))?;

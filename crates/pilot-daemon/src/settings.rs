@@ -114,9 +114,29 @@ impl Settings {
             webhook_settings,
             webhook_options,
             secrets,
-            log_level: config.get_str("log_level").map(String::from),
+            log_level: config_log_level(&config)?,
             metrics_addr,
         })
+    }
+}
+
+/// Config `log_level`, checked like `--log-level`: a word that is not a level stops the start
+/// instead of logging nothing.
+fn config_log_level(config: &ConfigFile) -> Result<Option<String>, SettingsError> {
+    let invalid = |message: String| {
+        SettingsError::Config(ConfigError::InvalidValue {
+            path: config.path().to_path_buf(),
+            key: "log_level".into(),
+            message,
+        })
+    };
+    match config.get("log_level") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => {
+            pilot_core::log_level::check(s).map_err(|e| invalid(e.to_string()))?;
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(invalid("expected a string, like \"info\"".into())),
     }
 }
 

@@ -125,3 +125,39 @@ fn a_daemon_whose_log_file_is_on_a_full_filesystem_starts_delivers_and_stops_wit
     runs_with_stderr_to(&env, &log);
     assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "nothing fit");
 }
+
+#[test]
+fn an_unknown_log_level_is_refused_at_start_and_in_the_config() {
+    let env = Env::new();
+    let run = env.ctl(&["daemon", "start", "--log-level", "loud"]);
+    assert!(matches!(run.code, 1 | 2), "a usage error: {run:?}");
+    assert!(run.stderr.contains("\"loud\" is not a level"), "{run:?}");
+    assert!(!env.pid_path().exists(), "nothing started");
+    let out = env
+        .command(&env.daemon_bin())
+        .args(["--log-level", "info,loud"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"loud\" is not a level"));
+
+    let run = env.ctl_json(&["config", "--set", "log_level=loud"]);
+    assert_eq!(run.error_code(), "invalid_argument");
+    assert!(!env.config_path().exists(), "nothing written");
+
+    // A config written by hand: the start fails, naming the file and the key.
+    env.write_config(r#"{"log_level":"pilot_webhook"}"#);
+    let run = env.ctl(&["daemon", "start"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("config.json"), "{run:?}");
+    assert!(run.stderr.contains("log_level"), "{run:?}");
+    assert!(!env.pid_path().exists(), "nothing started");
+
+    // Directives that name their level are fine.
+    env.write_config(r#"{"log_level":"pilot_webhook=debug,warn"}"#);
+    env.start(&[]);
+    env.stop();
+    env.start(&["--log-level", "pilot_daemon=debug,info"]);
+    assert!(env.log().contains("ready"), "{}", env.log());
+    env.stop();
+}

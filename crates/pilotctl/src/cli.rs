@@ -19,6 +19,12 @@ pub fn size(s: &str) -> Result<u64, String> {
     pilot_core::size::parse(s).map_err(|e| e.to_string())
 }
 
+/// Checks a log level (`--log-level`) with pilot's one check, keeping it as given.
+fn log_level(s: &str) -> Result<String, String> {
+    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 /// Parses a positive count (`--batch-max`, `--concurrency`).
 fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -156,8 +162,9 @@ pub struct StartArgs {
     /// Node id stamped on every event (else config `node_id`, else 0).
     #[arg(long, value_name = "N")]
     pub node_id: Option<u32>,
-    /// Daemon log level: error, warn, info, debug, trace.
-    #[arg(long, value_name = "LEVEL")]
+    /// Daemon log level: error, warn, info, debug, trace, off, or directives that each name a
+    /// level (`pilot_webhook=debug,info`).
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     pub log_level: Option<String>,
     /// Daemon log line format.
     #[arg(long, value_enum, value_name = "FORMAT")]
