@@ -119,6 +119,7 @@ impl UrlPolicy {
         let url = Url::parse(trimmed).map_err(|e| UrlError::Parse {
             url: input.into(),
             reason: e.to_string(),
+            suggestion: suggest(trimmed),
         })?;
         match url.scheme() {
             "http" | "https" => {}
@@ -126,6 +127,7 @@ impl UrlPolicy {
                 return Err(UrlError::Scheme {
                     url: input.into(),
                     scheme: other.into(),
+                    suggestion: suggest(trimmed),
                 })
             }
         }
@@ -324,14 +326,90 @@ fn metadata_of(ip: IpAddr) -> Option<&'static str> {
 /// Why a webhook URL was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("invalid webhook URL {url:?}: {reason}")]
-    Parse { url: String, reason: String },
-    #[error("invalid webhook URL {url:?}: scheme must be http or https, not {scheme:?}")]
-    Scheme { url: String, scheme: String },
-    #[error("invalid webhook URL {url:?}: it has no host")]
+    #[error(
+        "invalid webhook URL {:?}: {reason}{}",
+        masked(url),
+        did_you_mean(suggestion)
+    )]
+    Parse {
+        url: String,
+        reason: String,
+        /// The URL with `http://` in front, when the input lacks a scheme and that works.
+        suggestion: Option<String>,
+    },
+    #[error(
+        "invalid webhook URL {:?}: scheme must be http or https, not {scheme:?}{}",
+        masked(url),
+        did_you_mean(suggestion)
+    )]
+    Scheme {
+        url: String,
+        scheme: String,
+        suggestion: Option<String>,
+    },
+    #[error("invalid webhook URL {:?}: it has no host", masked(url))]
     NoHost { url: String },
-    #[error("webhook URL {url:?} is blocked: {reason}")]
+    #[error("webhook URL {:?} is blocked: {reason}", masked(url))]
     Blocked { url: String, reason: String },
+}
+
+/// The URL as given, unless it has a password or query values to hide (error messages reach
+/// pilot.log): then [`redact`]ed.
+fn masked(given: &str) -> String {
+    match Url::parse(given.trim()) {
+        Ok(u) if u.password().is_some() || u.query().is_some_and(|q| q.contains('=')) => redact(&u),
+        _ => given.to_string(),
+    }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!("; did you mean {s}?"),
+        None => String::new(),
+    }
+}
+
+/// `http://INPUT`, when `input` has no scheme and that makes a URL with a host (the usual
+/// slip: `localhost:8080/x`).
+fn suggest(input: &str) -> Option<String> {
+    let input = input.trim();
+    if input.contains("://") || input.is_empty() {
+        return None;
+    }
+    let url = Url::parse(&format!("http://{input}")).ok()?;
+    url.host_str().filter(|h| !h.is_empty())?;
+    Some(url.to_string())
+}
+
+/// The URL as logs and `info` show it: a password replaced by `***`, and every query value by
+/// `***` (tokens are often passed as `?token=...`). The config file keeps the URL as given.
+pub fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() && shown.set_password(Some("***")).is_err() {
+        return "<webhook URL>".into();
+    }
+    if let Some(query) = url.query() {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) if !value.is_empty() => format!("{name}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.set_query(Some(&masked.join("&")));
+    }
+    shown.to_string()
+}
+
+/// [`redact`] on text: text that is not an http(s) URL is shown as `<webhook URL>` (it could
+/// hold anything: `user:pw@host` parses as scheme `user`).
+pub fn redact_str(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => redact(&u),
+        Ok(_) => "<webhook URL>".into(),
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "<webhook URL>".into(),
+    }
 }
 
 /// Parses and checks a webhook URL with the default policy ([`UrlPolicy::validate`]).
@@ -564,6 +642,54 @@ mod tests {
             UrlPolicy::DENY_PRIVATE.or_deny_private(false),
             UrlPolicy::DENY_PRIVATE
         );
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_gets_a_suggestion() {
+        for (given, want) in [
+            ("localhost:8080/x", "http://localhost:8080/x"),
+            ("hooks.example.com/x", "http://hooks.example.com/x"),
+            ("127.0.0.1:9000", "http://127.0.0.1:9000/"),
+        ] {
+            let msg = validate(given).unwrap_err().to_string();
+            assert!(msg.ends_with(&format!("; did you mean {want}?")), "{msg}");
+        }
+        for none in ["ftp://x/", "http://", "not a url"] {
+            let msg = validate(none).unwrap_err().to_string();
+            assert!(!msg.contains("did you mean"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refusals_hide_passwords_and_query_values() {
+        let e = validate("http://u:pw@169.254.169.254/?token=t0k").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("pw@") && !msg.contains("t0k"), "{msg}");
+        assert!(msg.contains("u:***@169.254.169.254/?token=***"), "{msg}");
+        assert!(matches!(e, UrlError::Blocked { url, .. } if url.contains("t0k")));
+        let msg = validate("ftp://x/").unwrap_err().to_string();
+        assert!(msg.contains("\"ftp://x/\""), "{msg}");
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_query_values() {
+        let r = |s: &str| redact(&Url::parse(s).unwrap());
+        assert_eq!(
+            r("https://bob:s3cret@hooks.example.com/x?y=1"),
+            "https://bob:***@hooks.example.com/x?y=***"
+        );
+        assert_eq!(
+            r("http://h/x?token=abc&flag&empty=&b=2#frag"),
+            "http://h/x?token=***&flag&empty=&b=***#frag"
+        );
+        assert_eq!(
+            r("http://bob@localhost:8080/e"),
+            "http://bob@localhost:8080/e"
+        );
+        assert_eq!(r("http://localhost:8080/e"), "http://localhost:8080/e");
+        assert_eq!(redact_str("http://u:p@h/?k=v"), "http://u:***@h/?k=***");
+        assert_eq!(redact_str("user:pw@host"), "<webhook URL>");
+        assert_eq!(redact_str(""), "");
     }
 
     #[test]

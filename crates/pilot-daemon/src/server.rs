@@ -355,8 +355,8 @@ fn set_webhook(daemon: &Daemon, url: &str, settings: WebhookSettings) -> Bytes {
         Ok(s) => s,
         Err(e) => return err(ErrorCode::Internal, &e.to_string()),
     };
-    let shown = url.to_string();
     let redacted = pilot_webhook::redact_url(&url);
+    let shown = redacted.clone();
     if let Err(e) = daemon.webhook.configure(Some((url, settings))) {
         return webhook_error(&e);
     }

@@ -232,3 +232,56 @@ fn clear_webhook_removes_url_and_settings_but_keeps_the_secret() {
         "{text}"
     );
 }
+
+#[test]
+fn passwords_and_query_tokens_are_masked_in_output_info_and_the_log() {
+    let env = Env::new();
+    let rx = pilot_tests::Receiver::start();
+    let url = format!("http://user:pw0rd@{}/events?token=s3cr3t&v=2", rx.addr());
+    let masked = format!("http://user:***@{}/events?token=***&v=***", rx.addr());
+    let leaks = |text: &str| text.contains("pw0rd") || text.contains("s3cr3t");
+
+    let run = env.ctl(&["set-webhook", &url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains(&format!("webhook set: {masked}")), "{run:?}");
+    assert!(!leaks(&run.stdout) && !leaks(&run.stderr), "{run:?}");
+    let d = env.ctl_json(&["set-webhook", &url]).data();
+    assert_eq!(d["webhook"], masked.as_str());
+    assert_eq!(env.config()["webhook"], url.as_str(), "the file keeps the URL");
+
+    let started = env.start(&["--log-level", "debug"]);
+    assert_eq!(started["webhook"], masked.as_str());
+    env.emit("a.b", None);
+    let got = rx.wait_for(2, std::time::Duration::from_secs(10));
+    assert!(got[1].header("authorization").is_some());
+    let info = env.info();
+    assert_eq!(info["webhook"]["url"], masked.as_str());
+    let text = env.ctl(&["info"]).stdout;
+    assert!(!leaks(&text), "{text}");
+    let run = env.ctl(&["set-webhook", &url]);
+    assert!(run.stdout.contains("applied to running daemon"), "{run:?}");
+    assert!(!leaks(&run.stdout), "{run:?}");
+    let deliveries = env.ctl(&["webhook", "deliveries"]).stdout;
+    assert!(!leaks(&deliveries), "{deliveries}");
+    env.stop();
+    let log = env.log();
+    assert!(log.contains("/events?token=***"), "the URL is logged, masked: {log}");
+    assert!(!leaks(&log), "{log}");
+}
+
+#[test]
+fn a_url_without_a_scheme_is_refused_with_a_suggestion() {
+    let env = Env::new();
+    let run = env.ctl_json(&["set-webhook", "localhost:8080/x"]);
+    assert_eq!(run.error_code(), "invalid_argument");
+    assert!(
+        run.stderr.contains("did you mean http://localhost:8080/x?"),
+        "{run:?}"
+    );
+    let run = env.ctl(&["set-webhook", "localhost:8080/x"]);
+    assert!(
+        run.stderr.contains("did you mean http://localhost:8080/x?"),
+        "{run:?}"
+    );
+    assert!(!env.config_path().exists());
+}

@@ -1131,7 +1131,7 @@ mod tests {
         assert_eq!(t.origin.to_string(), "/a/b?c=1");
         let root = Target::new(&Url::parse("https://h.test").unwrap()).unwrap();
         assert_eq!(root.origin.to_string(), "/");
-        assert_eq!(t.shown, "http://u:***@h.test:81/a/b?c=1#frag");
+        assert_eq!(t.shown, "http://u:***@h.test:81/a/b?c=***#frag");
         assert!(t.authorization.is_some());
         assert!(t.authorization.as_ref().unwrap().is_sensitive());
         let t = Target::new(&Url::parse("https://h.test/").unwrap()).unwrap();

@@ -129,17 +129,10 @@ impl DeliveryError {
     }
 }
 
-/// The URL as text with its password (if any) replaced by `***`, for logs and stats.
+/// The URL as text with its password and query values replaced by `***`, for logs and stats
+/// ([`pilot_core::webhook_url::redact`]).
 pub fn redact(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Only fails for URLs that cannot have a password, and this one has one.
-    if shown.set_password(Some("***")).is_err() {
-        return "<webhook URL>".into();
-    }
-    shown.to_string()
+    pilot_core::webhook_url::redact(url)
 }
 
 /// An error and its causes, joined with `: `, skipping a first message that says nothing.
@@ -163,7 +156,7 @@ mod tests {
     #[test]
     fn passwords_are_hidden() {
         let u = Url::parse("https://bob:s3cret@hooks.example.com/x?y=1").unwrap();
-        assert_eq!(redact(&u), "https://bob:***@hooks.example.com/x?y=1");
+        assert_eq!(redact(&u), "https://bob:***@hooks.example.com/x?y=***");
         let u = Url::parse("http://bob@localhost:8080/events").unwrap();
         assert_eq!(redact(&u), "http://bob@localhost:8080/events");
         let u = Url::parse("http://localhost:8080/events").unwrap();

@@ -134,7 +134,7 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
         pid,
         socket: show(&env.socket),
         log_file: show(&log_path),
-        webhook,
+        webhook: pilot_core::webhook_url::redact_str(&webhook),
         node_id,
     };
     let text = format!(

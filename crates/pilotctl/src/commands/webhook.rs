@@ -86,7 +86,8 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
         Some(SecretChange::Set { secret, generated }) => (Some(true), generated.then_some(secret)),
     };
     let result = WebhookResult {
-        webhook: url,
+        // Shown as `info` shows it: password and query values masked.
+        webhook: pilot_core::webhook_url::redact_str(&url),
         applied,
         settings: (!webhook_settings.is_default()).then(|| webhook_settings.redacted()),
         signing,
