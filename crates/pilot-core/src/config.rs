@@ -305,6 +305,29 @@ impl ConfigFile {
         })
     }
 
+    /// Checks the webhook with everything it depends on, as the daemon will start it: the URL
+    /// under the URL policy (`deny_private_networks`, the settings' `deny_private`) and the
+    /// settings with their URL ([`crate::webhook_settings::validate_target`]). No webhook:
+    /// nothing to check. The error names the key.
+    pub fn check_webhook(&self) -> Result<(), ConfigError> {
+        let Some(url) = self.webhook() else {
+            return Ok(());
+        };
+        let key = "webhook_settings";
+        let settings: crate::WebhookSettings = match self.get(key) {
+            None | Some(Value::Null) => Default::default(),
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| self.invalid(key, e.to_string()))?
+            }
+        };
+        let policy = settings.url_policy(self.url_policy()?);
+        let url = policy
+            .validate(url)
+            .map_err(|e| self.invalid("webhook", e.to_string()))?;
+        crate::webhook_settings::validate_target(&url, &settings)
+            .map_err(|e| self.invalid(key, e.to_string()))
+    }
+
     /// The node id (`node_id`), if set.
     pub fn node_id(&self) -> Result<Option<u32>, ConfigError> {
         match self.get_u64("node_id")? {

@@ -344,7 +344,7 @@ fn set_webhook(daemon: &Daemon, url: &str, settings: WebhookSettings) -> Bytes {
         Ok(u) => u,
         Err(e) => return err(ErrorCode::InvalidArgument, &e.to_string()),
     };
-    if let Err(e) = settings.validate() {
+    if let Err(e) = pilot_core::webhook_settings::validate_target(&url, &settings) {
         return err(
             ErrorCode::InvalidArgument,
             &format!("webhook settings: {e}"),

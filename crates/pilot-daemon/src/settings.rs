@@ -58,6 +58,13 @@ pub enum SettingsError {
     ConfigSettings { path: PathBuf, message: String },
     #[error("webhook settings flags: {0}")]
     FlagSettings(InvalidSettings),
+    #[error(
+        "the webhook and its settings (config file {path}, keys \"webhook\" and \"webhook_settings\", with any flags given): {source}"
+    )]
+    Target {
+        path: PathBuf,
+        source: InvalidSettings,
+    },
     #[error(transparent)]
     Secrets(#[from] SecretError),
     #[error("--metrics-addr {value:?}: expected IP:PORT, like 127.0.0.1:9464")]
@@ -104,6 +111,14 @@ impl Settings {
             }
             (None, None) => None,
         };
+        if let Some(url) = &webhook {
+            pilot_core::webhook_settings::validate_target(url, &webhook_settings).map_err(
+                |source| SettingsError::Target {
+                    path: config.path().to_path_buf(),
+                    source,
+                },
+            )?;
+        }
         let secrets = SecretStore::load(home.secret_file())?;
         let metrics_addr = metrics_addr(args, &config)?;
         Ok(Settings {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pilot_core::webhook_settings::parse_header;
+use pilot_core::webhook_settings::{is_reserved_header, parse_header, validate_target};
 use pilot_core::webhook_url::{Url, UrlPolicy};
 use pilot_core::WebhookSettings;
 use tracing::warn;
@@ -29,23 +29,6 @@ pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
 
 /// The largest auth file read.
 const MAX_AUTH_FILE: u64 = 64 * 1024;
-
-/// Headers pilot sets itself (framing, body type, signatures): an extra header may not replace
-/// them.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-type",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-pilot-signature-256",
-];
 
 /// Batching: up to `max` events per request, waiting at most `wait` after the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +106,10 @@ impl Config {
         clients: &Clients,
     ) -> Result<Config, WebhookError> {
         let shown = redact(&url);
-        settings
-            .validate()
-            .map_err(|source| WebhookError::Settings {
-                url: shown.clone(),
-                source,
-            })?;
+        validate_target(&url, &settings).map_err(|source| WebhookError::Settings {
+            url: shown.clone(),
+            source,
+        })?;
         let filter = Filter::new(&settings).map_err(|e| WebhookError::Settings {
             url: shown.clone(),
             source: e.into(),
@@ -150,7 +131,7 @@ impl Config {
             };
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad("is not a valid header name"))?;
-            if RESERVED.contains(&header_name.as_str()) {
+            if is_reserved_header(header_name.as_str()) {
                 return Err(bad("is set by pilot itself and cannot be replaced"));
             }
             if header_name == AUTHORIZATION && url_has_auth {
@@ -419,7 +400,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(matches!(err, WebhookError::Header { .. }));
+        assert!(matches!(err, WebhookError::Settings { .. }), "{err}");
         assert!(err.to_string().contains("Content-Type"), "{err}");
         assert!(err.to_string().contains("http://127.0.0.1:9/x"), "{err}");
         for reserved in [

@@ -47,7 +47,10 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     // Judged again with the policy it will be delivered under: config deny_private_networks
     // and --deny-private (the daemon checks the same).
     let policy = webhook_settings.url_policy(ConfigFile::load(home.config_file())?.url_policy()?);
-    policy.validate(&args.url)?;
+    let parsed = policy.validate(&args.url)?;
+    // The settings with their URL (one Authorization), as the daemon checks them.
+    pilot_core::webhook_settings::validate_target(&parsed, &webhook_settings)
+        .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     // A corrupt secret file is reported before anything is written.
     let mut store = match &change {
         Some(_) => Some(secret::load(&home)?),
