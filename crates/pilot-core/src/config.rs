@@ -4,8 +4,9 @@
 //! are kept exactly as they were, in their order. Writes are atomic (a temp file in the same
 //! directory, fsync, rename, fsync of the directory) and mode 0600, and read-modify-write cycles
 //! hold an exclusive lock on `config.json.lock` so concurrent writers never lose each other's
-//! keys. A file that does not parse is never overwritten: every access fails with an error that
-//! names the file and the parse error.
+//! keys. A file that does not parse, or that gives a key twice in one object (JSON parsers
+//! disagree on which one wins, so pilot takes neither), is never overwritten: every access fails
+//! with an error that names the file and the parse error or the key.
 
 use std::fs;
 use std::io;
@@ -15,6 +16,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+/// The config key refusing loopback and private addresses for every webhook.
+pub const DENY_PRIVATE_NETWORKS: &str = "deny_private_networks";
+
 /// What went wrong with `config.json`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +26,14 @@ pub enum ConfigError {
     Parse {
         path: PathBuf,
         source: serde_json::Error,
+    },
+    #[error("config file {path} is corrupt: key {key:?} appears more than once in one object (line {line}, column {column}); fix or remove the file (pilot will not overwrite it)")]
+    DuplicateKey {
+        path: PathBuf,
+        /// The key's path from the top, like `webhook_settings.events`.
+        key: String,
+        line: usize,
+        column: usize,
     },
     #[error("config file {path} must hold a JSON object, like {{\"webhook\": \"http://localhost:8080/events\"}} (pilot will not overwrite it)")]
     NotObject { path: PathBuf },
@@ -33,6 +45,104 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+}
+
+/// The first key given twice in one object of `text` (valid JSON), with its path from the top
+/// (`a.b`, `list[2].c`) and where the second one ends (line, column).
+fn duplicate_key(text: &[u8]) -> Option<(String, usize, usize)> {
+    let found = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let seed = strict::Strict {
+        found: &found,
+        at: String::new(),
+    };
+    match serde::de::DeserializeSeed::deserialize(seed, &mut de) {
+        Ok(()) => None,
+        Err(e) => found.into_inner().map(|key| (key, e.line(), e.column())),
+    }
+}
+
+/// A pass over a JSON document that stops at the first duplicate key.
+mod strict {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub(super) struct Strict<'a> {
+        pub(super) found: &'a RefCell<Option<String>>,
+        pub(super) at: String,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            loop {
+                let seed = Strict {
+                    found: self.found,
+                    at: format!("{}[{i}]", self.at),
+                };
+                if seq.next_element_seed(seed)?.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let at = if self.at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.at)
+                };
+                if !seen.insert(key) {
+                    *self.found.borrow_mut() = Some(at);
+                    return Err(de::Error::custom("duplicate key"));
+                }
+                map.next_value_seed(Strict {
+                    found: self.found,
+                    at,
+                })?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The contents of `config.json`, with the path they came from.
@@ -71,6 +181,14 @@ impl ConfigFile {
             Ok(v) => v,
             Err(source) => return Err(ConfigError::Parse { path, source }),
         };
+        if let Some((key, line, column)) = duplicate_key(text) {
+            return Err(ConfigError::DuplicateKey {
+                path,
+                key,
+                line,
+                column,
+            });
+        }
         match value {
             Value::Object(values) => Ok(Self { path, values }),
             _ => Err(ConfigError::NotObject { path }),
@@ -182,6 +300,46 @@ impl ConfigFile {
         }
     }
 
+    /// A boolean value.
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.invalid(key, "expected true or false")),
+        }
+    }
+
+    /// The URL policy of every webhook: private networks refused when
+    /// `deny_private_networks` is true.
+    pub fn url_policy(&self) -> Result<crate::webhook_url::UrlPolicy, ConfigError> {
+        Ok(crate::webhook_url::UrlPolicy {
+            deny_private: self.get_bool(DENY_PRIVATE_NETWORKS)?.unwrap_or(false),
+        })
+    }
+
+    /// Checks the webhook with everything it depends on, as the daemon will start it: the URL
+    /// under the URL policy (`deny_private_networks`, the settings' `deny_private`) and the
+    /// settings with their URL ([`crate::webhook_settings::validate_target`]). No webhook:
+    /// nothing to check. The error names the key.
+    pub fn check_webhook(&self) -> Result<(), ConfigError> {
+        let Some(url) = self.webhook() else {
+            return Ok(());
+        };
+        let key = "webhook_settings";
+        let settings: crate::WebhookSettings = match self.get(key) {
+            None | Some(Value::Null) => Default::default(),
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| self.invalid(key, e.to_string()))?
+            }
+        };
+        let policy = settings.url_policy(self.url_policy()?);
+        let url = policy
+            .validate(url)
+            .map_err(|e| self.invalid("webhook", e.to_string()))?;
+        crate::webhook_settings::validate_target(&url, &settings)
+            .map_err(|e| self.invalid(key, e.to_string()))
+    }
+
     /// The node id (`node_id`), if set.
     pub fn node_id(&self) -> Result<Option<u32>, ConfigError> {
         match self.get_u64("node_id")? {
@@ -254,6 +412,57 @@ fn lock(config: &Path) -> Result<ConfigLock, ConfigError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_given_twice_in_one_object_is_a_corrupt_file_naming_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        for (text, key, line) in [
+            (
+                "{\"webhook\": \"http://a/\",\n \"webhook\": \"http://b/\"}",
+                "webhook",
+                2,
+            ),
+            (
+                r#"{"webhook_settings": {"events": ["a.*"], "events": ["b.*"]}}"#,
+                "webhook_settings.events",
+                1,
+            ),
+            (r#"{"x": [{"a": 1}, {"b": 1, "b": 2}]}"#, "x[1].b", 1),
+            (r#"{"a": 1, "\u0061": 2}"#, "a", 1),
+        ] {
+            fs::write(&path, text).unwrap();
+            match ConfigFile::load(&path) {
+                Err(e @ ConfigError::DuplicateKey { .. }) => {
+                    let ConfigError::DuplicateKey {
+                        key: k, line: l, ..
+                    } = &e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!((k.as_str(), *l), (key, line), "{text}");
+                    let msg = e.to_string();
+                    assert!(msg.contains(&path.display().to_string()), "{msg}");
+                    assert!(msg.contains(&format!("{key:?}")), "{msg}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+            // Never overwritten: an update fails before writing.
+            let r = ConfigFile::update(&path, |c| {
+                c.set("node_id", 1.into());
+                Ok::<_, ConfigError>(())
+            });
+            assert!(matches!(r, Err(ConfigError::DuplicateKey { .. })));
+            assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        }
+        // The same key in different objects is fine.
+        fs::write(
+            &path,
+            r#"{"a": {"k": 1}, "b": {"k": 2}, "k": [{"k": 1}, {"k": 2}]}"#,
+        )
+        .unwrap();
+        assert!(ConfigFile::load(&path).is_ok());
+    }
 
     #[test]
     fn a_missing_file_is_an_empty_config() {

@@ -49,6 +49,11 @@ pub const KEYS: &[Key] = &[
         applies: Applies::Restart,
     },
     Key {
+        name: "deny_private_networks",
+        holds: "true to refuse loopback and private addresses for every webhook (false)",
+        applies: Applies::Restart,
+    },
+    Key {
         name: "node_id",
         holds: "node id stamped on every event (0 to 4294967295)",
         applies: Applies::Restart,
@@ -60,7 +65,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "log_level",
-        holds: "daemon log level (error, warn, info, debug, trace)",
+        holds: "daemon log level (error, warn, info, debug, trace, off, or directives like \"pilot_webhook=debug,info\")",
         applies: Applies::Restart,
     },
     Key {
@@ -137,6 +142,9 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
         "max_webhooks" => {
             positive()?;
         }
+        "deny_private_networks" if !value.is_boolean() => {
+            return Err(format!("expected true or false ({})", k.holds));
+        }
         "node_id" => match value.as_u64() {
             Some(n) if u32::try_from(n).is_ok() => {}
             _ => return Err(format!("expected a whole number ({})", k.holds)),
@@ -147,9 +155,7 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
                 .ok_or_else(|| format!("expected an {}", k.holds))?;
         }
         "log_level" => {
-            Some(text()?)
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| format!("expected a {}", k.holds))?;
+            crate::log_level::check(text()?).map_err(|e| e.to_string())?;
         }
         "queue_size" | "max_attempts" | "circuit_threshold" => {
             let n = positive()?;
@@ -195,6 +201,8 @@ mod tests {
         bad("webhooks", json!([]));
         ok("max_webhooks", json!(8));
         bad("max_webhooks", json!(0));
+        ok("deny_private_networks", json!(true));
+        assert!(bad("deny_private_networks", json!("yes")).contains("true or false"));
         ok("node_id", json!(5));
         bad("node_id", json!(-1));
         bad("node_id", json!(4294967296u64));
@@ -208,6 +216,8 @@ mod tests {
         assert!(bad("backoff", json!("soon")).contains("soon"));
         bad("circuit_cooldown", json!(30));
         bad("log_level", json!(""));
+        ok("log_level", json!("pilot_webhook=debug,info"));
+        assert!(bad("log_level", json!("loud")).contains("loud"));
         bad("node_id", Value::Null);
         ok("registry", json!("34.71.57.205:9000"));
         ok("anything", Value::Null);

@@ -40,6 +40,9 @@ pub fn config(data: &[u8]) {
             );
             match e {
                 ConfigError::Parse { .. } => assert!(json.is_err(), "valid JSON refused: {e}"),
+                ConfigError::DuplicateKey { .. } => {
+                    assert!(json.is_ok(), "a duplicate key in invalid JSON: {e}")
+                }
                 ConfigError::NotObject { .. } => {
                     assert!(json.is_ok_and(|v| !v.is_object()), "{e}")
                 }

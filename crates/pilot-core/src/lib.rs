@@ -16,6 +16,7 @@ pub mod fsutil;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod log_level;
 pub mod paths;
 pub mod pattern;
 pub mod secrets;

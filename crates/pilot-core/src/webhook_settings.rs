@@ -5,6 +5,13 @@
 //! (replacing the whole object; `clear-webhook` removes it) and sends them to the daemon with
 //! the URL. `pilotctl daemon start` flags override fields for one run. All fields are optional;
 //! the defaults are Pilot's behaviour (every event, in memory, no extra headers).
+//!
+//! [`WebhookSettings::validate`] and [`validate_target`] (the settings with their URL) are the
+//! one check every path runs before anything is written or applied: `pilotctl set-webhook`,
+//! `pilotctl config --set`, the daemon's `set_webhook` handler and the daemon's start. An extra
+//! header may not replace one pilot sets itself ([`RESERVED_HEADERS`], any `webhook-*`), nor
+//! carry control bytes or non-ASCII; `Authorization` may come from one place only (a header, an
+//! auth file, or the URL's `user:password`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +49,10 @@ pub struct WebhookSettings {
     /// Accept any TLS certificate (for testing only).
     #[serde(skip_serializing_if = "is_false")]
     pub insecure_tls: bool,
+    /// Refuse loopback and private addresses for this webhook too, when the URL is given and
+    /// at every connect (`crate::webhook_url::UrlPolicy::deny_private`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub deny_private: bool,
     /// Send up to this many events per request as `{"events":[...]}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_max: Option<usize>,
@@ -73,6 +84,26 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Headers pilot sets itself (framing, body type, signatures), lowercase: an extra header may
+/// not replace them. Every `webhook-*` header is pilot's too (Standard Webhooks).
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "content-type",
+    "x-pilot-signature-256",
+];
+
+/// Whether pilot sets header `name` itself (any case).
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-")
+}
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
@@ -80,6 +111,15 @@ pub enum SettingsError {
     Pattern(#[from] PatternError),
     #[error("header {0:?} must look like `Name: value` (a token name, no line breaks)")]
     Header(String),
+    #[error("header {name:?} is set by pilot itself and cannot be given")]
+    ReservedHeader { name: String },
+    #[error("header {name:?} has a value a header cannot carry ({reason}); use visible ASCII")]
+    HeaderValue { name: String, reason: &'static str },
+    #[error("Authorization is given twice ({first} and {second}); keep one of them")]
+    AuthTwice {
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("give at most one of a bearer token file and a basic auth file")]
     TwoAuths,
     #[error("{what} must be at least 1")]
@@ -91,10 +131,29 @@ impl WebhookSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.filters()?;
         for h in &self.headers {
-            parse_header(h)?;
+            let (name, value) = parse_header(h)?;
+            if is_reserved_header(&name) {
+                return Err(SettingsError::ReservedHeader { name });
+            }
+            let reason = if value.chars().any(|c| c.is_control() && c != '\t') {
+                Some("a control character")
+            } else if !value.is_ascii() {
+                Some("non-ASCII text")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(SettingsError::HeaderValue { name, reason });
+            }
         }
         if self.bearer_token_file.is_some() && self.basic_auth_file.is_some() {
             return Err(SettingsError::TwoAuths);
+        }
+        if self.auth_file().is_some() && self.has_authorization_header() {
+            return Err(SettingsError::AuthTwice {
+                first: "an Authorization header",
+                second: "an auth file",
+            });
         }
         if self.batch_max == Some(0) {
             return Err(SettingsError::Zero { what: "batch max" });
@@ -126,6 +185,24 @@ impl WebhookSettings {
             });
         }
         Ok(())
+    }
+
+    /// Which auth file is set, if one is (its flag's name).
+    fn auth_file(&self) -> Option<&'static str> {
+        if self.bearer_token_file.is_some() {
+            Some("--bearer-token-file")
+        } else if self.basic_auth_file.is_some() {
+            Some("--basic-auth-file")
+        } else {
+            None
+        }
+    }
+
+    /// Whether an extra header is `Authorization`.
+    fn has_authorization_header(&self) -> bool {
+        self.headers.iter().any(|h| {
+            parse_header(h).is_ok_and(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        })
     }
 
     /// The parsed include and exclude patterns (a pattern that can never match an event name
@@ -160,6 +237,12 @@ impl WebhookSettings {
         self.min_severity.is_none_or(|min| s >= min)
     }
 
+    /// The URL policy of this webhook: `base` (the daemon's, from the config key
+    /// `deny_private_networks`), also refusing private networks when `deny_private` is set.
+    pub fn url_policy(&self, base: crate::webhook_url::UrlPolicy) -> crate::webhook_url::UrlPolicy {
+        base.or_deny_private(self.deny_private)
+    }
+
     /// Whether every field is at its default.
     pub fn is_default(&self) -> bool {
         *self == WebhookSettings::default()
@@ -178,6 +261,29 @@ impl WebhookSettings {
             .collect();
         s
     }
+}
+
+/// Checks `settings` with the URL they go with: [`WebhookSettings::validate`], and that
+/// `Authorization` is not given both by the URL's `user:password` and by a header or an auth
+/// file.
+pub fn validate_target(url: &url::Url, settings: &WebhookSettings) -> Result<(), SettingsError> {
+    settings.validate()?;
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    if userinfo {
+        if settings.has_authorization_header() {
+            return Err(SettingsError::AuthTwice {
+                first: "the URL's user:password",
+                second: "an Authorization header",
+            });
+        }
+        if let Some(flag) = settings.auth_file() {
+            return Err(SettingsError::AuthTwice {
+                first: "the URL's user:password",
+                second: flag,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Splits `Name: value` into its parts, checking the name is an HTTP token.
@@ -317,6 +423,74 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("did you mean `handshake.received`?"));
         assert!(warnings[1].contains("did you mean `security.*`?"));
+    }
+
+    #[test]
+    fn headers_pilot_sets_control_bytes_and_a_second_authorization_are_refused() {
+        let with = |headers: &[&str]| WebhookSettings {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
+        };
+        for name in [
+            "Host",
+            "host",
+            "Content-Type",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "X-Pilot-Signature-256",
+            "webhook-id",
+            "Webhook-Signature",
+            "webhook-timestamp",
+            "Webhook-Anything",
+        ] {
+            let e = with(&[&format!("{name}: x")]).validate().unwrap_err();
+            assert_eq!(e, SettingsError::ReservedHeader { name: name.into() });
+            assert!(e.to_string().contains("set by pilot"), "{e}");
+        }
+        for value in [
+            "a\u{0}b",
+            "a\u{7f}b",
+            "a\u{1b}[31m",
+            "a\u{85}b",
+            "caf\u{e9}",
+        ] {
+            let e = with(&[&format!("X-Key: {value}")]).validate().unwrap_err();
+            assert!(
+                matches!(e, SettingsError::HeaderValue { .. }),
+                "{value:?}: {e}"
+            );
+        }
+        assert!(with(&["X-Key: a\tb", "Authorization: Bearer t"])
+            .validate()
+            .is_ok());
+        let auth_file = WebhookSettings {
+            headers: vec!["authorization: Bearer t".into()],
+            bearer_token_file: Some("/t".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            auth_file.validate(),
+            Err(SettingsError::AuthTwice { .. })
+        ));
+
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        let header = with(&["Authorization: Bearer t"]);
+        assert!(validate_target(&url("http://h/"), &header).is_ok());
+        let e = validate_target(&url("http://u:p@h/"), &header).unwrap_err();
+        assert!(e.to_string().contains("user:password"), "{e}");
+        let file = WebhookSettings {
+            basic_auth_file: Some("/b".into()),
+            ..Default::default()
+        };
+        let e = validate_target(&url("http://u@h/"), &file).unwrap_err();
+        assert!(e.to_string().contains("--basic-auth-file"), "{e}");
+        assert!(validate_target(&url("http://u:p@h/"), &with(&["X-A: 1"])).is_ok());
+        let host = with(&["Host: x"]);
+        assert!(validate_target(&url("http://h/"), &host).is_err());
     }
 
     #[test]

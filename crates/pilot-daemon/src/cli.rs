@@ -8,6 +8,12 @@ use clap::{Parser, ValueEnum};
 use pilot_flags::duration;
 pub use pilot_flags::SettingsArgs;
 
+/// Checks a log level with pilot's one check, keeping it as given.
+fn log_level(s: &str) -> Result<String, String> {
+    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 /// pilot-daemon: hosts the node's event bus and delivers its events to a webhook.
 #[derive(Debug, Parser)]
 #[command(name = "pilot-daemon", version, about)]
@@ -21,8 +27,9 @@ pub struct Args {
     /// Node id stamped on every event (else config `node_id`, else 0).
     #[arg(long, value_name = "N")]
     pub node_id: Option<u32>,
-    /// Log level: error, warn, info, debug, trace (else RUST_LOG, else config `log_level`, else info).
-    #[arg(long, value_name = "LEVEL")]
+    /// Log level: error, warn, info, debug, trace, off, or directives that each name a level
+    /// (else RUST_LOG, else config `log_level`, else info).
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     pub log_level: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -144,6 +144,11 @@ impl Endpoints {
         Ok(())
     }
 
+    /// The options every endpoint starts from.
+    pub fn options(&self) -> &WebhookOptions {
+        &self.base
+    }
+
     /// The endpoint `name`.
     pub fn get(&self, name: &str) -> Result<Endpoint, EndpointError> {
         self.lock()

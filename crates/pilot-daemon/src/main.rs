@@ -1,10 +1,13 @@
 //! pilot-daemon: parses its flags, sets up logging, and runs until asked to stop.
 //!
 //! Exit status: 0 after a clean shutdown; 1 when it cannot start (the reason is printed as one
-//! `error: ...` line on stderr); 2 for bad flags.
+//! `error: ...` line on stderr); 2 for bad flags. Logging goes through [`logging::LogSink`]: a
+//! stderr that cannot be written (a full disk, `/dev/full`) loses lines, counted, and changes
+//! nothing else.
 
 mod cli;
 mod endpoints;
+mod logging;
 mod metrics;
 mod pidfile;
 mod replies;
@@ -25,7 +28,10 @@ use crate::cli::{Args, LogFormat};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn init_logging(args: &Args, config_level: Option<&str>) -> Result<(), String> {
+/// How long the daemon waits, before it exits, for its last log lines to be written.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn init_logging(args: &Args, config_level: Option<&str>) -> Result<logging::LogSink, String> {
     let filter = match (
         &args.log_level,
         std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()),
@@ -36,12 +42,17 @@ fn init_logging(args: &Args, config_level: Option<&str>) -> Result<(), String> {
         (None, Some(env)) => {
             EnvFilter::try_new(&env).map_err(|e| format!("RUST_LOG {env:?}: {e}"))?
         }
-        (None, None) => EnvFilter::try_new(config_level.unwrap_or("info"))
-            .unwrap_or_else(|_| EnvFilter::new("info")),
+        (None, None) => {
+            let level = config_level.unwrap_or("info");
+            EnvFilter::try_new(level).map_err(|e| format!("config log_level {level:?}: {e}"))?
+        }
     };
+    let sink = logging::LogSink::spawn(std::io::stderr())
+        .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink.clone())
+        .log_internal_errors(false)
         .with_target(false);
     // Under systemd the journal stamps each line itself.
     let journal = is_journal(
@@ -53,7 +64,13 @@ fn init_logging(args: &Args, config_level: Option<&str>) -> Result<(), String> {
         (LogFormat::Text, true) => builder.with_ansi(false).without_time().init(),
         (LogFormat::Json, _) => builder.json().init(),
     }
-    Ok(())
+    Ok(sink)
+}
+
+/// Prints `error: MSG` on stderr; a stderr that cannot be written is not an error more.
+fn print_error(msg: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "error: {msg}");
 }
 
 /// Whether `fd` is the journal stream systemd names in `$JOURNAL_STREAM` (`DEV:INODE`): set
@@ -69,16 +86,17 @@ fn is_journal(journal_stream: Option<&str>, fd: impl std::os::fd::AsFd) -> bool 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        print_error(&msg);
         std::process::ExitCode::from(1)
     };
     let settings = match settings::Settings::resolve(&args) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    if let Err(e) = init_logging(&args, settings.log_level.as_deref()) {
-        return fail(e);
-    }
+    let sink = match init_logging(&args, settings.log_level.as_deref()) {
+        Ok(sink) => sink,
+        Err(e) => return fail(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,12 +105,14 @@ fn main() -> std::process::ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run::run(args, settings)) {
+    let result = runtime.block_on(run::run(args, settings));
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    sink.flush(LOG_FLUSH_TIMEOUT);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            fail(format!("{e:#}"))
-        }
+        Err(e) => fail(format!("{e:#}")),
     }
 }
 

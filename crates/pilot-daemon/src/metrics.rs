@@ -35,6 +35,7 @@ pub fn snapshot(daemon: &Daemon) -> Snapshot {
             .into_iter()
             .map(|(_, e)| webhook(e.plugin.stats()))
             .collect(),
+        log_write_errors: crate::logging::write_errors(),
     }
 }
 

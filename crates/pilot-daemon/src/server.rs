@@ -418,17 +418,22 @@ async fn put_webhook(
     settings: WebhookSettings,
     create: bool,
 ) -> Result<String, Bytes> {
-    let url = pilot_webhook::validate_url(url)
+    let base = pilot_core::webhook_url::UrlPolicy {
+        deny_private: daemon.endpoints.options().deny_private_networks,
+    };
+    let url = settings
+        .url_policy(base)
+        .validate(url)
         .map_err(|e| err(ErrorCode::InvalidArgument, &e.to_string()))?;
-    settings.validate().map_err(|e| {
+    pilot_core::webhook_settings::validate_target(&url, &settings).map_err(|e| {
         err(
             ErrorCode::InvalidArgument,
             &format!("webhook settings: {e}"),
         )
     })?;
     log_pattern_warnings(&settings);
-    let shown = url.to_string();
     let redacted = pilot_webhook::redact_url(&url);
+    let shown = redacted.clone();
     daemon
         .endpoints
         .put(name, url, settings, create)

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use pilot_core::endpoint::EndpointConfig;
 use pilot_core::webhook_settings::SettingsError as InvalidSettings;
+use pilot_core::webhook_url::UrlPolicy;
 use pilot_core::{ConfigError, ConfigFile, PilotHome, WebhookSettings};
 use pilot_webhook::{Url, WebhookOptions};
 
@@ -56,6 +57,13 @@ pub enum SettingsError {
     Zero { what: &'static str },
     #[error("webhook settings flags: {0}")]
     FlagSettings(InvalidSettings),
+    #[error(
+        "the webhook and its settings (config file {path}, keys \"webhook\" and \"webhook_settings\", with any flags given): {source}"
+    )]
+    Target {
+        path: PathBuf,
+        source: InvalidSettings,
+    },
     #[error("--metrics-addr {value:?}: expected IP:PORT, like 127.0.0.1:9464")]
     FlagMetricsAddr { value: String },
     #[error(
@@ -73,19 +81,6 @@ impl Settings {
         let node_id = match args.node_id {
             Some(n) => n,
             None => config.node_id()?.unwrap_or(0),
-        };
-        let webhook = match (&args.webhook, config.webhook()) {
-            (Some(flag), _) if flag.is_empty() => None,
-            (Some(flag), _) => {
-                Some(pilot_webhook::validate_url(flag).map_err(SettingsError::FlagUrl)?)
-            }
-            (None, Some(cfg)) => Some(pilot_webhook::validate_url(cfg).map_err(|source| {
-                SettingsError::ConfigUrl {
-                    path: config.path().to_path_buf(),
-                    source,
-                }
-            })?),
-            (None, None) => None,
         };
         let webhook_options = webhook_options(args, &config)?;
         let base = pilot_core::endpoint::default_settings(&config)?;
@@ -105,6 +100,34 @@ impl Settings {
                 ),
             }));
         }
+        // The URL is judged by the policy it will be delivered under (deny_private_networks,
+        // and the webhook's own deny_private).
+        let policy = webhook_settings.url_policy(UrlPolicy {
+            deny_private: webhook_options.deny_private_networks,
+        });
+        let webhook = match (&args.webhook, config.webhook()) {
+            (Some(flag), _) if flag.is_empty() => None,
+            (Some(flag), _) => Some(policy.validate(flag).map_err(SettingsError::FlagUrl)?),
+            (None, Some(cfg)) => {
+                Some(
+                    policy
+                        .validate(cfg)
+                        .map_err(|source| SettingsError::ConfigUrl {
+                            path: config.path().to_path_buf(),
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        if let Some(url) = &webhook {
+            pilot_core::webhook_settings::validate_target(url, &webhook_settings).map_err(
+                |source| SettingsError::Target {
+                    path: config.path().to_path_buf(),
+                    source,
+                },
+            )?;
+        }
         let metrics_addr = metrics_addr(args, &config)?;
         Ok(Settings {
             home,
@@ -115,9 +138,29 @@ impl Settings {
             webhook_options,
             endpoints,
             max_webhooks,
-            log_level: config.get_str("log_level").map(String::from),
+            log_level: config_log_level(&config)?,
             metrics_addr,
         })
+    }
+}
+
+/// Config `log_level`, checked like `--log-level`: a word that is not a level stops the start
+/// instead of logging nothing.
+fn config_log_level(config: &ConfigFile) -> Result<Option<String>, SettingsError> {
+    let invalid = |message: String| {
+        SettingsError::Config(ConfigError::InvalidValue {
+            path: config.path().to_path_buf(),
+            key: "log_level".into(),
+            message,
+        })
+    };
+    match config.get("log_level") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => {
+            pilot_core::log_level::check(s).map_err(|e| invalid(e.to_string()))?;
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(invalid("expected a string, like \"info\"".into())),
     }
 }
 
@@ -181,6 +224,7 @@ fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, S
     {
         o.circuit_cooldown = d;
     }
+    o.deny_private_networks = config.url_policy()?.deny_private;
     if o.queue_size == 0 {
         return Err(SettingsError::Zero { what: "queue size" });
     }

@@ -108,6 +108,7 @@ impl Daemon {
                 last_event_id: self.bus.last_event_id(),
                 subscribers: self.bus.subscribers(),
             },
+            log_write_errors: crate::logging::write_errors(),
         }
     }
 }

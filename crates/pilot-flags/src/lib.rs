@@ -92,6 +92,9 @@ pub struct SettingsArgs {
     /// Accept any TLS certificate (testing only: anyone on the path can read and forge).
     #[arg(long)]
     pub insecure_tls: bool,
+    /// Refuse loopback and private addresses for this webhook (SSRF policy).
+    #[arg(long)]
+    pub deny_private: bool,
     /// Send up to N events per request as {"events":[...]}.
     #[arg(long, value_name = "N", value_parser = positive)]
     pub batch_max: Option<usize>,
@@ -131,6 +134,9 @@ pub struct ClearArgs {
     /// Check TLS certificates again.
     #[arg(long, conflicts_with = "insecure_tls")]
     pub no_insecure_tls: bool,
+    /// Allow loopback and private addresses again (unless config `deny_private_networks`).
+    #[arg(long, conflicts_with = "deny_private")]
+    pub no_deny_private: bool,
     /// One event per request again (removes batch max and batch wait).
     #[arg(long, conflicts_with_all = ["batch_max", "batch_wait"])]
     pub no_batch: bool,
@@ -159,6 +165,7 @@ impl SettingsArgs {
         }
         base.durable |= self.durable;
         base.insecure_tls |= self.insecure_tls;
+        base.deny_private |= self.deny_private;
         if !self.headers.is_empty() {
             base.headers = self.headers.clone();
         }
@@ -230,6 +237,9 @@ impl SettingsArgs {
         if self.insecure_tls {
             out.push("--insecure-tls".into());
         }
+        if self.deny_private {
+            out.push("--deny-private".into());
+        }
         out
     }
 }
@@ -258,6 +268,9 @@ impl ClearArgs {
         }
         if self.no_insecure_tls {
             base.insecure_tls = false;
+        }
+        if self.no_deny_private {
+            base.deny_private = false;
         }
         if self.no_batch {
             base.batch_max = None;

@@ -443,6 +443,9 @@ pub struct InfoReply {
     #[serde(default)]
     pub totals: AccountingStatus,
     pub bus: BusStatus,
+    /// Log lines lost because writing them failed (a full disk) or the log writer was behind.
+    #[serde(default)]
+    pub log_write_errors: u64,
 }
 
 /// One endpoint in `info`: its name, its state and everything [`WebhookStatus`] shows.

@@ -74,6 +74,12 @@ fn process(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         "pilot_uptime_seconds",
         "Seconds since the daemon started.",
         s.uptime.as_secs_f64(),
+    )?;
+    counter(
+        e,
+        "pilot_log_write_errors",
+        "Log lines lost: their write failed (a full disk) or the log writer was behind.",
+        s.log_write_errors,
     )
 }
 
@@ -362,6 +368,7 @@ mod tests {
         Snapshot {
             version: "1.2.3".into(),
             uptime: Duration::from_millis(4500),
+            log_write_errors: 3,
             bus: BusSnapshot {
                 published: 42,
                 subscribers: vec![
@@ -453,6 +460,8 @@ mod tests {
             "pilot_bus_events_published_total 42",
             "pilot_build_info{version=\"1.2.3\"} 1",
             "pilot_uptime_seconds 4.5",
+            "# TYPE pilot_log_write_errors counter",
+            "pilot_log_write_errors_total 3",
         ] {
             has(&t, line);
         }

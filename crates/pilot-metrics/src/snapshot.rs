@@ -12,6 +12,8 @@ pub struct Snapshot {
     pub bus: BusSnapshot,
     /// Every webhook endpoint, `default` first.
     pub webhooks: Vec<WebhookSnapshot>,
+    /// Log lines lost (their write failed, or the log writer was behind).
+    pub log_write_errors: u64,
 }
 
 /// The event bus.

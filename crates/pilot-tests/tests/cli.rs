@@ -152,6 +152,7 @@ fn a_corrupt_config_is_reported_and_never_overwritten() {
         "\"text\"",
         "null",
         "\u{feff}{}",
+        "{\"webhook\": \"http://a/\", \"webhook\": \"http://b/\"}",
     ] {
         env.write_config(bad);
         for args in READS_CONFIG {

@@ -232,3 +232,178 @@ fn clear_webhook_removes_url_and_settings_but_keeps_the_secret() {
         "{text}"
     );
 }
+
+#[test]
+fn passwords_and_query_tokens_are_masked_in_output_info_and_the_log() {
+    let env = Env::new();
+    let rx = pilot_tests::Receiver::start();
+    let url = format!("http://user:pw0rd@{}/events?token=s3cr3t&v=2", rx.addr());
+    let masked = format!("http://user:***@{}/events?token=***&v=***", rx.addr());
+    let leaks = |text: &str| text.contains("pw0rd") || text.contains("s3cr3t");
+
+    let run = env.ctl(&["set-webhook", &url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("webhook set: {masked}")),
+        "{run:?}"
+    );
+    assert!(!leaks(&run.stdout) && !leaks(&run.stderr), "{run:?}");
+    let d = env.ctl_json(&["set-webhook", &url]).data();
+    assert_eq!(d["webhook"], masked.as_str());
+    assert_eq!(
+        env.config()["webhook"],
+        url.as_str(),
+        "the file keeps the URL"
+    );
+
+    let started = env.start(&["--log-level", "debug"]);
+    assert_eq!(started["webhook"], masked.as_str());
+    env.emit("a.b", None);
+    let got = rx.wait_for(2, std::time::Duration::from_secs(10));
+    assert!(got[1].header("authorization").is_some());
+    let info = env.info();
+    assert_eq!(info["webhook"]["url"], masked.as_str());
+    let text = env.ctl(&["info"]).stdout;
+    assert!(!leaks(&text), "{text}");
+    let run = env.ctl(&["set-webhook", &url]);
+    assert!(run.stdout.contains("applied to running daemon"), "{run:?}");
+    assert!(!leaks(&run.stdout), "{run:?}");
+    let deliveries = env.ctl(&["webhook", "deliveries"]).stdout;
+    assert!(!leaks(&deliveries), "{deliveries}");
+    env.stop();
+    let log = env.log();
+    assert!(
+        log.contains("/events?token=***"),
+        "the URL is logged, masked: {log}"
+    );
+    assert!(!leaks(&log), "{log}");
+}
+
+#[test]
+fn a_url_without_a_scheme_is_refused_with_a_suggestion() {
+    let env = Env::new();
+    let run = env.ctl_json(&["set-webhook", "localhost:8080/x"]);
+    assert_eq!(run.error_code(), "invalid_argument");
+    assert!(
+        run.stderr.contains("did you mean http://localhost:8080/x?"),
+        "{run:?}"
+    );
+    let run = env.ctl(&["set-webhook", "localhost:8080/x"]);
+    assert!(
+        run.stderr.contains("did you mean http://localhost:8080/x?"),
+        "{run:?}"
+    );
+    assert!(!env.config_path().exists());
+}
+
+/// Every way a header or an Authorization can be wrong: refused by `set-webhook`, by `config
+/// --set`, by the running daemon's `set_webhook` handler, and by the daemon's start; nothing is
+/// written and the running webhook is kept.
+#[test]
+fn settings_are_checked_by_one_validation_before_anything_is_saved() {
+    let env = Env::new();
+    let rx = pilot_tests::Receiver::start();
+    let good = rx.url();
+    env.ctl_json(&["set-webhook", &good, "--header", "X-Team: blue"])
+        .data();
+    env.start(&[]);
+    let before = env.read_config();
+    let with_auth = format!("http://u:p@{}/events", rx.addr());
+    let mut cases: Vec<(String, String)> = [
+        "Host: x",
+        "host: x",
+        "webhook-id: x",
+        "Webhook-Signature: v1,x",
+        "X-Pilot-Signature-256: x",
+        "Content-Type: text/plain",
+        "Content-Length: 1",
+        "Transfer-Encoding: chunked",
+        "Connection: close",
+        "Upgrade: h2c",
+        "TE: trailers",
+        "X-A: a\u{1}b",
+        "X-A: a\u{7f}b",
+    ]
+    .iter()
+    .map(|h| (good.clone(), h.to_string()))
+    .collect();
+    cases.push((with_auth.clone(), "Authorization: Bearer t".into()));
+    for (url, header) in &cases {
+        let run = env.ctl_json(&["set-webhook", url, "--header", header]);
+        assert_eq!(run.error_code(), "invalid_argument", "{header:?}: {run:?}");
+        assert_eq!(env.read_config(), before, "{header:?} wrote config.json");
+
+        let settings = serde_json::json!({ "headers": [header] }).to_string();
+        let mut runs = vec![env.ctl_json(&[
+            "config",
+            "--set",
+            &format!("webhook={url}"),
+            "--set",
+            &format!("webhook_settings={settings}"),
+        ])];
+        if *url == good {
+            // Wrong whatever the URL: refused alone too.
+            runs.push(env.ctl_json(&["config", "--set", &format!("webhook_settings={settings}")]));
+        }
+        for run in runs {
+            assert_eq!(run.error_code(), "invalid_argument", "{header:?}: {run:?}");
+        }
+        assert_eq!(env.read_config(), before, "config --set {header:?} wrote");
+    }
+    // Userinfo in the URL, set alone, against a settings object holding Authorization.
+    env.ctl_json(&["set-webhook", &good, "--header", "Authorization: Bearer t"])
+        .data();
+    let kept = env.read_config();
+    let run = env.ctl_json(&["config", "--set", &format!("webhook={with_auth}")]);
+    assert_eq!(run.error_code(), "invalid_argument", "{run:?}");
+    assert!(run.stderr.contains("user:password"), "{run:?}");
+    assert_eq!(env.read_config(), kept);
+
+    // The daemon's own handler refuses them too (a client other than pilotctl).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = pilot_ipc::Client::connect(&env.socket_path())
+            .await
+            .unwrap();
+        for (url, header) in &cases {
+            let settings = pilot_core::WebhookSettings {
+                headers: vec![header.clone()],
+                ..Default::default()
+            };
+            let err = client.set_webhook_with(url, settings).await.unwrap_err();
+            assert_eq!(err.code(), "invalid_argument", "{header:?}: {err}");
+        }
+    });
+    assert_eq!(
+        env.info()["webhook"]["url"],
+        good.as_str(),
+        "the webhook is kept"
+    );
+    env.stop();
+
+    // A config written by hand: the start fails, saying which key and why.
+    for (config, why) in [
+        (
+            format!(r#"{{"webhook":"{good}","webhook_settings":{{"headers":["Host: x"]}}}}"#),
+            "set by pilot",
+        ),
+        (
+            format!(
+                r#"{{"webhook":"{with_auth}","webhook_settings":{{"headers":["Authorization: Bearer t"]}}}}"#
+            ),
+            "user:password",
+        ),
+    ] {
+        env.write_config(&config);
+        let run = env.ctl(&["daemon", "start"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("webhook_settings"), "{run:?}");
+        assert!(run.stderr.contains("config.json"), "{run:?}");
+        assert!(run.stderr.contains(why), "{run:?}");
+        assert_eq!(env.read_config(), config);
+        assert!(env.pid().is_none());
+    }
+}

@@ -11,9 +11,11 @@
 //! three times, formatting `Host`, boxing, copying the connection info into every response),
 //! about a fifth of the instructions of an ordered delivery in callgrind.
 //!
-//! hyper connects to literal IP hosts without asking the resolver, so [`Target::new`] checks
+//! hyper connects to literal IP hosts without asking the resolver, so [`Target::checked`] checks
 //! those itself; hostnames go through [`GuardedResolver`], which refuses cloud-metadata names and
-//! drops every resolved address that `check_ip` refuses (DNS rebinding). A host left with no
+//! drops every resolved address that the client's [`UrlPolicy`] refuses (DNS rebinding). The
+//! policy is the daemon's (`WebhookOptions::deny_private_networks`), and a webhook with
+//! `deny_private` gets a client whose policy refuses private networks too. A host left with no
 //! address is a [`DeliveryError::Blocked`], which is never retried.
 
 use std::future::Future;
@@ -36,7 +38,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use percent_encoding::percent_decode_str;
-use pilot_core::webhook_url::{check_hostname, check_ip, Url};
+use pilot_core::webhook_url::{Url, UrlPolicy};
 use tokio::time::Instant;
 use tower_service::Service as _;
 use tracing::{debug, warn};
@@ -80,8 +82,11 @@ fn system_lookup() -> LookupFn {
 pub(crate) async fn resolve_checked(
     host: &str,
     lookup: &LookupFn,
+    policy: UrlPolicy,
 ) -> Result<Vec<SocketAddr>, ResolveError> {
-    check_hostname(host).map_err(|reason| ResolveError::Blocked { reason })?;
+    policy
+        .check_hostname(host)
+        .map_err(|reason| ResolveError::Blocked { reason })?;
     let ips = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => lookup(host.to_string())
@@ -97,7 +102,7 @@ pub(crate) async fn resolve_checked(
     let mut allowed = Vec::with_capacity(ips.len());
     let mut refused = Vec::new();
     for ip in ips {
-        match check_ip(ip) {
+        match policy.check_ip(ip) {
             Ok(()) => {
                 let addr = SocketAddr::new(ip, 0);
                 if !allowed.contains(&addr) {
@@ -125,6 +130,7 @@ pub(crate) async fn resolve_checked(
 #[derive(Clone)]
 pub(crate) struct GuardedResolver {
     lookup: LookupFn,
+    policy: UrlPolicy,
 }
 
 impl tower_service::Service<Name> for GuardedResolver {
@@ -138,8 +144,9 @@ impl tower_service::Service<Name> for GuardedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let lookup = self.lookup.clone();
+        let policy = self.policy;
         Box::pin(async move {
-            resolve_checked(name.as_str(), &lookup)
+            resolve_checked(name.as_str(), &lookup, policy)
                 .await
                 .map(Vec::into_iter)
         })
@@ -178,6 +185,7 @@ pub(crate) struct HttpClient {
     lookup: LookupFn,
     user_agent: HeaderValue,
     timeout: Duration,
+    policy: UrlPolicy,
 }
 
 impl HttpClient {
@@ -199,7 +207,10 @@ impl HttpClient {
             );
             HeaderValue::from_static(concat!("pilot-daemon/", env!("CARGO_PKG_VERSION")))
         });
-        Self::build(lookup, tls, user_agent, options.timeout)
+        let policy = UrlPolicy {
+            deny_private: options.deny_private_networks,
+        };
+        Self::build(lookup, tls, user_agent, options.timeout, policy)
     }
 
     fn build(
@@ -207,9 +218,11 @@ impl HttpClient {
         tls: rustls::ClientConfig,
         user_agent: HeaderValue,
         timeout: Duration,
+        policy: UrlPolicy,
     ) -> Self {
         let mut http = HttpConnector::new_with_resolver(GuardedResolver {
             lookup: lookup.clone(),
+            policy,
         });
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -224,7 +237,24 @@ impl HttpClient {
             lookup,
             user_agent,
             timeout,
+            policy,
         }
+    }
+
+    /// The URL policy this client's resolver applies.
+    pub(crate) fn policy(&self) -> UrlPolicy {
+        self.policy
+    }
+
+    /// The same client with the normal TLS configuration and another URL policy.
+    pub(crate) fn with_policy(&self, policy: UrlPolicy) -> Self {
+        Self::build(
+            self.lookup.clone(),
+            tls_config_default(),
+            self.user_agent.clone(),
+            self.timeout,
+            policy,
+        )
     }
 
     /// The same client (resolver, SSRF guard, timeout, User-Agent) that accepts any TLS
@@ -235,6 +265,7 @@ impl HttpClient {
             insecure_tls_config(),
             self.user_agent.clone(),
             self.timeout,
+            self.policy,
         )
     }
 
@@ -514,8 +545,15 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Prepares `url`, refusing other schemes and blocked literal addresses or metadata hosts.
+    /// [`Target::checked`] with the default policy.
+    #[cfg(test)]
     pub(crate) fn new(url: &Url) -> Result<Self, DeliveryError> {
+        Self::checked(url, UrlPolicy::DEFAULT)
+    }
+
+    /// Prepares `url`, refusing other schemes and the literal addresses or hostnames `policy`
+    /// refuses.
+    pub(crate) fn checked(url: &Url, policy: UrlPolicy) -> Result<Self, DeliveryError> {
         let shown = redact(url);
         let bad = |detail: String| DeliveryError::BadUrl {
             url: shown.clone(),
@@ -533,9 +571,9 @@ impl Target {
         };
         match url.host() {
             None => return Err(bad("it has no host".into())),
-            Some(url::Host::Domain(d)) => check_hostname(d).map_err(blocked)?,
-            Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip)).map_err(blocked)?,
-            Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip)).map_err(blocked)?,
+            Some(url::Host::Domain(d)) => policy.check_hostname(d).map_err(blocked)?,
+            Some(url::Host::Ipv4(ip)) => policy.check_ip(IpAddr::V4(ip)).map_err(blocked)?,
+            Some(url::Host::Ipv6(ip)) => policy.check_ip(IpAddr::V6(ip)).map_err(blocked)?,
         }
         let authorization = basic_auth(url);
         let mut bare = url.clone();
@@ -665,7 +703,9 @@ mod tests {
             )],
             calls.clone(),
         );
-        let addrs = resolve_checked("mixed.test", &lookup).await.unwrap();
+        let addrs = resolve_checked("mixed.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .unwrap();
         let want: Vec<SocketAddr> = vec![
             "127.0.0.1:0".parse().unwrap(),
             "10.0.0.1:0".parse().unwrap(),
@@ -685,7 +725,9 @@ mod tests {
             ],
             calls,
         );
-        let err = resolve_checked("rebind.test", &lookup).await.unwrap_err();
+        let err = resolve_checked("rebind.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ResolveError::Blocked { .. }));
         assert!(
@@ -694,7 +736,7 @@ mod tests {
         );
         assert!(msg.contains("169.254.169.254 is link-local"), "{msg}");
         assert!(msg.contains("0.0.0.0 is an unspecified address"), "{msg}");
-        let msg = resolve_checked("mapped.test", &lookup)
+        let msg = resolve_checked("mapped.test", &lookup, UrlPolicy::DEFAULT)
             .await
             .unwrap_err()
             .to_string();
@@ -702,7 +744,7 @@ mod tests {
             msg.contains("169.254.169.254"),
             "mapped IPv6 is judged as IPv4: {msg}"
         );
-        let msg = resolve_checked("v6.test", &lookup)
+        let msg = resolve_checked("v6.test", &lookup, UrlPolicy::DEFAULT)
             .await
             .unwrap_err()
             .to_string();
@@ -721,7 +763,9 @@ mod tests {
             "Metadata.Google.Internal.",
             "ec2.internal",
         ] {
-            let err = resolve_checked(host, &lookup).await.unwrap_err();
+            let err = resolve_checked(host, &lookup, UrlPolicy::DEFAULT)
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains("cloud metadata host"), "{err}");
         }
         assert_eq!(
@@ -732,16 +776,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deny_private_refuses_private_addresses_at_connect_time() {
+        let lookup = table(
+            &[
+                ("lan.test", &["10.0.0.7", "192.168.1.2"]),
+                ("mixed.test", &["127.0.0.1", "93.184.216.34"]),
+                ("nat64.test", &["64:ff9b::a9fe:a9fe"]),
+            ],
+            Arc::default(),
+        );
+        let deny = UrlPolicy::DENY_PRIVATE;
+        assert!(resolve_checked("lan.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .is_ok());
+        let err = resolve_checked("lan.test", &lookup, deny)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("deny_private"), "{err}");
+        let kept = resolve_checked("mixed.test", &lookup, deny).await.unwrap();
+        assert_eq!(kept, ["93.184.216.34:0".parse::<SocketAddr>().unwrap()]);
+        let err = resolve_checked("localhost", &lookup, deny)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        // An IPv6 spelling of the metadata address is refused whatever the policy.
+        let err = resolve_checked("nat64.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("169.254.169.254"), "{err}");
+        // Literal addresses, checked when the target is prepared.
+        let url = Url::parse("http://10.1.2.3:8080/x").unwrap();
+        assert!(Target::checked(&url, UrlPolicy::DEFAULT).is_ok());
+        let err = Target::checked(&url, deny).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("10.1.2.3"), "{err}");
+        // The client's policy: the daemon-wide option, kept by its variants.
+        let wide = WebhookOptions {
+            deny_private_networks: true,
+            ..options()
+        };
+        let client = HttpClient::with_parts(&wide, lookup.clone(), tls_config(root_store()));
+        assert_eq!(client.policy(), deny);
+        assert_eq!(client.insecure().policy(), deny);
+        let client = HttpClient::with_parts(&options(), lookup, tls_config(root_store()));
+        assert_eq!(client.policy(), UrlPolicy::DEFAULT);
+        assert_eq!(client.with_policy(deny).policy(), deny);
+    }
+
+    #[tokio::test]
     async fn resolver_reports_lookup_failures_and_empty_answers() {
         let lookup = table(&[("empty.test", &[])], Arc::default());
-        let err = resolve_checked("nowhere.test", &lookup).await.unwrap_err();
+        let err = resolve_checked("nowhere.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ResolveError::Lookup { .. }));
         assert!(err.to_string().starts_with("cannot resolve nowhere.test: "));
-        let err = resolve_checked("empty.test", &lookup).await.unwrap_err();
+        let err = resolve_checked("empty.test", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "empty.test resolves to no address");
         // Literal addresses are judged without a lookup.
-        assert!(resolve_checked("169.254.1.1", &lookup).await.is_err());
-        assert!(resolve_checked("127.0.0.1", &lookup).await.is_ok());
+        assert!(resolve_checked("169.254.1.1", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .is_err());
+        assert!(resolve_checked("127.0.0.1", &lookup, UrlPolicy::DEFAULT)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -1031,7 +1131,7 @@ mod tests {
         assert_eq!(t.origin.to_string(), "/a/b?c=1");
         let root = Target::new(&Url::parse("https://h.test").unwrap()).unwrap();
         assert_eq!(root.origin.to_string(), "/");
-        assert_eq!(t.shown, "http://u:***@h.test:81/a/b?c=1#frag");
+        assert_eq!(t.shown, "http://u:***@h.test:81/a/b?c=***#frag");
         assert!(t.authorization.is_some());
         assert!(t.authorization.as_ref().unwrap().is_sensitive());
         let t = Target::new(&Url::parse("https://h.test/").unwrap()).unwrap();

@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pilot_core::webhook_settings::parse_header;
-use pilot_core::webhook_url::Url;
+use pilot_core::webhook_settings::{is_reserved_header, parse_header, validate_target};
+use pilot_core::webhook_url::{Url, UrlPolicy};
 use pilot_core::WebhookSettings;
 use tracing::warn;
 
@@ -30,23 +30,6 @@ pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
 /// The largest auth file read.
 const MAX_AUTH_FILE: u64 = 64 * 1024;
 
-/// Headers pilot sets itself (framing, body type, signatures): an extra header may not replace
-/// them.
-const RESERVED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-type",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-pilot-signature-256",
-];
-
 /// Batching: up to `max` events per request, waiting at most `wait` after the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Batching {
@@ -54,28 +37,34 @@ pub(crate) struct Batching {
     pub(crate) wait: Duration,
 }
 
-/// The HTTP clients: the normal one, and the one accepting any certificate (built when first
-/// needed). Each has its own connection pool.
+/// The HTTP clients: the normal one, and those accepting any certificate or refusing private
+/// networks (`deny_private`), built when first needed.
 #[derive(Clone)]
 pub(crate) struct Clients {
     secure: HttpClient,
-    insecure: std::sync::Arc<OnceLock<HttpClient>>,
+    /// Insecure; deny_private; insecure and deny_private.
+    variants: Arc<[OnceLock<HttpClient>; 3]>,
 }
 
 impl Clients {
     pub(crate) fn new(secure: HttpClient) -> Self {
         Self {
             secure,
-            insecure: Default::default(),
+            variants: Default::default(),
         }
     }
 
-    fn get(&self, insecure: bool) -> HttpClient {
-        if insecure {
-            self.insecure.get_or_init(|| self.secure.insecure()).clone()
-        } else {
-            self.secure.clone()
+    fn get(&self, insecure: bool, deny_private: bool) -> HttpClient {
+        // A daemon-wide deny_private_networks is already in the normal client's policy.
+        let deny = deny_private && !self.secure.policy().deny_private;
+        let denying = || self.secure.with_policy(UrlPolicy::DENY_PRIVATE);
+        match (insecure, deny) {
+            (false, false) => &self.secure,
+            (true, false) => self.variants[0].get_or_init(|| self.secure.insecure()),
+            (false, true) => self.variants[1].get_or_init(denying),
+            (true, true) => self.variants[2].get_or_init(|| denying().insecure()),
         }
+        .clone()
     }
 }
 
@@ -117,17 +106,16 @@ impl Config {
         clients: &Clients,
     ) -> Result<Config, WebhookError> {
         let shown = redact(&url);
-        settings
-            .validate()
-            .map_err(|source| WebhookError::Settings {
-                url: shown.clone(),
-                source,
-            })?;
+        validate_target(&url, &settings).map_err(|source| WebhookError::Settings {
+            url: shown.clone(),
+            source,
+        })?;
         let filter = Filter::new(&settings).map_err(|e| WebhookError::Settings {
             url: shown.clone(),
             source: e.into(),
         })?;
-        let target = Target::new(&url);
+        let client = clients.get(settings.insecure_tls, settings.deny_private);
+        let target = Target::checked(&url, client.policy());
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
 
         let mut headers = HeaderMap::new();
@@ -143,7 +131,7 @@ impl Config {
             };
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad("is not a valid header name"))?;
-            if RESERVED.contains(&header_name.as_str()) {
+            if is_reserved_header(header_name.as_str()) {
                 return Err(bad("is set by pilot itself and cannot be replaced"));
             }
             if header_name == AUTHORIZATION && url_has_auth {
@@ -185,7 +173,6 @@ impl Config {
                  path can read and change deliveries); use it for testing only"
             );
         }
-        let client = clients.get(settings.insecure_tls);
         let request_headers = client.request_headers(target.as_ref().ok(), &headers);
         Ok(Config {
             client,
@@ -286,6 +273,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deny_private_picks_a_client_that_refuses_private_networks() {
+        // url() is 127.0.0.1: fine by default, blocked (never retried) with deny_private.
+        let c = build(WebhookSettings::default()).unwrap();
+        assert!(c.target.is_ok());
+        assert!(!c.client.policy().deny_private);
+        let c = build(WebhookSettings {
+            deny_private: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.client.policy().deny_private);
+        let err = c.target.unwrap_err();
+        assert!(matches!(err, DeliveryError::Blocked { .. }), "{err}");
+        let c = build(WebhookSettings {
+            deny_private: true,
+            insecure_tls: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.client.policy().deny_private);
+        // The daemon-wide option: every webhook's client refuses them.
+        let wide = Clients::new(HttpClient::new(&WebhookOptions {
+            deny_private_networks: true,
+            ..Default::default()
+        }));
+        let c = Config::build(url(), WebhookSettings::default(), &wide).unwrap();
+        assert!(c.client.policy().deny_private && c.target.is_err());
+    }
+
+    #[tokio::test]
     async fn headers_and_auth_are_prepared_and_sensitive() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
@@ -383,7 +400,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(matches!(err, WebhookError::Header { .. }));
+        assert!(matches!(err, WebhookError::Settings { .. }), "{err}");
         assert!(err.to_string().contains("Content-Type"), "{err}");
         assert!(err.to_string().contains("http://127.0.0.1:9/x"), "{err}");
         for reserved in [

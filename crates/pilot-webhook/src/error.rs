@@ -128,8 +128,8 @@ impl DeliveryError {
     }
 }
 
-/// The URL with its password (if any) shown as `***`, for logs and stats (defined once, in
-/// pilot-core).
+/// The URL as text with its password and query values replaced by `***`, for logs and stats
+/// (defined once, in pilot-core).
 pub use pilot_core::webhook_url::redact;
 
 /// An error and its causes, joined with `: `, skipping a first message that says nothing.
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn passwords_are_hidden() {
         let u = Url::parse("https://bob:s3cret@hooks.example.com/x?y=1").unwrap();
-        assert_eq!(redact(&u), "https://bob:***@hooks.example.com/x?y=1");
+        assert_eq!(redact(&u), "https://bob:***@hooks.example.com/x?y=***");
         let u = Url::parse("http://bob@localhost:8080/events").unwrap();
         assert_eq!(redact(&u), "http://bob@localhost:8080/events");
         let u = Url::parse("http://localhost:8080/events").unwrap();

@@ -42,6 +42,10 @@ pub struct WebhookOptions {
     /// id. The plugin uses it for its whole life (`spool_path` is then not used). Default
     /// `None`.
     pub spool: Option<Arc<Spool>>,
+    /// Refuse loopback and private addresses for every webhook, at connect time (config key
+    /// `deny_private_networks`; a webhook's own `deny_private` refuses them for that one).
+    /// Default false.
+    pub deny_private_networks: bool,
 }
 
 impl PartialEq for WebhookOptions {
@@ -62,6 +66,7 @@ impl PartialEq for WebhookOptions {
             && self.user_agent == other.user_agent
             && self.spool_path == other.spool_path
             && self.name == other.name
+            && self.deny_private_networks == other.deny_private_networks
     }
 }
 
@@ -81,6 +86,7 @@ impl Default for WebhookOptions {
             user_agent: format!("pilot-daemon/{}", pilot_core::VERSION),
             spool_path: None,
             spool: None,
+            deny_private_networks: false,
         }
     }
 }

@@ -12,6 +12,12 @@ use pilot_core::Severity;
 use pilot_flags::duration;
 pub use pilot_flags::{ClearArgs, SettingsArgs};
 
+/// Checks a log level (`--log-level`) with pilot's one check, keeping it as given.
+fn log_level(s: &str) -> Result<String, String> {
+    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 /// pilotctl: control the pilot daemon, its webhook and its event bus.
 #[derive(Debug, Parser)]
 #[command(name = "pilotctl", version, about, propagate_version = true)]
@@ -140,8 +146,9 @@ pub struct StartArgs {
     /// Node id stamped on every event (else config `node_id`, else 0).
     #[arg(long, value_name = "N")]
     pub node_id: Option<u32>,
-    /// Daemon log level: error, warn, info, debug, trace.
-    #[arg(long, value_name = "LEVEL")]
+    /// Daemon log level: error, warn, info, debug, trace, off, or directives that each name a
+    /// level (`pilot_webhook=debug,info`).
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     pub log_level: Option<String>,
     /// Daemon log line format.
     #[arg(long, value_enum, value_name = "FORMAT")]

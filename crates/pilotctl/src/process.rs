@@ -302,6 +302,7 @@ mod tests {
                 bearer_token_file: Some("/t/token".into()),
                 basic_auth_file: None,
                 insecure_tls: true,
+                deny_private: true,
                 batch_max: Some(10),
                 batch_wait: Some(Duration::from_millis(50)),
                 concurrency: Some(2),
@@ -365,6 +366,7 @@ mod tests {
                 "2",
                 "--durable",
                 "--insecure-tls",
+                "--deny-private",
             ]
         );
         for d in ["500ms", "1s 500ms", "30s"] {

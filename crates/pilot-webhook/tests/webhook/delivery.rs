@@ -57,7 +57,8 @@ async fn posts_the_shared_payload_bytes_with_pilot_headers() {
 
     let stats = settled(&plugin).await;
     assert_eq!((stats.queued, stats.delivered, stats.failed), (2, 2, 0));
-    assert_eq!(stats.url.as_deref(), Some(rx.url("/events?x=1").as_str()));
+    // Shown with query values masked (tokens often ride in the query); sent as given.
+    assert_eq!(stats.url.as_deref(), Some(rx.url("/events?x=***").as_str()));
     assert_eq!(stats.last_error, None);
 }
 

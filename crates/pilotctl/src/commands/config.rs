@@ -10,13 +10,15 @@
 
 use std::path::Path;
 
+use pilot_core::config::DENY_PRIVATE_NETWORKS;
 use pilot_core::config_keys::{self, Applies};
-use pilot_core::{ConfigError, ConfigFile, WebhookSettings};
+use pilot_core::{ConfigFile, WebhookSettings};
 use pilot_ipc::Client;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cli::ConfigArgs;
+use crate::commands::webhook::SETTINGS_KEY;
 use crate::context::{show, Context};
 use crate::output::{CliError, Output};
 
@@ -83,7 +85,14 @@ pub async fn run(ctx: &Context, args: &ConfigArgs) -> Result<Output, CliError> {
                 unset.push(key.clone());
             }
         }
-        Ok::<_, ConfigError>((c.values().clone(), socket, changed, unset))
+        // The webhook as a whole, as the daemon will start it (the URL policy, the settings
+        // with their URL): checked when any part of it changes; nothing is written otherwise.
+        let webhook_keys = ["webhook", SETTINGS_KEY, DENY_PRIVATE_NETWORKS];
+        if changed.iter().any(|k| webhook_keys.contains(&k.as_str())) {
+            c.check_webhook()
+                .map_err(|e| CliError::invalid_argument(e.to_string()))?;
+        }
+        Ok::<_, CliError>((c.values().clone(), socket, changed, unset))
     })?;
     let daemon_pid = running_daemon(&socket).await;
     let pending = match daemon_pid {

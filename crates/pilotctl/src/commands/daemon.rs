@@ -39,6 +39,11 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
     // Checked here so a bad flag starts nothing; the daemon merges them over the config's.
     let overrides = crate::settings::from_flags(&args.settings)?;
     let env = ctx.env()?;
+    if let Some(url) = args.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
+        overrides
+            .url_policy(env.config.url_policy()?)
+            .validate(url)?;
+    }
     let node_id = match args.node_id {
         Some(n) => n,
         None => env.config.node_id()?.unwrap_or(0),
@@ -129,7 +134,7 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
         pid,
         socket: show(&env.socket),
         log_file: show(&log_path),
-        webhook,
+        webhook: pilot_core::webhook_url::redact_str(&webhook),
         node_id,
     };
     let text = format!(

@@ -24,23 +24,28 @@ pub async fn run(ctx: &Context) -> Result<Output, CliError> {
 
 /// The text form of an info reply.
 pub fn info_text(info: &InfoReply) -> String {
-    let mut out = aligned(
-        &[
-            ("pid", info.pid.to_string()),
-            ("version", info.version.clone()),
-            ("node", info.node_id.to_string()),
-            (
-                "uptime",
-                format!(
-                    "{} (since {})",
-                    format_uptime(info.uptime_secs),
-                    info.started_at
-                ),
+    let mut process = vec![
+        ("pid", info.pid.to_string()),
+        ("version", info.version.clone()),
+        ("node", info.node_id.to_string()),
+        (
+            "uptime",
+            format!(
+                "{} (since {})",
+                format_uptime(info.uptime_secs),
+                info.started_at
             ),
-            ("socket", info.socket.clone()),
-        ],
-        0,
-    );
+        ),
+        ("socket", info.socket.clone()),
+    ];
+    // Only when lines were lost (a full disk), so the usual output stays as documented.
+    if info.log_write_errors > 0 {
+        process.push((
+            "log write errors",
+            format!("{} (log lines lost)", info.log_write_errors),
+        ));
+    }
+    let mut out = aligned(&process, 0);
     out.push_str("\n\n");
     out.push_str(&webhook_text(&info.webhook));
     out.push_str("\n\n");

@@ -49,6 +49,13 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     let webhook_settings = settings::from_flags(&args.settings)?;
     let change = secret::change_from_flags(&args.secret)?;
     let home = ctx.home()?;
+    // Judged again with the policy it will be delivered under: config deny_private_networks
+    // and --deny-private (the daemon checks the same).
+    let policy = webhook_settings.url_policy(ConfigFile::load(home.config_file())?.url_policy()?);
+    let parsed = policy.validate(&args.url)?;
+    // The settings with their URL (one Authorization), as the daemon checks them.
+    pilot_core::webhook_settings::validate_target(&parsed, &webhook_settings)
+        .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     // A corrupt secret file is reported before anything is written.
     let mut store = match &change {
         Some(_) => Some(secret::load(&home, pilot_core::endpoint::DEFAULT)?),
@@ -81,7 +88,9 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
         }
     })
     .await?;
-    let result = WebhookResult::new(None, url, applied, &webhook_settings, change);
+    // Shown as `info` shows it: password and query values masked.
+    let shown = pilot_core::webhook_url::redact_str(&url);
+    let result = WebhookResult::new(None, shown, applied, &webhook_settings, change);
     let text = set_text(&result);
     Ok(Output::report(&result, text))
 }
