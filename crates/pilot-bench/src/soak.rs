@@ -389,7 +389,7 @@ pub async fn run(args: &SoakArgs) -> Result<Value> {
     samples.push(final_sample);
 
     let w = &info.webhook;
-    let a = &w.accounting;
+    let a = w.accounting.unwrap_or_default();
     let settled = a.delivered + a.failed + a.dropped + a.skipped + a.filtered + a.pending;
     let published = info.bus.published - before.bus.published;
     let unique = rx.unique();

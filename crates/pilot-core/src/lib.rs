@@ -5,6 +5,7 @@
 //! patterns ([`Pattern`]), the catalog of known events and their data ([`catalog`]), the files
 //! under the pilot home ([`PilotHome`]) and the `config.json` store ([`ConfigFile`]).
 
+pub mod accounting;
 pub mod bus;
 pub mod catalog;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod size;
 pub mod webhook_settings;
 pub mod webhook_url;
 
+pub use accounting::Accounting;
 pub use bus::{
     Bus, DurabilityError, DurableSink, DurableSinkInfo, SubscriberCounters, SubscriberInfo,
     Subscription,

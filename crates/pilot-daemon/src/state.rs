@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
 use pilot_ipc::protocol::{
-    AccountingStatus, BusStatus, EndpointStatus, InfoReply, SpoolStatus, WebhookOptionsInfo,
+    Accounting, BusStatus, EndpointStatus, InfoReply, SpoolStatus, WebhookOptionsInfo,
     WebhookStatus,
 };
 use pilot_webhook::WebhookPlugin;
@@ -88,7 +88,7 @@ impl Daemon {
             .into_iter()
             .map(|(_, e)| endpoint_status(&e.plugin))
             .collect();
-        let totals = totals(webhooks.iter().map(|w| &w.status.accounting));
+        let totals = Accounting::sum(webhooks.iter().filter_map(|w| w.status.accounting.as_ref()));
         let webhook = webhooks
             .first()
             .map(|w| w.status.clone())
@@ -111,26 +111,6 @@ impl Daemon {
             log_write_errors: crate::logging::write_errors(),
         }
     }
-}
-
-/// Every endpoint's accounting added up (balanced when each is).
-fn totals<'a>(all: impl Iterator<Item = &'a AccountingStatus>) -> AccountingStatus {
-    all.fold(
-        AccountingStatus {
-            balanced: true,
-            ..AccountingStatus::default()
-        },
-        |t, a| AccountingStatus {
-            emitted: t.emitted + a.emitted,
-            delivered: t.delivered + a.delivered,
-            failed: t.failed + a.failed,
-            dropped: t.dropped + a.dropped,
-            skipped: t.skipped + a.skipped,
-            filtered: t.filtered + a.filtered,
-            pending: t.pending + a.pending,
-            balanced: t.balanced && a.balanced,
-        },
-    )
 }
 
 /// One endpoint as `info` shows it.
@@ -187,16 +167,7 @@ fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookSta
             circuit_threshold: o.circuit_threshold,
             circuit_cooldown: pilot_core::duration::format(o.circuit_cooldown),
         },
-        accounting: AccountingStatus {
-            emitted: s.accounting.emitted,
-            delivered: s.accounting.delivered,
-            failed: s.accounting.failed,
-            dropped: s.accounting.dropped,
-            skipped: s.accounting.skipped,
-            filtered: s.accounting.filtered,
-            pending: s.accounting.pending,
-            balanced: s.accounting.balanced,
-        },
+        accounting: Some(s.accounting),
         spool: s.spool.map(|sp| SpoolStatus {
             path: sp.path,
             depth: sp.depth,

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::frame::{self, FrameError};
 
-pub use pilot_core::{SubscriberInfo, WebhookSettings};
+pub use pilot_core::{Accounting, SubscriberInfo, WebhookSettings};
 
 /// The protocol version this build speaks. A peer with another version is refused with
 /// [`ErrorCode::VersionMismatch`].
@@ -441,7 +441,7 @@ pub struct InfoReply {
     pub webhooks: Vec<EndpointStatus>,
     /// Every endpoint's accounting added up.
     #[serde(default)]
-    pub totals: AccountingStatus,
+    pub totals: Accounting,
     pub bus: BusStatus,
     /// Log lines lost because writing them failed (a full disk) or the log writer was behind.
     #[serde(default)]
@@ -552,35 +552,11 @@ pub struct WebhookStatus {
     pub recovered: u64,
     /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).
     pub spool: Option<SpoolStatus>,
-    /// Where every event emitted to the webhook went (read in one consistent step).
-    pub accounting: AccountingStatus,
-}
-
-/// The webhook's accounting: `emitted = delivered + failed + dropped + skipped + filtered +
-/// pending`, exact in every reply (each term is read in one step that no event moves during).
-/// See docs/delivery.md.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct AccountingStatus {
-    /// Events offered to the webhook's subscription since the daemon started (every event
-    /// published while a webhook was set, whatever its filters; queue-full drops included),
-    /// plus the events found in the durable spool at start (`recovered`).
-    pub emitted: u64,
-    /// Answered with a 2xx.
-    pub delivered: u64,
-    /// Every attempt failed, or a 3xx/4xx, or a blocked address.
-    pub failed: u64,
-    /// Dropped for any reason (queue full, cleared, drain or shutdown bound, spool full,
-    /// expired, refused by the spool).
-    pub dropped: u64,
-    /// Skipped without an attempt while the circuit was open.
-    pub skipped: u64,
-    /// Left out by the webhook's filters.
-    pub filtered: u64,
-    /// Not settled yet: in a queue, in flight, on the way into the spool, or spooled.
-    pub pending: u64,
-    /// Whether `emitted` equals the sum of the other terms.
-    pub balanced: bool,
+    /// Where every event emitted to the webhook went (read in one consistent step): `emitted
+    /// = delivered + failed + dropped + skipped + filtered + pending` (see docs/delivery.md).
+    /// `None` only from a daemon too old to send it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<Accounting>,
 }
 
 /// The durable spool part of `info`.

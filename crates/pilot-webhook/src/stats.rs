@@ -82,62 +82,7 @@ pub struct SpoolInfo {
     pub expired: u64,
 }
 
-/// The accounting of one snapshot: `emitted = delivered + failed + dropped + skipped + filtered
-/// + pending` (see the module docs for what each term counts).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Accounting {
-    /// Events offered to the webhook's subscription (queue-full drops included), plus those
-    /// recovered from the spool.
-    pub emitted: u64,
-    /// Answered with a 2xx.
-    pub delivered: u64,
-    /// Every attempt failed, or a 3xx/4xx, or a blocked address.
-    pub failed: u64,
-    /// Dropped, for any reason (queue full included).
-    pub dropped: u64,
-    /// Skipped while the circuit was open.
-    pub skipped: u64,
-    /// Left out by the webhook's filters.
-    pub filtered: u64,
-    /// Still to be settled: queued, in flight, on the way into the spool, or spooled.
-    pub pending: u64,
-    /// Whether the two sides are equal (always, unless events are lost track of).
-    pub balanced: bool,
-}
-
-impl Default for Accounting {
-    /// Nothing emitted, nothing settled: balanced.
-    fn default() -> Self {
-        Accounting::new(0, 0, 0, 0, 0, 0, 0)
-    }
-}
-
-impl Accounting {
-    /// The terms, `balanced` computed from them.
-    pub fn new(
-        emitted: u64,
-        delivered: u64,
-        failed: u64,
-        dropped: u64,
-        skipped: u64,
-        filtered: u64,
-        pending: u64,
-    ) -> Accounting {
-        let settled = [delivered, failed, dropped, skipped, filtered, pending]
-            .iter()
-            .fold(0u64, |sum, n| sum.saturating_add(*n));
-        Accounting {
-            emitted,
-            delivered,
-            failed,
-            dropped,
-            skipped,
-            filtered,
-            pending,
-            balanced: settled == emitted,
-        }
-    }
-}
+pub use pilot_core::Accounting;
 
 /// A snapshot of the plugin's state and counters (cumulative for the plugin's life).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

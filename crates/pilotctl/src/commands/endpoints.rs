@@ -10,7 +10,7 @@ use pilot_core::config::ConfigLock;
 use pilot_core::endpoint::{self, EndpointConfig, DEFAULT};
 use pilot_core::{ConfigFile, WebhookSettings};
 use pilot_ipc::protocol::{
-    AccountingStatus, EndpointReply, EndpointStatus, InfoReply, PauseReply, RemoveReply,
+    Accounting, EndpointReply, EndpointStatus, InfoReply, PauseReply, RemoveReply,
 };
 use pilot_ipc::{Client, ClientError, Request};
 use serde::Serialize;
@@ -359,7 +359,7 @@ struct ListedWebhook {
     events: Vec<String>,
     exclude: Vec<String>,
     /// `null` while no daemon runs.
-    accounting: Option<AccountingStatus>,
+    accounting: Option<Accounting>,
     delivered: Option<u64>,
     failed: Option<u64>,
     pending: Option<u64>,
@@ -394,10 +394,10 @@ fn listed(name: &str, entry: &EndpointConfig, live: Option<&EndpointStatus>) -> 
             durable: l.durable,
             events: l.events.clone(),
             exclude: l.exclude.clone(),
-            accounting: Some(l.status.accounting),
+            accounting: l.status.accounting,
             delivered: Some(l.status.delivered),
             failed: Some(l.status.failed),
-            pending: Some(l.status.accounting.pending),
+            pending: l.status.accounting.map(|a| a.pending),
             last_status: l.status.last_error.clone(),
         },
         None => ListedWebhook {

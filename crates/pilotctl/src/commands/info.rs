@@ -2,7 +2,7 @@
 //! summary (process, webhook URL, circuit, counters and options, bus and subscribers).
 
 use anstyle::Style;
-use pilot_ipc::protocol::{AccountingStatus, InfoReply, SubscriberInfo, WebhookStatus};
+use pilot_ipc::protocol::{Accounting, InfoReply, SubscriberInfo, WebhookStatus};
 use pilot_ipc::{Client, Request};
 use serde_json::Value;
 
@@ -173,9 +173,9 @@ pub fn webhook_text(w: &WebhookStatus) -> String {
         ("filtered", w.filtered.to_string()),
         ("circuit skips", w.circuit_skips.to_string()),
     ]);
-    // A daemon too old to send the accounting sends none (all zero and not balanced).
-    if w.accounting != AccountingStatus::default() {
-        rows.push(("accounting", accounting_text(&w.accounting)));
+    // A daemon too old to send the accounting sends none.
+    if let Some(a) = &w.accounting {
+        rows.push(("accounting", accounting_text(a)));
     }
     if let Some(e) = &w.last_error {
         let at = w
@@ -203,7 +203,7 @@ pub fn webhook_text(w: &WebhookStatus) -> String {
 }
 
 /// `emitted N = delivered + failed + dropped + skipped + filtered + pending (balanced)`.
-fn accounting_text(a: &AccountingStatus) -> String {
+fn accounting_text(a: &Accounting) -> String {
     let settled = [
         a.delivered,
         a.failed,
@@ -317,11 +317,12 @@ bus
 
     #[test]
     fn an_unbalanced_accounting_says_by_how_much() {
-        let a = AccountingStatus {
+        let a = Accounting {
             emitted: 10,
             delivered: 7,
             pending: 2,
-            ..AccountingStatus::default()
+            balanced: false,
+            ..Accounting::default()
         };
         assert_eq!(
             accounting_text(&a),
