@@ -61,6 +61,10 @@ pub struct Args {
     /// How long a connecting client may take to say hello.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s", hide = true)]
     pub handshake_timeout: Duration,
+    /// Close a control connection that sends nothing for this long after its hello (event
+    /// streams are not idle).
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@
 //! nothing else.
 
 mod cli;
+mod conns;
 mod endpoints;
 mod logging;
 mod metrics;

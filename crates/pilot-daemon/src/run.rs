@@ -93,6 +93,7 @@ fn configure_endpoints(
 /// Runs the daemon until it is asked to stop. Errors are start-up failures.
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let pid_file = PidFile::acquire(&settings.home.pid_file())?;
+    let fd_limit = crate::conns::raise_fd_limit();
     // Bound before anything else starts, so a busy port fails the start before the socket
     // answers (and `pilotctl daemon start` reports the error).
     let metrics_server = match settings.metrics_addr {
@@ -160,7 +161,10 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::server::serve(
         listener,
         daemon.clone(),
-        args.handshake_timeout,
+        crate::server::Timeouts {
+            handshake: args.handshake_timeout,
+            idle: args.idle_timeout,
+        },
         stop_connections.clone(),
         tracker.clone(),
     ));
@@ -182,6 +186,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
             .unwrap_or_default(),
         durable = settings.webhook_settings.durable,
         webhooks = endpoints.all().len(),
+        fd_limit = fd_limit.unwrap_or(0),
         metrics = metrics_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
         "pilot-daemon {} ready",
         pilot_core::VERSION

@@ -27,6 +27,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::conns::{ConnGuard, Conns};
 use crate::endpoints::{Endpoint, EndpointError};
 use crate::replies::{emit_ok, Replies, MAX_HELD};
 use crate::state::Daemon;
@@ -36,14 +37,23 @@ type Conn = Framed<Stream, LengthDelimitedCodec>;
 /// Events buffered per `subscribe` client before the bus drops (and counts) for it.
 const SUBSCRIBER_BUFFER: usize = 4096;
 
-/// Accepts connections until `stop` is cancelled; handlers are spawned on `tracker`.
+/// How long a connection may wait: for its hello, and between requests after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub idle: Duration,
+}
+
+/// Accepts connections until `stop` is cancelled; handlers are spawned on `tracker`. Near the
+/// descriptor limit, the connection idle the longest is closed to make room (see `conns`).
 pub async fn serve(
     listener: Listener,
     daemon: Arc<Daemon>,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let conns = Arc::new(Conns::default());
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -53,8 +63,10 @@ pub async fn serve(
             Ok(stream) => {
                 let daemon = daemon.clone();
                 let stop = stop.clone();
+                let guard = conns.register();
+                conns.make_room(guard.id());
                 tracker.spawn(async move {
-                    if let Err(e) = connection(stream, daemon, handshake_timeout, stop).await {
+                    if let Err(e) = connection(stream, daemon, timeouts, stop, guard).await {
                         tracing::debug!(error = %e, "control connection ended with an error");
                     }
                 });
@@ -101,9 +113,11 @@ fn decode_error_reply(e: &FrameError) -> Bytes {
 async fn connection(
     stream: Stream,
     daemon: Arc<Daemon>,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
+    guard: ConnGuard,
 ) -> io::Result<()> {
+    let handshake_timeout = timeouts.handshake;
     let peer = transport::peer_uid(&stream);
     let mut conn = Framed::new(stream, frame::codec());
     match peer {
@@ -140,7 +154,11 @@ async fn connection(
     }
 
     // The handshake: the first frame must be a hello with our version.
-    let first = match tokio::time::timeout(handshake_timeout, conn.next()).await {
+    let first = tokio::select! {
+        () = guard.close.cancelled() => return Ok(()),
+        first = tokio::time::timeout(handshake_timeout, conn.next()) => first,
+    };
+    let first = match first {
         Err(_) => {
             let msg = format!("no hello within {handshake_timeout:?}");
             return conn.send(err(ErrorCode::HandshakeTimeout, &msg)).await;
@@ -183,10 +201,18 @@ async fn connection(
                 flush(&mut conn).await?;
                 match early {
                     Some(n) => n,
-                    None => tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        n = conn.next() => n,
-                    },
+                    None => {
+                        guard.set_busy(false);
+                        tokio::select! {
+                            _ = stop.cancelled() => return Ok(()),
+                            () = guard.close.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(timeouts.idle) => {
+                                tracing::debug!("closed a control connection idle for {:?}", timeouts.idle);
+                                return Ok(());
+                            }
+                            n = conn.next() => n,
+                        }
+                    }
                 }
             }
         };
@@ -224,8 +250,10 @@ async fn connection(
                 }
             };
             replies.release(&mut conn, &daemon.bus).await?;
-            return stream_events(conn, &daemon, pattern, stop).await;
+            guard.set_busy(false);
+            return stream_events(conn, &daemon, pattern, stop, &guard.close).await;
         }
+        guard.set_busy(true);
         let (reply, event_id) = handle(&daemon, request).await;
         replies.push(reply, event_id);
     }
@@ -518,6 +546,7 @@ async fn stream_events(
     daemon: &Daemon,
     pattern: Pattern,
     stop: CancellationToken,
+    close: &CancellationToken,
 ) -> io::Result<()> {
     let label = match conn.get_ref().peer_creds().ok().and_then(|c| c.pid()) {
         Some(pid) => format!("ipc subscriber (pid {pid})"),
@@ -543,6 +572,7 @@ async fn stream_events(
                 }
                 flush(&mut conn).await?;
             }
+            () = close.cancelled() => return Ok(()),
             incoming = conn.next() => match incoming {
                 // The client hung up (or broke the framing): end the subscription.
                 None | Some(Err(_)) => return Ok(()),

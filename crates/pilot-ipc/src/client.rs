@@ -51,6 +51,13 @@ pub enum ClientError {
     /// The daemon refused the request: `code` is its machine code (see `docs/ipc.md`).
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
+    /// The process listening at the socket runs as another user (not root): it may be a fake
+    /// daemon collecting secrets, so nothing was sent to it.
+    #[error(
+        "refusing the daemon at {path}: it runs as uid {uid}, not as you (uid {me}) or root; \
+         nothing was sent to it"
+    )]
+    Untrusted { path: PathBuf, uid: u32, me: u32 },
     /// Connecting (socket and hello) took longer than [`CONNECT_TIMEOUT`].
     #[error("the daemon did not answer within {0:?}")]
     Timeout(Duration),
@@ -71,10 +78,31 @@ impl ClientError {
             ClientError::Io(_) | ClientError::Closed => "connection_lost",
             ClientError::Protocol(_) => "protocol_error",
             ClientError::Remote { code, .. } => code.as_str(),
+            ClientError::Untrusted { .. } => "untrusted_daemon",
             ClientError::Timeout(_) => "timeout",
             ClientError::Home(_) => "io_error",
             ClientError::Config(_) => "config_error",
         }
+    }
+}
+
+/// Refuses a server that runs as another user than ours, unless it is root: before anything
+/// (the hello, then requests that may carry secrets) is sent.
+fn check_server(stream: &Stream, path: &Path) -> Result<(), ClientError> {
+    let me = rustix::process::geteuid().as_raw();
+    match transport::peer_uid(stream) {
+        Ok(Some(uid)) if uid == me || uid == 0 => Ok(()),
+        Ok(Some(uid)) => Err(ClientError::Untrusted {
+            path: path.into(),
+            uid,
+            me,
+        }),
+        // No credentials to judge by (not Linux): the socket's own permissions protect it.
+        Ok(None) => Ok(()),
+        Err(source) => Err(ClientError::Connect {
+            path: path.into(),
+            source,
+        }),
     }
 }
 
@@ -173,6 +201,7 @@ impl Client {
                     source,
                 },
             })?;
+        check_server(&stream, path)?;
         let mut framed = Framed::new(stream, frame::codec());
         let sent = framed
             .send(frame::encode(&Request::Hello {

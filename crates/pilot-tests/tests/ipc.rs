@@ -32,10 +32,16 @@ fn hello(s: &mut UnixStream) {
 
 /// Starts the daemon binary directly with a short handshake timeout.
 fn start(env: &Env) -> Spawned {
+    start_with(env, &[])
+}
+
+/// [`start`] with more flags.
+fn start_with(env: &Env, args: &[&str]) -> Spawned {
     std::fs::create_dir_all(&env.pilot_home).unwrap();
     let child = env
         .command(&env.daemon_bin())
         .args(["--handshake-timeout", "300ms"])
+        .args(args)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -336,4 +342,73 @@ fn a_subscriber_that_never_reads_is_dropped_for_and_counted() {
     assert!(s["dropped"].as_u64().unwrap() > 0, "{s}");
     responsive(&env);
     drop(sub);
+}
+
+#[test]
+fn a_connection_idle_after_its_hello_is_closed_but_not_an_event_stream() {
+    let env = Env::new();
+    let _d = start_with(&env, &["--idle-timeout", "400ms"]);
+    let mut idle = connect(&env);
+    hello(&mut idle);
+    let mut sub = connect(&env);
+    hello(&mut sub);
+    send(&mut sub, &json!({"type": "subscribe", "pattern": "late.*"}));
+    assert_eq!(recv(&mut sub).unwrap()["type"], "ok");
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    assert!(recv(&mut idle).is_none(), "the idle connection was closed");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // A busy client is not idle: one request every 200 ms keeps it open.
+    let mut busy = connect(&env);
+    hello(&mut busy);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(200));
+        send(&mut busy, &json!({"type": "info"}));
+        assert_eq!(recv(&mut busy).unwrap()["type"], "ok");
+    }
+    // The stream outlived the idle timeout and still delivers.
+    send(&mut busy, &json!({"type": "emit", "event": "late.event"}));
+    assert_eq!(recv(&mut busy).unwrap()["type"], "ok");
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ev = recv(&mut sub).expect("the stream is still open");
+    assert_eq!(ev["event"]["event"], "late.event", "{ev}");
+}
+
+#[test]
+fn clients_holding_every_descriptor_never_lock_out_info_and_stop() {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let env = Env::new();
+    let d = start(&env);
+    let pid = d.0.id();
+    let open_now = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    prlimit(
+        Pid::from_raw(pid as i32),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open_now + 48),
+            maximum: rustix::process::getrlimit(Resource::Nofile).maximum,
+        },
+    )
+    .unwrap();
+    // Far more idle clients than the daemon has descriptors to spare.
+    let mut held: Vec<UnixStream> = Vec::new();
+    for _ in 0..120 {
+        let mut s = connect(&env);
+        send(
+            &mut s,
+            &json!({"type": "hello", "version": 1, "client": "fd-hog"}),
+        );
+        held.push(s);
+    }
+    // pilotctl still gets in, every time.
+    for _ in 0..3 {
+        let info = env.ctl_json(&["info"]);
+        assert_eq!(info.code, 0, "{info:?}");
+    }
+    let stop = env.ctl_json(&["daemon", "stop"]);
+    assert_eq!(stop.code, 0, "{stop:?}");
+    assert!(pilot_tests::env::wait_gone(pid as i32, WAIT));
+    drop(held);
 }

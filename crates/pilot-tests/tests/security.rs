@@ -177,3 +177,58 @@ fn every_file_in_the_home_is_owner_only_whatever_the_umask() {
     }
     env.stop();
 }
+
+#[test]
+fn pilotctl_refuses_a_socket_served_by_another_user() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run a fake daemon as another user (nobody)");
+        return;
+    }
+    let env = Env::new();
+    let dir = tempfile::Builder::new()
+        .prefix("pilot-fake-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("pilot.sock");
+    let got = dir.path().join("received");
+    // A fake daemon run by `nobody`: it accepts and records whatever a client sends.
+    let script = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(4)
+c, _ = s.accept(); c.settimeout(2)
+data = b""
+try:
+    while True:
+        chunk = c.recv(65536)
+        if not chunk: break
+        data += chunk
+except Exception:
+    pass
+open(sys.argv[2], "wb").write(data)
+"#;
+    let mut fake = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            socket.to_str().unwrap(),
+            got.to_str().unwrap(),
+        ])
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(WAIT, || socket.exists()));
+    let run = env.ctl_json(&["--socket", socket.to_str().unwrap(), "info"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.error_code(), "untrusted_daemon", "{run:?}");
+    assert!(run.stderr.contains("uid 65534"), "{run:?}");
+    let _ = fake.wait();
+    let sent = std::fs::read(&got).unwrap_or_default();
+    assert!(
+        sent.is_empty(),
+        "pilotctl sent {} bytes to a fake daemon",
+        sent.len()
+    );
+}
