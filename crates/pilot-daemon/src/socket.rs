@@ -21,6 +21,8 @@ pub enum SocketError {
     InUse { path: PathBuf },
     #[error("{path} exists and is not a socket; remove it or choose another --socket")]
     NotASocket { path: PathBuf },
+    #[error("{path} is a symbolic link; refusing to follow it (remove it)")]
+    Symlink { path: PathBuf },
     #[error("cannot listen on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -37,15 +39,28 @@ fn lock(path: &Path) -> Result<SocketLock, SocketError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = PathBuf::from(name);
+    // Never through a symbolic link: one planted there would make us create or lock a file
+    // wherever it points.
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&lock_path)
-        .map_err(|source| SocketError::Io {
-            path: lock_path.clone(),
-            source,
+        .map_err(|source| {
+            let is_link = std::fs::symlink_metadata(&lock_path)
+                .is_ok_and(|m| m.file_type().is_symlink());
+            if is_link {
+                SocketError::Symlink {
+                    path: lock_path.clone(),
+                }
+            } else {
+                SocketError::Io {
+                    path: lock_path.clone(),
+                    source,
+                }
+            }
         })?;
     match file.try_lock() {
         Ok(()) => Ok(SocketLock { _file: file }),

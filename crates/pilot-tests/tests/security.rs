@@ -232,3 +232,19 @@ open(sys.argv[2], "wb").write(data)
         sent.len()
     );
 }
+
+#[test]
+fn a_symlink_planted_at_the_socket_lock_is_refused_and_never_followed() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.pilot_home).unwrap();
+    let outside = env.tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.join("created-by-pilot");
+    let lock = env.pilot_home.join("pilot.sock.lock");
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let run = env.ctl_json(&["daemon", "start"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("symbolic link"), "{run:?}");
+    assert!(!target.exists(), "the daemon created a file outside the home");
+    assert!(!env.socket_path().exists());
+}
