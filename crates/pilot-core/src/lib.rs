@@ -23,6 +23,7 @@ pub mod pattern;
 pub mod secrets;
 pub mod severity;
 pub mod size;
+pub mod small_file;
 pub mod webhook_settings;
 pub mod webhook_url;
 

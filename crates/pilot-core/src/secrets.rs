@@ -60,6 +60,8 @@ struct File {
 pub struct SecretStore {
     path: PathBuf,
     secrets: Vec<Secret>,
+    /// The mode the file had when `load` found it readable by others and made it owner-only.
+    tightened_from: Option<u32>,
 }
 
 /// A new random secret: `whsec_` + base64 of 32 random bytes.
@@ -95,19 +97,44 @@ pub fn signing_key(secret: &str) -> Vec<u8> {
     }
 }
 
+/// The most the secret store file may hold.
+const MAX_STORE_BYTES: u64 = 1024 * 1024;
+
 impl SecretStore {
-    /// Reads the file; a missing file is an empty store.
+    /// Reads the file; a missing file is an empty store. A file that is not a regular file, or
+    /// larger than 1 MiB, is refused; one readable by others is made owner-only (0600) first
+    /// ([`SecretStore::tightened_from`] tells).
     pub fn load(path: impl Into<PathBuf>) -> Result<SecretStore, SecretError> {
         let path = path.into();
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let mut tightened_from = None;
+        let text = match crate::small_file::read(&path, MAX_STORE_BYTES) {
+            Ok(file) => {
+                if file.is_shared() {
+                    // Ours, and meant to be owner-only: tightened, and the caller is told.
+                    file.make_private().map_err(|source| SecretError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    tightened_from = Some(file.mode);
+                }
+                file.bytes
+            }
+            Err(e) if e.is_not_found() => {
                 return Ok(SecretStore {
                     path,
                     secrets: Vec::new(),
+                    tightened_from: None,
                 })
             }
-            Err(source) => return Err(SecretError::Io { path, source }),
+            Err(crate::small_file::SmallFileError::Io { source, .. }) => {
+                return Err(SecretError::Io { path, source })
+            }
+            Err(e) => {
+                return Err(SecretError::Invalid {
+                    reason: e.to_string(),
+                    path,
+                })
+            }
         };
         let file: File = serde_json::from_slice(&text).map_err(|e| SecretError::Invalid {
             path: path.clone(),
@@ -116,7 +143,14 @@ impl SecretStore {
         Ok(SecretStore {
             path,
             secrets: file.secrets,
+            tightened_from,
         })
+    }
+
+    /// The mode the file had when `load` found it readable by others and made it owner-only
+    /// (for a warning); `None` when it was owner-only already.
+    pub fn tightened_from(&self) -> Option<u32> {
+        self.tightened_from
     }
 
     pub fn path(&self) -> &Path {

@@ -27,6 +27,7 @@ pub struct SecretKeeper {
 impl SecretKeeper {
     /// Applies `store` to `plugin` at once.
     pub fn new(name: &str, store: SecretStore, plugin: Arc<WebhookPlugin>) -> Arc<SecretKeeper> {
+        warn_if_tightened(name, &store);
         let keeper = Arc::new(SecretKeeper {
             name: name.to_string(),
             path: store.path().to_path_buf(),
@@ -62,6 +63,7 @@ impl SecretKeeper {
 
     /// Applies a store read with [`SecretKeeper::read_file`].
     pub fn install(&self, store: SecretStore) -> ReloadSecretsReply {
+        warn_if_tightened(&self.name, &store);
         *self.lock() = store;
         let reply = self.apply();
         self.changed.notify_one();
@@ -128,6 +130,18 @@ impl SecretKeeper {
                 }
             }
         }
+    }
+}
+
+/// Says so when the secret file was readable by others (it has been made owner-only).
+fn warn_if_tightened(name: &str, store: &SecretStore) {
+    if let Some(mode) = store.tightened_from() {
+        tracing::warn!(
+            webhook = %name,
+            file = %store.path().display(),
+            mode = format!("{mode:o}"),
+            "the secret file was readable by others; it is now owner-only (0600)"
+        );
     }
 }
 

@@ -49,8 +49,8 @@ fn lock(path: &Path) -> Result<SocketLock, SocketError> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&lock_path)
         .map_err(|source| {
-            let is_link = std::fs::symlink_metadata(&lock_path)
-                .is_ok_and(|m| m.file_type().is_symlink());
+            let is_link =
+                std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink());
             if is_link {
                 SocketError::Symlink {
                     path: lock_path.clone(),

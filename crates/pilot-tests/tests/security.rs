@@ -245,6 +245,97 @@ fn a_symlink_planted_at_the_socket_lock_is_refused_and_never_followed() {
     let run = env.ctl_json(&["daemon", "start"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("symbolic link"), "{run:?}");
-    assert!(!target.exists(), "the daemon created a file outside the home");
+    assert!(
+        !target.exists(),
+        "the daemon created a file outside the home"
+    );
     assert!(!env.socket_path().exists());
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_directory_or_huge_file_named_as_auth_or_secret_file_is_refused_without_blocking() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    let fifo = env.tmp.path().join("token.fifo");
+    mkfifo(&fifo);
+    let big = env.tmp.path().join("big");
+    std::fs::write(&big, vec![b'x'; 200_000]).unwrap();
+    let dir = env.tmp.path().to_str().unwrap().to_string();
+    let before = env.read_config();
+    for (flag, path, want) in [
+        ("--bearer-token-file", fifo.to_str().unwrap(), "is a FIFO"),
+        ("--basic-auth-file", dir.as_str(), "is a directory"),
+        ("--secret-file", fifo.to_str().unwrap(), "is a FIFO"),
+        ("--bearer-token-file", big.to_str().unwrap(), "larger than"),
+        ("--bearer-token-file", "/dev/zero", "is a device"),
+    ] {
+        let started = std::time::Instant::now();
+        let run = env.ctl_json(&["set-webhook", &rx.url(), flag, path]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{flag} {path} blocked"
+        );
+        assert_eq!(
+            run.error_code(),
+            "invalid_argument",
+            "{flag} {path}: {run:?}"
+        );
+        assert!(run.stderr.contains(want), "{flag} {path}: {run:?}");
+        assert_eq!(env.read_config(), before, "{flag} {path} wrote config.json");
+    }
+    // A config written by hand that names a FIFO stops the start at once, naming the file.
+    env.write_config(&format!(
+        r#"{{"webhook": "{}", "webhook_settings": {{"bearer_token_file": "{}"}}}}"#,
+        rx.url(),
+        fifo.display()
+    ));
+    let started = std::time::Instant::now();
+    let run = env.ctl_json(&["daemon", "start"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("FIFO"), "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_secret_file_readable_by_others_is_made_owner_only_with_a_warning() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    env.ctl_json(&["set-webhook", &rx.url(), "--generate-secret"])
+        .data();
+    std::fs::set_permissions(env.secret_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.start(&[]);
+    let mode = std::fs::metadata(env.secret_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        wait_until(WAIT, || env
+            .log()
+            .contains("secret file was readable by others")),
+        "{}",
+        env.log()
+    );
+    // A --secret-file others can read is used, with a warning.
+    let shared = env.tmp.path().join("shared-secret");
+    std::fs::write(&shared, "whsec_c2hhcmVkIHNlY3JldCBmb3IgYSB0ZXN0IQ==\n").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = env.ctl_json(&[
+        "set-webhook",
+        &rx.url(),
+        "--secret-file",
+        shared.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("readable by others"), "{run:?}");
 }

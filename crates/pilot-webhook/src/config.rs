@@ -7,7 +7,6 @@
 //! files are read once, here; their content and every extra header value are marked sensitive
 //! and never logged or shown (errors name the file, never what is in it).
 
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -233,21 +232,32 @@ fn content_error(path: &Path, reason: &str) -> WebhookError {
     }
 }
 
-/// An auth file's content, trimmed; an error if unreadable, too large, not UTF-8 or empty.
+/// An auth file's content, trimmed; an error if unreadable, not a regular file (a FIFO, a
+/// directory, a device: refused without blocking), too large, not UTF-8 or empty. A file
+/// others may read is used, with a warning.
 fn read_auth_file(path: &Path) -> Result<String, WebhookError> {
-    let io_err = |source| WebhookError::AuthFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_AUTH_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_AUTH_FILE {
-        return Err(content_error(path, "is larger than 64 KiB"));
+    use pilot_core::small_file::{self, SmallFileError};
+    let file = small_file::read(path, MAX_AUTH_FILE).map_err(|e| match e {
+        SmallFileError::Io { source, .. } => WebhookError::AuthFile {
+            path: path.to_path_buf(),
+            source,
+        },
+        SmallFileError::TooLarge { .. } => content_error(path, "is larger than 64 KiB"),
+        SmallFileError::NotRegular { kind, .. } => {
+            content_error(path, &format!("is {kind}, not a regular file"))
+        }
+        SmallFileError::NotUtf8 { .. } => content_error(path, "is not UTF-8 text"),
+    })?;
+    if file.is_shared() {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", file.mode),
+            "a webhook auth file is readable by others; make it owner-only (chmod 600)"
+        );
     }
-    let text = String::from_utf8(bytes).map_err(|_| content_error(path, "is not UTF-8 text"))?;
+    let text = file
+        .text(path)
+        .map_err(|_| content_error(path, "is not UTF-8 text"))?;
     let text = text.trim();
     if text.is_empty() {
         return Err(content_error(path, "is empty"));

@@ -67,28 +67,20 @@ pub fn warn_insecure(settings: &WebhookSettings) {
     }
 }
 
-/// Reads a small text file the user named with `flag` (at most 64 KiB).
+/// Reads a small text file the user named with `flag` (at most 64 KiB; a FIFO, a directory
+/// or a device is refused without blocking). A file others may read gets a warning.
 pub fn read_small(path: &Path, flag: &str) -> Result<String, CliError> {
-    const MAX: u64 = 64 * 1024;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| CliError::invalid_argument(format!("{flag} {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(CliError::invalid_argument(format!(
-            "{flag} {}: not a regular file",
-            path.display()
-        )));
+    use pilot_core::small_file::{self, MAX_SMALL_FILE};
+    let invalid = |e: &dyn std::fmt::Display| CliError::invalid_argument(format!("{flag} {e}"));
+    let file = small_file::read(path, MAX_SMALL_FILE).map_err(|e| invalid(&e))?;
+    if file.is_shared() {
+        crate::output::warn(&format!(
+            "{flag} {}: readable by others (mode {:o}); make it owner-only with chmod 600",
+            path.display(),
+            file.mode
+        ));
     }
-    if meta.len() > MAX {
-        return Err(CliError::invalid_argument(format!(
-            "{flag} {}: larger than {MAX} bytes",
-            path.display()
-        )));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| CliError::invalid_argument(format!("{flag} {}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|_| {
-        CliError::invalid_argument(format!("{flag} {}: not UTF-8 text", path.display()))
-    })
+    file.text(path).map_err(|e| invalid(&e))
 }
 
 #[cfg(test)]
