@@ -54,16 +54,18 @@ mod log;
 mod options;
 mod plugin;
 pub mod retry;
+mod shared;
 pub mod sign;
 mod spool;
 mod stats;
+mod store;
 mod tls;
 mod worker;
 
 pub use attempt::AttemptOutcome;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
-pub use durable::{open_existing_spool, open_spool, spool_limits, DEFAULT_MAX_BACKOFF};
+pub use durable::DEFAULT_MAX_BACKOFF;
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
 pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
@@ -77,6 +79,7 @@ pub use spool::{
     SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
 pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
+pub use store::{open_existing_spool, open_spool, spool_limits};
 
 /// The integration tests' HTTP receiver, shared with the unit tests.
 #[cfg(test)]

@@ -35,7 +35,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -46,10 +46,11 @@ use tracing::{debug, warn};
 
 use crate::attempt;
 use crate::batch::{Delivery, Item};
-use crate::circuit::{Circuit, Decision, Transition};
+use crate::circuit::{lock, Decision, SharedCircuit, Transition};
 use crate::config::Config;
-use crate::plugin::Shared;
-use crate::retry::{jitter, Backoff};
+use crate::health::{publish_disabled, Disabled};
+use crate::retry::{deadline_after, jitter, Backoff};
+use crate::shared::Shared;
 use crate::stats::{add, bump, sub as sub_counter};
 
 /// A wait longer than any test or daemon lives (the batch timer while no batch is filling).
@@ -106,48 +107,6 @@ impl Inbox {
     fn drain(&mut self) -> impl Iterator<Item = Arc<Event>> + '_ {
         let start = std::mem::take(&mut self.next);
         self.events.drain(..).skip(start)
-    }
-}
-
-/// The circuit breaker of one worker, readable by the plugin for stats.
-pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
-
-/// Locks a circuit; a poisoned lock still holds a valid state machine (its updates are single
-/// assignments), so it is used as is.
-pub(crate) fn lock(circuit: &SharedCircuit) -> MutexGuard<'_, Circuit> {
-    circuit.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `now + d`, or a far future when that does not fit an `Instant` (absurd settings never panic).
-pub(crate) fn deadline_after(d: std::time::Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(30 * 365 * 24 * 3600)))
-        .unwrap_or(now)
-}
-
-/// Why and when a worker's webhook was disabled (410 Gone, `disable_after`), readable by the
-/// plugin.
-#[derive(Debug, Default)]
-pub(crate) struct Disabled(Mutex<Option<(String, jiff::Timestamp)>>);
-
-impl Disabled {
-    fn slot(&self) -> MutexGuard<'_, Option<(String, jiff::Timestamp)>> {
-        // A single assignment is the only update: a poisoned lock still holds a valid value.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn set(&self, reason: String, at: jiff::Timestamp) {
-        *self.slot() = Some((reason, at));
-    }
-
-    /// The reason and time, if disabled.
-    pub(crate) fn get(&self) -> Option<(String, jiff::Timestamp)> {
-        self.slot().clone()
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.slot().is_some()
     }
 }
 
@@ -563,16 +522,4 @@ async fn poll_slot<F: Future>(mut slot: Pin<&mut Option<F>>) -> F::Output {
         None => Poll::Pending,
     })
     .await
-}
-
-/// Publishes `webhook.disabled` {name, url, reason} (the caller has detached from the bus
-/// first, so the announcement never goes to the endpoint that is disabled; the others get it).
-pub(crate) fn publish_disabled(bus: &pilot_core::Bus, name: &str, shown: &str, reason: String) {
-    let data = serde_json::json!({ "name": name, "url": shown, "reason": reason });
-    match pilot_core::event::data_from_value(&data) {
-        Ok(data) => {
-            bus.publish("webhook.disabled", Some(data));
-        }
-        Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
-    }
 }
