@@ -1,4 +1,7 @@
 //! Durable delivery (`settings.durable`): at-least-once, in order, through the on-disk spool.
+//! This worker is the source (spool read-ahead, filters, batches) and the settler (removal of
+//! settled records in group commits); each delivery's attempts, retries, circuit and 410 are
+//! the [`Sender`]'s, under its unbounded policy, calling this worker back between attempts.
 //!
 //! # The path of one event
 //! 1. The webhook's bus subscription is a durable one ([`pilot_core::Bus::subscribe_durable`]):
@@ -22,7 +25,7 @@
 //!    duplicates. A retryable failure (timeout, connection error, 408, 429, 5xx) keeps the
 //!    records: the attempt count is persisted and the next attempt follows jittered
 //!    exponential backoff from `backoff`, capped at `settings.max_backoff` (default
-//!    [`DEFAULT_MAX_BACKOFF`]), honouring `Retry-After` (up to
+//!    [`crate::DEFAULT_MAX_BACKOFF`]), honouring `Retry-After` (up to
 //!    [`crate::retry::MAX_RETRY_AFTER`]), with no limit on attempts: until a 2xx or until the
 //!    record expires.
 //! 4. A record older than `discard_after` is dropped and counted as expired (checked before
@@ -67,6 +70,7 @@
 //! (cancellation only interrupts requests and waits), so the counters stay exact.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,19 +81,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::attempt;
 use crate::batch::{batch_body, Delivery, Item};
-use crate::circuit::{lock, Decision, SharedCircuit, Transition};
 use crate::config::Config;
 use crate::health::{publish_disabled, Disabled};
-use crate::retry::{deadline_after, jitter, Backoff};
+use crate::retry::deadline_after;
+use crate::sender::{Hooks, Outcome, Policy, Sender, Wait};
 use crate::shared::Shared;
 use crate::spool::{SpoolError, SpoolRecord};
 use crate::stats::{add, sub, Counters};
 use crate::store::{blocking, SpoolLog, Store};
-
-/// The longest wait between two attempts of a spooled event when `max_backoff` is not set.
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
+use crate::transport::Http;
 
 /// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
 /// delivers from memory and reads the spool once per this many records, not once per
@@ -173,15 +174,6 @@ enum Done {
     Stop,
     /// 410 Gone, with the error text.
     Gone(String),
-}
-
-/// How a wait ended.
-#[derive(PartialEq, Eq)]
-enum Pause {
-    Elapsed,
-    /// Expiry removed records meanwhile (the head may have changed).
-    Expired,
-    Aborted,
 }
 
 /// Records whose fate is known (delivered, failed, filtered) and whose removal from the spool
@@ -319,7 +311,8 @@ pub(crate) struct DurableWorker {
     pub(crate) config: Arc<Config>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Arc<Store>,
-    pub(crate) circuit: SharedCircuit,
+    /// Sends each delivery (retries, circuit, 410), calling this worker back between attempts.
+    pub(crate) sender: Arc<Sender<Http>>,
     pub(crate) disabled: Arc<Disabled>,
     /// Cancelled to stop now: a request in flight is abandoned, its records stay.
     pub(crate) abort: CancellationToken,
@@ -402,7 +395,7 @@ impl DurableWorker {
                 Next::Stop => break None,
                 Next::Idle => {
                     if !self.settler.flush().await {
-                        if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                        if self.pause_until(deadline_after(ERROR_PAUSE)).await == Wait::Stopped {
                             break None;
                         }
                         continue;
@@ -472,24 +465,24 @@ impl DurableWorker {
     }
 
     /// Waits until `at` (settled records committed first), running expiry meanwhile.
-    async fn pause_until(&mut self, at: Instant) -> Pause {
+    async fn pause_until(&mut self, at: Instant) -> Wait {
         self.settler.flush().await;
         loop {
             let now = Instant::now();
             if now >= at {
-                return Pause::Elapsed;
+                return Wait::Elapsed;
             }
             let tick = now
                 .checked_add(self.expire_every())
                 .map_or(at, |t| t.min(at));
             tokio::select! {
                 biased;
-                () = self.stop.cancelled() => return Pause::Aborted,
+                () = self.stop.cancelled() => return Wait::Stopped,
                 () = tokio::time::sleep_until(tick) => {}
             }
             self.settler.pump().await;
             if tick < at && self.expire().await > 0 {
-                return Pause::Expired;
+                return Wait::Expired;
             }
         }
     }
@@ -543,7 +536,7 @@ impl DurableWorker {
         let mut fill_until: Option<Instant> = None;
         loop {
             if !self.read_ahead(max).await {
-                if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                if self.pause_until(deadline_after(ERROR_PAUSE)).await == Wait::Stopped {
                     return Next::Stop;
                 }
                 continue;
@@ -627,12 +620,22 @@ impl DurableWorker {
     async fn deliver(&mut self, spooled: Vec<Spooled>, filtered: Vec<u64>) -> Done {
         let ids: Vec<u64> = spooled.iter().map(|s| s.item.event_id).collect();
         let n = ids.len() as u64;
-        let mut attempts = spooled.iter().map(|s| s.attempts).max().unwrap_or(0);
+        let attempts = spooled.iter().map(|s| s.attempts).max().unwrap_or(0);
         let Some(delivery) = delivery_of(spooled, self.config.batch.is_some()) else {
             return Done::Next;
         };
         add(&self.shared.counters.durable_in_flight, n);
-        let outcome = self.attempts(&delivery, &ids, &mut attempts).await;
+        let sender = self.sender.clone();
+        let outcome = match sender
+            .deliver(&delivery, Policy::Unbounded { attempts }, self)
+            .await
+        {
+            Outcome::Delivered => Ok(true),
+            Outcome::Failed => Ok(false),
+            Outcome::Gone(reason) => Err(Done::Gone(reason)),
+            Outcome::Held => Err(Done::Next),
+            Outcome::Stopped => Err(Done::Stop),
+        };
         let settled = match outcome {
             Ok(delivered) => {
                 let last = ids.iter().chain(&filtered).copied().max();
@@ -661,143 +664,6 @@ impl DurableWorker {
         Done::Next
     }
 
-    /// The attempts of one delivery: `Ok(true)` delivered, `Ok(false)` failed for good,
-    /// `Err` when it ends otherwise (the records stay).
-    async fn attempts(
-        &mut self,
-        delivery: &Delivery,
-        ids: &[u64],
-        attempts: &mut u32,
-    ) -> Result<bool, Done> {
-        let shown = self.config.shown.clone();
-        let id = &delivery.webhook_id;
-        let options = &self.shared.options;
-        let backoff = Backoff {
-            base: options.backoff,
-            max: Some(
-                self.config
-                    .settings
-                    .max_backoff
-                    .unwrap_or(DEFAULT_MAX_BACKOFF),
-            ),
-        };
-        let round = options.max_attempts.max(1);
-        loop {
-            // The backoff of the last attempt, and an open circuit: wait, skip nothing.
-            let open_until = lock(&self.circuit).open_until();
-            let wait = match (self.retry_at, open_until) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(at) = wait {
-                match self.pause_until(at).await {
-                    Pause::Elapsed => {}
-                    Pause::Expired => return Err(Done::Next),
-                    Pause::Aborted => return Err(Done::Stop),
-                }
-            }
-            self.retry_at = None;
-            if self.shared.health.is_paused() {
-                // The records stay; the loop waits for the resume.
-                return Err(Done::Next);
-            }
-            let decision = lock(&self.circuit).before_event(Instant::now());
-            match decision {
-                Decision::Skip => continue,
-                Decision::Probe => {
-                    debug!(webhook_id = %id, url = %shown, "webhook circuit half open; probing with the oldest spooled event");
-                }
-                Decision::Deliver => {}
-            }
-            let attempt = attempts.saturating_add(1);
-            if attempt > 1 {
-                add(&self.shared.counters.retries, 1);
-            }
-            debug!(webhook_id = %id, events = delivery.len(), attempt, url = %shown, "webhook POST (durable)");
-            self.settler.pump().await;
-            if self.stop.is_cancelled() {
-                return Err(Done::Stop);
-            }
-            let result = tokio::select! {
-                biased;
-                () = self.abort.cancelled() => return Err(Done::Stop),
-                sent = attempt::send_counted(&self.shared, &self.config, delivery, attempt) => sent.result,
-            };
-            let e = match result {
-                Ok(status) => {
-                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
-                    self.shared.health.succeeded();
-                    if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %shown, "webhook probe delivered; circuit closed, the spooled backlog drains in order");
-                    }
-                    return Ok(true);
-                }
-                Err(e) => e,
-            };
-            self.shared.counters.set_last_error(e.to_string());
-            if e.is_gone() {
-                return Err(Done::Gone(e.to_string()));
-            }
-            let limit = self.config.settings.disable_after;
-            if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
-                return Err(Done::Gone(reason));
-            }
-            let probe = decision == Decision::Probe;
-            if !e.is_retryable() {
-                warn!(
-                    event_id = ids.first().copied().unwrap_or(0),
-                    events = ids.len(),
-                    webhook_id = %id,
-                    attempt,
-                    error = %e,
-                    "webhook delivery failed and is not retried; removed from the spool"
-                );
-                self.circuit_failure(probe);
-                return Ok(false);
-            }
-            *attempts = attempt;
-            let log = self.store.log.clone();
-            let owned = ids.to_vec();
-            if let Err(e) = blocking(move || log.set_attempts(&owned, attempt)).await {
-                warn!(error = %e, "webhook spool could not store the attempt count");
-            }
-            let end_of_round = attempt.is_multiple_of(round);
-            if end_of_round {
-                warn!(
-                    event_id = ids.first().copied().unwrap_or(0),
-                    webhook_id = %id,
-                    attempts = attempt,
-                    error = %e,
-                    "webhook delivery still failing; the event stays in the spool and is retried"
-                );
-            } else {
-                debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
-            }
-            if probe || end_of_round {
-                self.circuit_failure(probe);
-            }
-            let delay = backoff.delay(attempt, e.retry_after(), jitter());
-            debug!(webhook_id = %id, waiting = ?delay, "webhook retries later");
-            self.retry_at = Some(deadline_after(delay));
-        }
-    }
-
-    fn circuit_failure(&self, probe: bool) {
-        let transition = lock(&self.circuit).on_failure(Instant::now());
-        if let Transition::Opened { .. } = transition {
-            let cooldown = pilot_core::duration::format(self.shared.options.circuit_cooldown);
-            if probe {
-                warn!(url = %self.config.shown, %cooldown, "webhook probe failed; circuit open again");
-            } else {
-                warn!(
-                    url = %self.config.shown,
-                    %cooldown,
-                    "webhook circuit open: events wait in the spool until the cooldown ends"
-                );
-            }
-        }
-    }
-
     /// 410 Gone: stop taking events from the bus, keep the spool, say so.
     async fn disable(&self, reason: String) {
         let shown = &self.config.shown;
@@ -815,6 +681,35 @@ impl DurableWorker {
         self.disabled.set(reason.clone(), jiff::Timestamp::now());
         self.store.log.flush_async().await;
         publish_disabled(&self.shared.bus, name, shown, reason);
+    }
+}
+
+/// The durable worker between the attempts of a delivery: it commits settled records and runs
+/// expiry while it waits, persists attempt counts, and abandons a request on an abort.
+impl Hooks for DurableWorker {
+    async fn wait_until(&mut self, at: Instant) -> Wait {
+        self.pause_until(at).await
+    }
+
+    async fn before_send(&mut self) -> bool {
+        self.settler.pump().await;
+        !self.stop.is_cancelled()
+    }
+
+    fn abandoned(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.abort.cancelled()
+    }
+
+    async fn retried(&mut self, delivery: &Delivery, attempt: u32) {
+        let log = self.store.log.clone();
+        let ids: Vec<u64> = delivery.items.iter().map(|i| i.event_id).collect();
+        if let Err(e) = blocking(move || log.set_attempts(&ids, attempt)).await {
+            warn!(error = %e, "webhook spool could not store the attempt count");
+        }
+    }
+
+    fn retry_at(&mut self) -> &mut Option<Instant> {
+        &mut self.retry_at
     }
 }
 

@@ -54,18 +54,19 @@ mod log;
 mod options;
 mod plugin;
 pub mod retry;
+mod sender;
 mod shared;
 pub mod sign;
 mod spool;
 mod stats;
 mod store;
 mod tls;
+mod transport;
 mod worker;
 
 pub use attempt::AttemptOutcome;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
-pub use durable::DEFAULT_MAX_BACKOFF;
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
 pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
@@ -74,6 +75,7 @@ pub use pilot_core::webhook_url::{
 };
 pub use pilot_core::WebhookSettings;
 pub use plugin::{WebhookPlugin, BUS_LABEL};
+pub use sender::DEFAULT_MAX_BACKOFF;
 pub use spool::{
     durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
     SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,

@@ -34,11 +34,13 @@ use crate::health::{Disabled, Health};
 use crate::log::{DeliveryLog, DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 use crate::options::WebhookOptions;
 use crate::retry::deadline_after;
+use crate::sender::Sender;
 use crate::shared::Shared;
 use crate::sign::Secrets;
 use crate::spool::{run_spooler_counted, Spool};
 use crate::stats::Stats;
 use crate::store::{self, Store};
+use crate::transport::Http;
 use crate::worker::{Handover, Worker};
 
 /// The label of the webhook's subscription on the bus.
@@ -340,11 +342,18 @@ impl WebhookPlugin {
             task.handle
         });
         let settler = Settler::new(&store, self.shared.counters.clone());
+        let transport = Http::new(self.shared.clone(), config.clone());
+        let sender = Sender::new(
+            transport,
+            self.shared.clone(),
+            config.clone(),
+            circuit.clone(),
+        );
         let worker = DurableWorker {
             config: config.clone(),
             shared: self.shared.clone(),
             store,
-            circuit: circuit.clone(),
+            sender: Arc::new(sender),
             disabled: disabled.clone(),
             abort: abort.clone(),
             stop: stop.clone(),

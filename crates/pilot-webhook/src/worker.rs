@@ -1,8 +1,9 @@
 //! The per-configuration delivery loop (memory mode): takes events from one bus subscription,
-//! skips (and counts) what the filter leaves out, gathers batches when batching is on, and
-//! POSTs them with retries, backoff with jitter, `Retry-After` and the circuit breaker,
-//! counting every outcome. A 410 Gone disables the webhook: the worker detaches from the bus,
-//! drops (and counts) what is queued, publishes `webhook.disabled` and stops.
+//! skips (and counts) what the filter leaves out, gathers batches when batching is on, asks
+//! the circuit breaker, and hands each unit to the [`Sender`] (bounded attempts: retries,
+//! backoff with jitter, `Retry-After`), counting every outcome. A 410 Gone disables the
+//! webhook: the worker detaches from the bus, drops (and counts) what is queued, publishes
+//! `webhook.disabled` and stops.
 //!
 //! # Concurrency
 //! A *unit* is one request's worth of events: one event, or one batch when `batch_max` is set.
@@ -44,14 +45,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::attempt;
 use crate::batch::{Delivery, Item};
-use crate::circuit::{lock, Decision, SharedCircuit, Transition};
+use crate::circuit::{lock, Decision, SharedCircuit};
 use crate::config::Config;
 use crate::health::{publish_disabled, Disabled};
-use crate::retry::{deadline_after, jitter, Backoff};
+use crate::retry::deadline_after;
+use crate::sender::{Outcome, Policy, Sender, Sleep};
 use crate::shared::Shared;
 use crate::stats::{add, bump, sub as sub_counter};
+use crate::transport::Http;
 
 /// A wait longer than any test or daemon lives (the batch timer while no batch is filling).
 const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
@@ -137,15 +139,6 @@ impl Handover {
     }
 }
 
-/// What became of one unit whose request(s) went out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Delivered,
-    Failed,
-    /// 410 Gone, with the error text.
-    Gone(String),
-}
-
 /// A completed unit.
 #[derive(Debug)]
 struct Done {
@@ -185,6 +178,7 @@ struct Ctx {
     shared: Arc<Shared>,
     circuit: SharedCircuit,
     handover: Arc<Handover>,
+    sender: Sender<Http>,
 }
 
 impl Worker {
@@ -199,7 +193,9 @@ impl Worker {
             abort,
             handover,
         } = self;
+        let transport = Http::new(shared.clone(), config.clone());
         let ctx = Ctx {
+            sender: Sender::new(transport, shared.clone(), config.clone(), circuit.clone()),
             config,
             shared,
             circuit,
@@ -349,9 +345,11 @@ impl Ctx {
         *running_events = running_events.saturating_sub(done.events);
         *probing &= !done.probe;
         let counters = &self.shared.counters;
+        // A bounded delivery always ends with a verdict (`Held` and `Stopped` are durable
+        // mode's); a unit is cancelled by dropping it.
         let counter = match &done.outcome {
             Outcome::Delivered => &counters.delivered,
-            Outcome::Failed | Outcome::Gone(_) => &counters.failed,
+            _ => &counters.failed,
         };
         {
             let _moving = counters.moving();
@@ -422,86 +420,16 @@ impl Ctx {
     /// One unit: up to `max_attempts` attempts, then its outcome for the circuit.
     async fn unit(&self, delivery: Delivery, decision: Decision) -> Done {
         let probe = decision == Decision::Probe;
-        let outcome = self.attempts(&delivery, probe).await;
+        let policy = Policy::Bounded { probe };
+        let outcome = self
+            .sender
+            .deliver(&delivery, policy, &mut Sleep::default())
+            .await;
         Done {
             outcome,
             events: delivery.len() as u64,
             probe,
         }
-    }
-
-    /// The attempts of one unit.
-    async fn attempts(&self, delivery: &Delivery, probe: bool) -> Outcome {
-        let shown = &self.config.shown;
-        let id = &delivery.webhook_id;
-        let options = &self.shared.options;
-        let backoff = Backoff {
-            base: options.backoff,
-            max: self.config.settings.max_backoff,
-        };
-        let max = options.max_attempts.max(1);
-        let mut attempt = 1;
-        let failure = loop {
-            debug!(webhook_id = %id, events = delivery.len(), attempt, max, url = %shown, "webhook POST");
-            let result = attempt::send_counted(&self.shared, &self.config, delivery, attempt)
-                .await
-                .result;
-            match result {
-                Ok(status) => {
-                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
-                    self.shared.health.succeeded();
-                    if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %shown, "webhook delivered; circuit closed");
-                    }
-                    return Outcome::Delivered;
-                }
-                Err(e) => {
-                    debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
-                    self.shared.counters.set_last_error(e.to_string());
-                    if e.is_gone() {
-                        return Outcome::Gone(e.to_string());
-                    }
-                    let limit = self.config.settings.disable_after;
-                    if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
-                        return Outcome::Gone(reason);
-                    }
-                    if !e.is_retryable() || attempt >= max {
-                        break e;
-                    }
-                    let delay = backoff.delay(attempt, e.retry_after(), jitter());
-                    if let Some(asked) = e.retry_after() {
-                        debug!(webhook_id = %id, asked = ?asked, waiting = ?delay, "webhook honours Retry-After");
-                    }
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    bump(&self.shared.counters.retries);
-                }
-            }
-        };
-        let first = delivery.items.first().map_or(0, |i| i.event_id);
-        warn!(
-            event_id = first,
-            events = delivery.len(),
-            webhook_id = %id,
-            attempts = attempt,
-            error = %failure,
-            "webhook delivery failed"
-        );
-        let transition = lock(&self.circuit).on_unit_failure(Instant::now(), probe);
-        if let Transition::Opened { .. } = transition {
-            let cooldown = pilot_core::duration::format(options.circuit_cooldown);
-            if probe {
-                warn!(url = %shown, %cooldown, "webhook probe failed; circuit open again");
-            } else {
-                warn!(
-                    url = %shown,
-                    %cooldown,
-                    failed_events = options.circuit_threshold,
-                    "webhook circuit open: events are skipped until the cooldown ends"
-                );
-            }
-        }
-        Outcome::Failed
     }
 
     /// Marks the webhook disabled and says so on the bus (this worker is already detached, so
