@@ -23,7 +23,7 @@
 //! With one unit in flight at a time (the default, and durable mode) none of these cases can
 //! arise, and the breaker behaves exactly as described first.
 //!
-//! A worker and the plugin (for stats) share one breaker as a [`SharedCircuit`].
+//! A worker and the plugin (for stats) share one breaker as a `SharedCircuit`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! Durable delivery (`settings.durable`): at-least-once, in order, through the on-disk spool.
 //! This worker is the source (spool read-ahead, filters, batches) and the settler (removal of
 //! settled records in group commits); each delivery's attempts, retries, circuit and 410 are
-//! the [`Sender`]'s, under its unbounded policy, calling this worker back between attempts.
+//! the sender's (`crate::sender`, unbounded policy), which calls this worker back between
+//! attempts.
 //!
 //! # The path of one event
 //! 1. The webhook's bus subscription is a durable one ([`pilot_core::Bus::subscribe_durable`]):

@@ -9,7 +9,7 @@
 //!   receivers and tests can rely on the lower bound. `max_backoff`, when set, caps the result.
 //! * A 429 or 503 with `Retry-After` (delta-seconds or an HTTP date) waits that long, clamped to
 //!   [`MAX_RETRY_AFTER`] and never less than the backoff it replaces.
-//! * Waits end at deadlines ([`deadline_after`]) that never overflow.
+//! * Waits end at deadlines (`deadline_after`) that never overflow.
 
 use std::time::{Duration, SystemTime};
 
