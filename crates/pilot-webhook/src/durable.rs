@@ -88,10 +88,10 @@ use crate::health::{publish_disabled, Disabled};
 use crate::retry::deadline_after;
 use crate::sender::{Hooks, Outcome, Policy, Sender, Wait};
 use crate::shared::Shared;
-use crate::spool::{SpoolError, SpoolRecord};
 use crate::stats::{add, sub, Counters};
 use crate::store::{blocking, SpoolLog, Store};
 use crate::transport::Http;
+use pilot_spool::{SpoolError, SpoolRecord};
 
 /// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
 /// delivers from memory and reads the spool once per this many records, not once per

@@ -57,7 +57,7 @@ pub mod retry;
 mod sender;
 mod shared;
 pub mod sign;
-mod spool;
+mod spooler;
 mod stats;
 mod store;
 mod tls;
@@ -65,6 +65,7 @@ mod transport;
 mod worker;
 
 pub use attempt::AttemptOutcome;
+pub use batch::durable_webhook_id;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
@@ -74,12 +75,13 @@ pub use pilot_core::webhook_url::{
     check_hostname, check_ip, validate as validate_url, Url, UrlError,
 };
 pub use pilot_core::WebhookSettings;
+pub use pilot_spool::{
+    AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats, SpoolerReport,
+    SPOOLER_BATCH, SPOOL_FILE,
+};
 pub use plugin::{WebhookPlugin, BUS_LABEL};
 pub use sender::DEFAULT_MAX_BACKOFF;
-pub use spool::{
-    durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
-    SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
-};
+pub use spooler::run_spooler;
 pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
 pub use store::{open_existing_spool, open_spool, spool_limits};
 

@@ -37,11 +37,12 @@ use crate::retry::deadline_after;
 use crate::sender::Sender;
 use crate::shared::Shared;
 use crate::sign::Secrets;
-use crate::spool::{run_spooler_counted, Spool};
+use crate::spooler::run_spooler_counted;
 use crate::stats::Stats;
 use crate::store::{self, Store};
 use crate::transport::Http;
 use crate::worker::{Handover, Worker};
+use pilot_spool::Spool;
 
 /// The label of the webhook's subscription on the bus.
 pub const BUS_LABEL: &str = "webhook";

@@ -13,9 +13,9 @@ use crate::health::Health;
 use crate::log::{DeliveryLog, DeliveryLogSink};
 use crate::options::WebhookOptions;
 use crate::sign::Secrets;
-use crate::spool::Spool;
 use crate::stats::Counters;
 use crate::store::Store;
+use pilot_spool::Spool;
 
 /// What the plugin shares with its workers and tools.
 pub(crate) struct Shared {

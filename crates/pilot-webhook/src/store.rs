@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::error::WebhookError;
 use crate::log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
-use crate::spool::{Spool, SpoolError, SpoolLimits};
+use pilot_spool::{Spool, SpoolError, SpoolLimits};
 
 /// Opens the spool at `path`, creating it (mode 0600) when missing. The parent directory must
 /// exist. Errors name the file (locked by another process, corrupt, read-only...).
