@@ -720,10 +720,7 @@ async fn ten_thousand_events_take_one_commit_per_batch() {
     settle(r.bus.wait_durable(last)).await.unwrap();
     let used = r.spool.commits() - commits;
     println!("10000 events spooled in {used} commits");
-    assert_eq!(
-        used,
-        10_000u64.div_ceil(pilot_spool::SPOOLER_BATCH as u64)
-    );
+    assert_eq!(used, 10_000u64.div_ceil(pilot_spool::SPOOLER_BATCH as u64));
     assert_eq!(r.spool.stats().depth, 10_000);
     let back = all(&r.spool);
     assert_eq!(ids(&back), (1..=10_000).collect::<Vec<_>>());

@@ -6,7 +6,7 @@
 //!
 //! # The path of one event
 //! 1. The webhook's bus subscription is a durable one ([`pilot_core::Bus::subscribe_durable`]):
-//!    its buffer (`queue_size`) feeds the spooler ([`crate::run_spooler`]), which appends
+//!    its buffer (`queue_size`) feeds the spooler ([`pilot_spool::run_spooler`]), which appends
 //!    events in group commits and advances the bus's durability watermark, so the daemon's
 //!    `emit` (which waits with [`pilot_core::Bus::wait_durable`]) answers only once its event
 //!    is on disk. Each record carries its `webhook-id`, `msg_<node_id>_<event_id>`

@@ -57,7 +57,6 @@ pub mod retry;
 mod sender;
 mod shared;
 pub mod sign;
-mod spooler;
 mod stats;
 mod store;
 mod tls;
@@ -76,12 +75,11 @@ pub use pilot_core::webhook_url::{
 };
 pub use pilot_core::WebhookSettings;
 pub use pilot_spool::{
-    AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats, SpoolerReport,
-    SPOOLER_BATCH, SPOOL_FILE,
+    run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats,
+    SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
 pub use plugin::{WebhookPlugin, BUS_LABEL};
 pub use sender::DEFAULT_MAX_BACKOFF;
-pub use spooler::run_spooler;
 pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
 pub use store::{open_existing_spool, open_spool, spool_limits};
 

@@ -37,12 +37,11 @@ use crate::retry::deadline_after;
 use crate::sender::Sender;
 use crate::shared::Shared;
 use crate::sign::Secrets;
-use crate::spooler::run_spooler_counted;
 use crate::stats::Stats;
 use crate::store::{self, Store};
 use crate::transport::Http;
 use crate::worker::{Handover, Worker};
-use pilot_spool::Spool;
+use pilot_spool::{run_spooler_counted, Spool};
 
 /// The label of the webhook's subscription on the bus.
 pub const BUS_LABEL: &str = "webhook";
@@ -314,7 +313,8 @@ impl WebhookPlugin {
                 previous.stop.cancel();
                 let _ = previous.handle.await;
             }
-            let report = run_spooler_counted(sub, spool, sink, notify, token, &progress).await;
+            let id = batch::durable_webhook_id;
+            let report = run_spooler_counted(sub, spool, sink, notify, token, &progress, id).await;
             debug!(?report, "webhook spooler finished");
         });
         state.spooler = Some(Task {
