@@ -14,7 +14,7 @@ use crate::batch::Delivery;
 use crate::config::Config;
 use crate::error::DeliveryError;
 use crate::log::Logged;
-use crate::plugin::Shared;
+use crate::shared::Shared;
 
 /// What `test` and `redeliver` report of their one attempt.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,7 +6,8 @@
 //! batch body (even a batch of one, so a single body and a batch body never share an id).
 //! `<instance>` is a random 64-bit hex id chosen when the plugin starts, so ids never repeat
 //! across daemon restarts, while the retries of one delivery keep theirs. The id is a field of
-//! the delivery: a durable store can give back the id an event was first sent with.
+//! the delivery: a durable store can give back the id an event was first sent with. Durable
+//! mode's ids are `msg_<node_id>_<event_id>` ([`durable_webhook_id`]), stored with each record.
 
 use std::sync::Arc;
 
@@ -182,6 +183,13 @@ impl Delivery {
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
+}
+
+/// The `webhook-id` of an event in durable mode: `msg_<node_id>_<event_id>`. Stable across
+/// retries and restarts (it is stored with the record), and unique because a durable daemon's
+/// event ids never repeat (its bus starts after `Spool::last_event_id`).
+pub fn durable_webhook_id(event: &Event) -> String {
+    format!("msg_{}_{}", event.node_id, event.event_id)
 }
 
 #[cfg(test)]

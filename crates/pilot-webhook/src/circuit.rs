@@ -22,7 +22,10 @@
 //!
 //! With one unit in flight at a time (the default, and durable mode) none of these cases can
 //! arise, and the breaker behaves exactly as described first.
+//!
+//! A worker and the plugin (for stats) share one breaker as a `SharedCircuit`.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -191,6 +194,15 @@ impl Circuit {
             _ => self.threshold,
         }
     }
+}
+
+/// The circuit breaker of one worker, readable by the plugin for stats.
+pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
+
+/// Locks a circuit; a poisoned lock still holds a valid state machine (its updates are single
+/// assignments), so it is used as is.
+pub(crate) fn lock(circuit: &SharedCircuit) -> MutexGuard<'_, Circuit> {
+    circuit.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! Durable delivery (`settings.durable`): at-least-once, in order, through the on-disk spool.
+//! This worker is the source (spool read-ahead, filters, batches) and the settler (removal of
+//! settled records in group commits); each delivery's attempts, retries, circuit and 410 are
+//! the sender's (`crate::sender`, unbounded policy), which calls this worker back between
+//! attempts.
 //!
 //! # The path of one event
 //! 1. The webhook's bus subscription is a durable one ([`pilot_core::Bus::subscribe_durable`]):
-//!    its buffer (`queue_size`) feeds the spooler ([`crate::run_spooler`]), which appends
+//!    its buffer (`queue_size`) feeds the spooler ([`pilot_spool::run_spooler`]), which appends
 //!    events in group commits and advances the bus's durability watermark, so the daemon's
 //!    `emit` (which waits with [`pilot_core::Bus::wait_durable`]) answers only once its event
 //!    is on disk. Each record carries its `webhook-id`, `msg_<node_id>_<event_id>`
@@ -22,7 +26,7 @@
 //!    duplicates. A retryable failure (timeout, connection error, 408, 429, 5xx) keeps the
 //!    records: the attempt count is persisted and the next attempt follows jittered
 //!    exponential backoff from `backoff`, capped at `settings.max_backoff` (default
-//!    [`DEFAULT_MAX_BACKOFF`]), honouring `Retry-After` (up to
+//!    [`crate::DEFAULT_MAX_BACKOFF`]), honouring `Retry-After` (up to
 //!    [`crate::retry::MAX_RETRY_AFTER`]), with no limit on attempts: until a 2xx or until the
 //!    record expires.
 //! 4. A record older than `discard_after` is dropped and counted as expired (checked before
@@ -67,33 +71,27 @@
 //! (cancellation only interrupts requests and waits), so the counters stay exact.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pilot_core::WebhookSettings;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::attempt;
 use crate::batch::{batch_body, Delivery, Item};
-use crate::circuit::{Decision, Transition};
 use crate::config::Config;
-use crate::error::WebhookError;
-use crate::log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
-use crate::plugin::Shared;
-use crate::retry::{jitter, Backoff};
-use crate::spool::{Spool, SpoolError, SpoolLimits, SpoolRecord};
+use crate::health::{publish_disabled, Disabled};
+use crate::retry::deadline_after;
+use crate::sender::{Hooks, Outcome, Policy, Sender, Wait};
+use crate::shared::Shared;
 use crate::stats::{add, sub, Counters};
-use crate::worker::{deadline_after, lock, publish_disabled, Disabled, SharedCircuit};
-
-/// The longest wait between two attempts of a spooled event when `max_backoff` is not set.
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
+use crate::store::{blocking, SpoolLog, Store};
+use crate::transport::Http;
+use pilot_spool::{SpoolError, SpoolRecord};
 
 /// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
 /// delivers from memory and reads the spool once per this many records, not once per
@@ -104,208 +102,6 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// How often expiry runs at most / at least while the worker waits.
 const EXPIRE_MIN: Duration = Duration::from_millis(50);
 const EXPIRE_MAX: Duration = Duration::from_secs(1);
-
-/// Opens the spool at `path`, creating it (mode 0600) when missing. The parent directory must
-/// exist. Errors name the file (locked by another process, corrupt, read-only...).
-pub fn open_spool(path: &Path) -> Result<Arc<Spool>, WebhookError> {
-    Ok(Arc::new(Spool::open(path, SpoolLimits::default())?))
-}
-
-/// Opens the spool at `path` if the file exists (`Ok(None)` when it does not: nothing was ever
-/// spooled there, and the plugin creates it on the first durable configure). The daemon calls
-/// this before it creates the bus, to start the bus after [`Spool::last_event_id`], and passes
-/// the spool in [`crate::WebhookOptions::spool`].
-pub fn open_existing_spool(path: &Path) -> Result<Option<Arc<Spool>>, WebhookError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => open_spool(path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SpoolError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-        .into()),
-    }
-}
-
-/// The spool limits a webhook's settings ask for (defaults: 256 MiB, 24 h).
-pub fn spool_limits(settings: &WebhookSettings) -> SpoolLimits {
-    SpoolLimits {
-        max_bytes: settings
-            .max_spool_bytes
-            .unwrap_or(SpoolLimits::DEFAULT_MAX_BYTES),
-        discard_after: settings
-            .discard_after
-            .unwrap_or(SpoolLimits::DEFAULT_DISCARD_AFTER),
-    }
-}
-
-/// Runs a spool call on the blocking pool; the error as text (a panic included).
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, String>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, SpoolError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("webhook spool call crashed: {e}")),
-    }
-}
-
-/// The spool the plugin keeps open for its life, and its on-disk delivery log.
-pub(crate) struct Store {
-    pub(crate) spool: Arc<Spool>,
-    pub(crate) log: Arc<SpoolLog>,
-}
-
-impl Store {
-    pub(crate) fn new(spool: Arc<Spool>) -> Self {
-        Self {
-            log: Arc::new(SpoolLog::new(spool.clone())),
-            spool,
-        }
-    }
-}
-
-/// Durable mode's delivery log on disk: a [`DeliveryLogSink`] that queues each record (as
-/// JSON) in memory, and writes the queue in the spool's next transaction: with the removal of
-/// delivered records, with a failed attempt's count, or by an explicit flush. Off unless
-/// durable delivery is on.
-pub(crate) struct SpoolLog {
-    spool: Arc<Spool>,
-    enabled: AtomicBool,
-    pending: Mutex<VecDeque<Bytes>>,
-    /// Held (on a blocking thread) from taking the queue to its commit, so the log on disk
-    /// keeps the order of the attempts.
-    commit: Mutex<()>,
-}
-
-impl SpoolLog {
-    fn new(spool: Arc<Spool>) -> Self {
-        Self {
-            spool,
-            enabled: AtomicBool::new(false),
-            pending: Mutex::new(VecDeque::new()),
-            commit: Mutex::new(()),
-        }
-    }
-
-    /// Turns persistence on (durable mode) or off.
-    pub(crate) fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Ordering::Relaxed);
-    }
-
-    pub(crate) fn is_enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
-    }
-
-    fn pending(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
-        // Pushes and drains only: a poisoned lock still guards a valid queue.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self) -> Vec<Bytes> {
-        self.pending().drain(..).collect()
-    }
-
-    /// Puts entries whose write failed back in front, keeping at most a log's worth.
-    fn put_back(&self, entries: Vec<Bytes>) {
-        let mut pending = self.pending();
-        for e in entries.into_iter().rev() {
-            pending.push_front(e);
-        }
-        while pending.len() > LOG_CAPACITY {
-            pending.pop_front();
-        }
-    }
-
-    fn with_entries<T>(
-        &self,
-        f: impl FnOnce(&[Bytes]) -> Result<T, SpoolError>,
-    ) -> Result<T, SpoolError> {
-        let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
-        let entries = self.take();
-        let result = f(&entries);
-        if result.is_err() {
-            self.put_back(entries);
-        }
-        result
-    }
-
-    /// Blocking: removes the records of each group of ids and writes the queued log entries,
-    /// in one transaction; how many records of each group were removed.
-    fn remove_groups(&self, groups: &[&[u64]]) -> Result<Vec<u64>, SpoolError> {
-        self.with_entries(|entries| {
-            self.spool
-                .remove_groups_and_log(groups, entries, LOG_CAPACITY)
-        })
-    }
-
-    /// Blocking: stores the attempt count of `ids` and writes the queued log entries, in one
-    /// transaction.
-    pub(crate) fn set_attempts(&self, ids: &[u64], attempts: u32) -> Result<(), SpoolError> {
-        self.with_entries(|entries| {
-            self.spool
-                .set_attempts_and_log(ids, attempts, entries, LOG_CAPACITY)
-        })
-    }
-
-    /// Blocking: writes the queued log entries (nothing when none).
-    pub(crate) fn flush(&self) -> Result<(), SpoolError> {
-        self.with_entries(|entries| self.spool.append_log(entries, LOG_CAPACITY))
-    }
-
-    /// Writes the queued log entries on the blocking pool; a failure is logged.
-    pub(crate) async fn flush_async(self: &Arc<Self>) {
-        if self.pending().is_empty() {
-            return;
-        }
-        let log = self.clone();
-        if let Err(e) = blocking(move || log.flush()).await {
-            warn!(error = %e, "webhook delivery log could not be written to the spool");
-        }
-    }
-
-    /// Blocking: the persisted log, oldest first (entries that do not parse are skipped).
-    pub(crate) fn load(&self) -> Result<Vec<DeliveryRecord>, SpoolError> {
-        let entries = self.spool.recent_log(LOG_CAPACITY)?;
-        let mut skipped = 0;
-        let records: Vec<DeliveryRecord> = entries
-            .iter()
-            .filter_map(|e| {
-                let r = serde_json::from_slice(e).ok();
-                skipped += usize::from(r.is_none());
-                r
-            })
-            .collect();
-        if skipped > 0 {
-            warn!(
-                skipped,
-                path = %self.spool.path().display(),
-                "webhook delivery log entries in the spool could not be read; skipped"
-            );
-        }
-        Ok(records)
-    }
-}
-
-impl DeliveryLogSink for SpoolLog {
-    fn on_records(&self, records: &[DeliveryRecord]) {
-        if !self.is_enabled() {
-            return;
-        }
-        let mut pending = self.pending();
-        for r in records {
-            match serde_json::to_vec(r) {
-                Ok(v) => pending.push_back(Bytes::from(v)),
-                Err(e) => warn!(error = %e, "webhook delivery record not persisted"),
-            }
-        }
-        while pending.len() > LOG_CAPACITY {
-            pending.pop_front();
-        }
-    }
-}
 
 /// One spooled event, ready for a delivery.
 #[derive(Debug, Clone)]
@@ -379,15 +175,6 @@ enum Done {
     Stop,
     /// 410 Gone, with the error text.
     Gone(String),
-}
-
-/// How a wait ended.
-#[derive(PartialEq, Eq)]
-enum Pause {
-    Elapsed,
-    /// Expiry removed records meanwhile (the head may have changed).
-    Expired,
-    Aborted,
 }
 
 /// Records whose fate is known (delivered, failed, filtered) and whose removal from the spool
@@ -525,7 +312,8 @@ pub(crate) struct DurableWorker {
     pub(crate) config: Arc<Config>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Arc<Store>,
-    pub(crate) circuit: SharedCircuit,
+    /// Sends each delivery (retries, circuit, 410), calling this worker back between attempts.
+    pub(crate) sender: Arc<Sender<Http>>,
     pub(crate) disabled: Arc<Disabled>,
     /// Cancelled to stop now: a request in flight is abandoned, its records stay.
     pub(crate) abort: CancellationToken,
@@ -608,7 +396,7 @@ impl DurableWorker {
                 Next::Stop => break None,
                 Next::Idle => {
                     if !self.settler.flush().await {
-                        if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                        if self.pause_until(deadline_after(ERROR_PAUSE)).await == Wait::Stopped {
                             break None;
                         }
                         continue;
@@ -678,24 +466,24 @@ impl DurableWorker {
     }
 
     /// Waits until `at` (settled records committed first), running expiry meanwhile.
-    async fn pause_until(&mut self, at: Instant) -> Pause {
+    async fn pause_until(&mut self, at: Instant) -> Wait {
         self.settler.flush().await;
         loop {
             let now = Instant::now();
             if now >= at {
-                return Pause::Elapsed;
+                return Wait::Elapsed;
             }
             let tick = now
                 .checked_add(self.expire_every())
                 .map_or(at, |t| t.min(at));
             tokio::select! {
                 biased;
-                () = self.stop.cancelled() => return Pause::Aborted,
+                () = self.stop.cancelled() => return Wait::Stopped,
                 () = tokio::time::sleep_until(tick) => {}
             }
             self.settler.pump().await;
             if tick < at && self.expire().await > 0 {
-                return Pause::Expired;
+                return Wait::Expired;
             }
         }
     }
@@ -749,7 +537,7 @@ impl DurableWorker {
         let mut fill_until: Option<Instant> = None;
         loop {
             if !self.read_ahead(max).await {
-                if self.pause_until(deadline_after(ERROR_PAUSE)).await == Pause::Aborted {
+                if self.pause_until(deadline_after(ERROR_PAUSE)).await == Wait::Stopped {
                     return Next::Stop;
                 }
                 continue;
@@ -833,12 +621,22 @@ impl DurableWorker {
     async fn deliver(&mut self, spooled: Vec<Spooled>, filtered: Vec<u64>) -> Done {
         let ids: Vec<u64> = spooled.iter().map(|s| s.item.event_id).collect();
         let n = ids.len() as u64;
-        let mut attempts = spooled.iter().map(|s| s.attempts).max().unwrap_or(0);
+        let attempts = spooled.iter().map(|s| s.attempts).max().unwrap_or(0);
         let Some(delivery) = delivery_of(spooled, self.config.batch.is_some()) else {
             return Done::Next;
         };
         add(&self.shared.counters.durable_in_flight, n);
-        let outcome = self.attempts(&delivery, &ids, &mut attempts).await;
+        let sender = self.sender.clone();
+        let outcome = match sender
+            .deliver(&delivery, Policy::Unbounded { attempts }, self)
+            .await
+        {
+            Outcome::Delivered => Ok(true),
+            Outcome::Failed => Ok(false),
+            Outcome::Gone(reason) => Err(Done::Gone(reason)),
+            Outcome::Held => Err(Done::Next),
+            Outcome::Stopped => Err(Done::Stop),
+        };
         let settled = match outcome {
             Ok(delivered) => {
                 let last = ids.iter().chain(&filtered).copied().max();
@@ -867,143 +665,6 @@ impl DurableWorker {
         Done::Next
     }
 
-    /// The attempts of one delivery: `Ok(true)` delivered, `Ok(false)` failed for good,
-    /// `Err` when it ends otherwise (the records stay).
-    async fn attempts(
-        &mut self,
-        delivery: &Delivery,
-        ids: &[u64],
-        attempts: &mut u32,
-    ) -> Result<bool, Done> {
-        let shown = self.config.shown.clone();
-        let id = &delivery.webhook_id;
-        let options = &self.shared.options;
-        let backoff = Backoff {
-            base: options.backoff,
-            max: Some(
-                self.config
-                    .settings
-                    .max_backoff
-                    .unwrap_or(DEFAULT_MAX_BACKOFF),
-            ),
-        };
-        let round = options.max_attempts.max(1);
-        loop {
-            // The backoff of the last attempt, and an open circuit: wait, skip nothing.
-            let open_until = lock(&self.circuit).open_until();
-            let wait = match (self.retry_at, open_until) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(at) = wait {
-                match self.pause_until(at).await {
-                    Pause::Elapsed => {}
-                    Pause::Expired => return Err(Done::Next),
-                    Pause::Aborted => return Err(Done::Stop),
-                }
-            }
-            self.retry_at = None;
-            if self.shared.health.is_paused() {
-                // The records stay; the loop waits for the resume.
-                return Err(Done::Next);
-            }
-            let decision = lock(&self.circuit).before_event(Instant::now());
-            match decision {
-                Decision::Skip => continue,
-                Decision::Probe => {
-                    debug!(webhook_id = %id, url = %shown, "webhook circuit half open; probing with the oldest spooled event");
-                }
-                Decision::Deliver => {}
-            }
-            let attempt = attempts.saturating_add(1);
-            if attempt > 1 {
-                add(&self.shared.counters.retries, 1);
-            }
-            debug!(webhook_id = %id, events = delivery.len(), attempt, url = %shown, "webhook POST (durable)");
-            self.settler.pump().await;
-            if self.stop.is_cancelled() {
-                return Err(Done::Stop);
-            }
-            let result = tokio::select! {
-                biased;
-                () = self.abort.cancelled() => return Err(Done::Stop),
-                sent = attempt::send_counted(&self.shared, &self.config, delivery, attempt) => sent.result,
-            };
-            let e = match result {
-                Ok(status) => {
-                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
-                    self.shared.health.succeeded();
-                    if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %shown, "webhook probe delivered; circuit closed, the spooled backlog drains in order");
-                    }
-                    return Ok(true);
-                }
-                Err(e) => e,
-            };
-            self.shared.counters.set_last_error(e.to_string());
-            if e.is_gone() {
-                return Err(Done::Gone(e.to_string()));
-            }
-            let limit = self.config.settings.disable_after;
-            if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
-                return Err(Done::Gone(reason));
-            }
-            let probe = decision == Decision::Probe;
-            if !e.is_retryable() {
-                warn!(
-                    event_id = ids.first().copied().unwrap_or(0),
-                    events = ids.len(),
-                    webhook_id = %id,
-                    attempt,
-                    error = %e,
-                    "webhook delivery failed and is not retried; removed from the spool"
-                );
-                self.circuit_failure(probe);
-                return Ok(false);
-            }
-            *attempts = attempt;
-            let log = self.store.log.clone();
-            let owned = ids.to_vec();
-            if let Err(e) = blocking(move || log.set_attempts(&owned, attempt)).await {
-                warn!(error = %e, "webhook spool could not store the attempt count");
-            }
-            let end_of_round = attempt.is_multiple_of(round);
-            if end_of_round {
-                warn!(
-                    event_id = ids.first().copied().unwrap_or(0),
-                    webhook_id = %id,
-                    attempts = attempt,
-                    error = %e,
-                    "webhook delivery still failing; the event stays in the spool and is retried"
-                );
-            } else {
-                debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
-            }
-            if probe || end_of_round {
-                self.circuit_failure(probe);
-            }
-            let delay = backoff.delay(attempt, e.retry_after(), jitter());
-            debug!(webhook_id = %id, waiting = ?delay, "webhook retries later");
-            self.retry_at = Some(deadline_after(delay));
-        }
-    }
-
-    fn circuit_failure(&self, probe: bool) {
-        let transition = lock(&self.circuit).on_failure(Instant::now());
-        if let Transition::Opened { .. } = transition {
-            let cooldown = pilot_core::duration::format(self.shared.options.circuit_cooldown);
-            if probe {
-                warn!(url = %self.config.shown, %cooldown, "webhook probe failed; circuit open again");
-            } else {
-                warn!(
-                    url = %self.config.shown,
-                    %cooldown,
-                    "webhook circuit open: events wait in the spool until the cooldown ends"
-                );
-            }
-        }
-    }
-
     /// 410 Gone: stop taking events from the bus, keep the spool, say so.
     async fn disable(&self, reason: String) {
         let shown = &self.config.shown;
@@ -1021,6 +682,35 @@ impl DurableWorker {
         self.disabled.set(reason.clone(), jiff::Timestamp::now());
         self.store.log.flush_async().await;
         publish_disabled(&self.shared.bus, name, shown, reason);
+    }
+}
+
+/// The durable worker between the attempts of a delivery: it commits settled records and runs
+/// expiry while it waits, persists attempt counts, and abandons a request on an abort.
+impl Hooks for DurableWorker {
+    async fn wait_until(&mut self, at: Instant) -> Wait {
+        self.pause_until(at).await
+    }
+
+    async fn before_send(&mut self) -> bool {
+        self.settler.pump().await;
+        !self.stop.is_cancelled()
+    }
+
+    fn abandoned(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.abort.cancelled()
+    }
+
+    async fn retried(&mut self, delivery: &Delivery, attempt: u32) {
+        let log = self.store.log.clone();
+        let ids: Vec<u64> = delivery.items.iter().map(|i| i.event_id).collect();
+        if let Err(e) = blocking(move || log.set_attempts(&ids, attempt)).await {
+            warn!(error = %e, "webhook spool could not store the attempt count");
+        }
+    }
+
+    fn retry_at(&mut self) -> &mut Option<Instant> {
+        &mut self.retry_at
     }
 }
 
@@ -1071,67 +761,5 @@ mod tests {
         assert_eq!(&*of_one.webhook_id, "msg_7_5-5");
         assert!(of_one.body.starts_with(b"{\"events\":["));
         assert!(delivery_of(vec![], true).is_none());
-    }
-
-    #[test]
-    fn limits_come_from_the_settings() {
-        assert_eq!(
-            spool_limits(&WebhookSettings::default()),
-            SpoolLimits::default()
-        );
-        let s = WebhookSettings {
-            max_spool_bytes: Some(1000),
-            discard_after: Some(Duration::from_secs(3)),
-            ..Default::default()
-        };
-        assert_eq!(
-            spool_limits(&s),
-            SpoolLimits {
-                max_bytes: 1000,
-                discard_after: Duration::from_secs(3)
-            }
-        );
-    }
-
-    #[test]
-    fn the_log_sink_queues_only_when_enabled_and_writes_with_the_next_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = open_spool(&dir.path().join("s.redb")).unwrap();
-        let log = SpoolLog::new(spool.clone());
-        let rec = DeliveryRecord {
-            event_id: 1,
-            event: "a.b".into(),
-            webhook_id: "msg_0_1".into(),
-            url: "http://h/".into(),
-            attempt: 1,
-            status: Some(200),
-            latency_ms: 1.0,
-            error: None,
-            at: jiff::Timestamp::UNIX_EPOCH,
-            ok: true,
-            batch: None,
-        };
-        log.on_records(std::slice::from_ref(&rec));
-        assert!(log.pending().is_empty(), "off by default");
-        log.set_enabled(true);
-        log.on_records(&[rec.clone(), rec.clone()]);
-        assert_eq!(log.remove_groups(&[&[42], &[]]).unwrap(), vec![0, 0]);
-        assert!(log.pending().is_empty());
-        assert_eq!(log.load().unwrap(), vec![rec.clone(), rec.clone()]);
-        log.on_records(std::slice::from_ref(&rec));
-        log.flush().unwrap();
-        assert_eq!(log.load().unwrap().len(), 3);
-    }
-
-    #[test]
-    fn open_existing_spool_is_none_without_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        assert!(open_existing_spool(&path).unwrap().is_none());
-        assert!(!path.exists(), "not created");
-        drop(open_spool(&path).unwrap());
-        assert!(open_existing_spool(&path).unwrap().is_some());
-        let err = open_spool(&dir.path().join("missing-dir/s.redb")).unwrap_err();
-        assert!(err.to_string().contains("missing-dir"), "{err}");
     }
 }

@@ -55,7 +55,7 @@ pub enum WebhookError {
     NoSpool { url: String },
     /// The durable spool cannot be opened or used (the message names the file).
     #[error(transparent)]
-    Spool(#[from] crate::spool::SpoolError),
+    Spool(#[from] pilot_spool::SpoolError),
 }
 
 /// Why one attempt to deliver an event failed. Every variant names the (redacted) URL.

@@ -1,12 +1,14 @@
-//! An endpoint's health between configures: whether it is paused (and waking the durable worker
-//! on resume), and since when every attempt has failed, for `disable_after`.
+//! An endpoint's health: whether it is paused (and waking the durable worker on resume), since
+//! when every attempt has failed (for `disable_after`), and whether and why it was disabled
+//! (410 Gone, `disable_after`), announced on the bus as `webhook.disabled`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::warn;
 
 /// Paused or not, and the start of the current run of failed attempts.
 #[derive(Debug, Default)]
@@ -72,6 +74,43 @@ impl Health {
                 pilot_core::duration::format(limit)
             )
         })
+    }
+}
+
+/// Why and when a worker's webhook was disabled (410 Gone, `disable_after`), readable by the
+/// plugin.
+#[derive(Debug, Default)]
+pub(crate) struct Disabled(Mutex<Option<(String, jiff::Timestamp)>>);
+
+impl Disabled {
+    fn slot(&self) -> MutexGuard<'_, Option<(String, jiff::Timestamp)>> {
+        // A single assignment is the only update: a poisoned lock still holds a valid value.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set(&self, reason: String, at: jiff::Timestamp) {
+        *self.slot() = Some((reason, at));
+    }
+
+    /// The reason and time, if disabled.
+    pub(crate) fn get(&self) -> Option<(String, jiff::Timestamp)> {
+        self.slot().clone()
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.slot().is_some()
+    }
+}
+
+/// Publishes `webhook.disabled` {name, url, reason} (the caller has detached from the bus
+/// first, so the announcement never goes to the endpoint that is disabled; the others get it).
+pub(crate) fn publish_disabled(bus: &pilot_core::Bus, name: &str, shown: &str, reason: String) {
+    let data = serde_json::json!({ "name": name, "url": shown, "reason": reason });
+    match pilot_core::event::data_from_value(&data) {
+        Ok(data) => {
+            bus.publish("webhook.disabled", Some(data));
+        }
+        Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
     }
 }
 

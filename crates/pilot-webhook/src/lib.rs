@@ -54,16 +54,19 @@ mod log;
 mod options;
 mod plugin;
 pub mod retry;
+mod sender;
+mod shared;
 pub mod sign;
-mod spool;
 mod stats;
+mod store;
 mod tls;
+mod transport;
 mod worker;
 
 pub use attempt::AttemptOutcome;
+pub use batch::durable_webhook_id;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
-pub use durable::{open_existing_spool, open_spool, spool_limits, DEFAULT_MAX_BACKOFF};
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
 pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
@@ -71,12 +74,14 @@ pub use pilot_core::webhook_url::{
     check_hostname, check_ip, validate as validate_url, Url, UrlError,
 };
 pub use pilot_core::WebhookSettings;
-pub use plugin::{WebhookPlugin, BUS_LABEL};
-pub use spool::{
-    durable_webhook_id, run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord,
-    SpoolStats, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
+pub use pilot_spool::{
+    run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats,
+    SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
+pub use plugin::{WebhookPlugin, BUS_LABEL};
+pub use sender::DEFAULT_MAX_BACKOFF;
 pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
+pub use store::{open_existing_spool, open_spool, spool_limits};
 
 /// The integration tests' HTTP receiver, shared with the unit tests.
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::spool::Spool;
+use pilot_spool::Spool;
 
 /// How the webhook plugin queues, retries and guards delivery. Every field has the Pilot default.
 ///

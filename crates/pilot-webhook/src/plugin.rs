@@ -25,108 +25,29 @@ use tracing::{debug, error, info, warn};
 
 use crate::attempt::{self, AttemptOutcome};
 use crate::batch::{self, Delivery, Item};
-use crate::circuit::Circuit;
+use crate::circuit::{self, Circuit, SharedCircuit};
 use crate::client::HttpClient;
 use crate::config::{Clients, Config};
-use crate::durable::{self, DurableWorker, Settler, Spooled, Store};
+use crate::durable::{self, DurableWorker, Settler, Spooled};
 use crate::error::{redact, WebhookError};
-use crate::health::Health;
+use crate::health::{Disabled, Health};
 use crate::log::{DeliveryLog, DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 use crate::options::WebhookOptions;
+use crate::retry::deadline_after;
+use crate::sender::Sender;
+use crate::shared::Shared;
 use crate::sign::Secrets;
-use crate::spool::{run_spooler_counted, Spool};
-use crate::stats::{Counters, Stats};
-use crate::worker::{self, Disabled, Handover, SharedCircuit, Worker};
+use crate::stats::Stats;
+use crate::store::{self, Store};
+use crate::transport::Http;
+use crate::worker::{Handover, Worker};
+use pilot_spool::{run_spooler_counted, Spool};
 
 /// The label of the webhook's subscription on the bus.
 pub const BUS_LABEL: &str = "webhook";
 
 /// How long shutdown waits for the spooler's last write.
 const SPOOLER_STOP_LIMIT: Duration = Duration::from_secs(10);
-
-/// What the plugin shares with its workers and tools.
-pub(crate) struct Shared {
-    pub(crate) bus: Bus,
-    pub(crate) options: WebhookOptions,
-    pub(crate) counters: Arc<Counters>,
-    secrets: RwLock<Secrets>,
-    pub(crate) log: DeliveryLog,
-    /// This plugin's random id, part of every in-memory `webhook-id`.
-    pub(crate) instance: String,
-    tests_sent: AtomicU64,
-    /// The spool, once open.
-    store: OnceLock<Arc<Store>>,
-    /// Serializes opening the spool (redb allows one open per file).
-    opening: Mutex<()>,
-    /// Wakes the durable worker when the spooler wrote events.
-    pub(crate) notify: Arc<Notify>,
-    /// Paused or not, and how long every attempt has failed.
-    pub(crate) health: Health,
-}
-
-impl Shared {
-    /// The secrets in force (read per attempt).
-    pub(crate) fn secrets(&self) -> Secrets {
-        self.secrets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The spool, if open.
-    fn store(&self) -> Option<&Arc<Store>> {
-        self.store.get()
-    }
-
-    /// Takes `spool` for the plugin's life: counts what it holds as recovered, restores its
-    /// delivery log and persists the log from now on (while durable delivery is on).
-    fn install(&self, spool: Arc<Spool>) -> Arc<Store> {
-        let store = Arc::new(Store::new(spool));
-        if self.store.set(store.clone()).is_err() {
-            // Only `open_store` and `idle` install, `opening` held or before any sharing.
-            return self.store.get().cloned().unwrap_or(store);
-        }
-        let spool = &store.spool;
-        let stats = spool.stats();
-        {
-            let _moving = self.counters.moving();
-            self.counters
-                .recovered
-                .store(stats.depth, Ordering::Relaxed);
-        }
-        match store.log.load() {
-            Ok(records) => self.log.restore(records),
-            Err(e) => warn!(error = %e, "webhook delivery log could not be read from the spool"),
-        }
-        self.log
-            .set_persist(Some(store.log.clone() as Arc<dyn DeliveryLogSink>));
-        let bus_last = self.bus.last_event_id();
-        if stats.last_event_id > bus_last {
-            error!(
-                path = %spool.path().display(),
-                spool_last_event_id = stats.last_event_id,
-                bus_last_event_id = bus_last,
-                "the bus started below the spool's last event id: the spool will refuse events \
-                 until the bus passes it (start the bus with Bus::starting_after)"
-            );
-        }
-        info!(
-            path = %spool.path().display(),
-            depth = stats.depth,
-            bytes = stats.bytes,
-            last_event_id = stats.last_event_id,
-            "webhook spool open"
-        );
-        store
-    }
-
-    /// Writes the delivery log's pending entries (durable mode).
-    async fn flush_log(&self) {
-        if let Some(store) = self.store() {
-            store.log.flush_async().await;
-        }
-    }
-}
 
 /// How the webhook in force delivers.
 enum Mode {
@@ -304,7 +225,7 @@ impl WebhookPlugin {
             .ok_or_else(|| WebhookError::NoSpool { url: shown.into() })?;
         // Normally a new, empty file (the daemon opens an existing one before the bus starts):
         // quick enough to do here.
-        let spool = durable::open_spool(path)?;
+        let spool = store::open_spool(path)?;
         Ok(self.shared.install(spool))
     }
 
@@ -392,7 +313,8 @@ impl WebhookPlugin {
                 previous.stop.cancel();
                 let _ = previous.handle.await;
             }
-            let report = run_spooler_counted(sub, spool, sink, notify, token, &progress).await;
+            let id = batch::durable_webhook_id;
+            let report = run_spooler_counted(sub, spool, sink, notify, token, &progress, id).await;
             debug!(?report, "webhook spooler finished");
         });
         state.spooler = Some(Task {
@@ -421,11 +343,18 @@ impl WebhookPlugin {
             task.handle
         });
         let settler = Settler::new(&store, self.shared.counters.clone());
+        let transport = Http::new(self.shared.clone(), config.clone());
+        let sender = Sender::new(
+            transport,
+            self.shared.clone(),
+            config.clone(),
+            circuit.clone(),
+        );
         let worker = DurableWorker {
             config: config.clone(),
             shared: self.shared.clone(),
             store,
-            circuit: circuit.clone(),
+            sender: Arc::new(sender),
             disabled: disabled.clone(),
             abort: abort.clone(),
             stop: stop.clone(),
@@ -634,7 +563,7 @@ impl WebhookPlugin {
         new: Arc<Config>,
         store: Arc<Store>,
     ) {
-        store.spool.set_limits(durable::spool_limits(&new.settings));
+        store.spool.set_limits(store::spool_limits(&new.settings));
         let (sub_id, spooler_stop) = match old {
             None => self.start_spooler(state, &store, None),
             Some(old) => match old.mode {
@@ -788,7 +717,7 @@ impl WebhookPlugin {
         let state = self.lock();
         if let Some(active) = &state.current {
             stats.url = Some(active.config.shown.to_string());
-            stats.circuit = worker::lock(&active.circuit).state(Instant::now());
+            stats.circuit = circuit::lock(&active.circuit).state(Instant::now());
             stats.queue_capacity = self.shared.options.queue_size as u64;
             stats.settings = Some(active.config.settings.redacted());
             if let Some((reason, at)) = active.disabled.get() {
@@ -870,7 +799,7 @@ impl WebhookPlugin {
         let batched = config.batch.is_some();
         if let Some(store) = self.shared.store() {
             let spool = store.spool.clone();
-            match durable::blocking(move || spool.get(event_id)).await {
+            match store::blocking(move || spool.get(event_id)).await {
                 Ok(Some(record)) => {
                     let spooled = Spooled::of(record);
                     let attempt_no = spooled.attempts.saturating_add(1);
@@ -927,7 +856,7 @@ impl WebhookPlugin {
                 state.durable.take(),
             )
         };
-        let deadline = worker::deadline_after(self.shared.options.drain_timeout);
+        let deadline = deadline_after(self.shared.options.drain_timeout);
         if let Some(active) = current {
             match active.mode {
                 Mode::Memory {

@@ -9,10 +9,12 @@
 //!   receivers and tests can rely on the lower bound. `max_backoff`, when set, caps the result.
 //! * A 429 or 503 with `Retry-After` (delta-seconds or an HTTP date) waits that long, clamped to
 //!   [`MAX_RETRY_AFTER`] and never less than the backoff it replaces.
+//! * Waits end at deadlines (`deadline_after`) that never overflow.
 
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
+use tokio::time::Instant;
 
 /// The longest wait a `Retry-After` header can ask for.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -98,6 +100,14 @@ impl Backoff {
 /// A jitter in `[0, 1)`.
 pub fn jitter() -> f64 {
     rand::random::<f64>()
+}
+
+/// `now + d`, or a far future when that does not fit an `Instant` (absurd settings never panic).
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ use pilot_core::{SubscriberCounters, WebhookSettings};
 use serde::Serialize;
 
 use crate::circuit::CircuitState;
-use crate::spool::{Spool, SpoolerCounters};
+use pilot_spool::{Spool, SpoolerCounters};
 
 /// The durable spool as `info` shows it (present while the plugin has a spool open, whether or
 /// not durable delivery is on).

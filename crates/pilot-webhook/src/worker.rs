@@ -1,8 +1,9 @@
 //! The per-configuration delivery loop (memory mode): takes events from one bus subscription,
-//! skips (and counts) what the filter leaves out, gathers batches when batching is on, and
-//! POSTs them with retries, backoff with jitter, `Retry-After` and the circuit breaker,
-//! counting every outcome. A 410 Gone disables the webhook: the worker detaches from the bus,
-//! drops (and counts) what is queued, publishes `webhook.disabled` and stops.
+//! skips (and counts) what the filter leaves out, gathers batches when batching is on, asks
+//! the circuit breaker, and hands each unit to the [`Sender`] (bounded attempts: retries,
+//! backoff with jitter, `Retry-After`), counting every outcome. A 410 Gone disables the
+//! webhook: the worker detaches from the bus, drops (and counts) what is queued, publishes
+//! `webhook.disabled` and stops.
 //!
 //! # Concurrency
 //! A *unit* is one request's worth of events: one event, or one batch when `batch_max` is set.
@@ -35,7 +36,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -44,13 +45,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::attempt;
 use crate::batch::{Delivery, Item};
-use crate::circuit::{Circuit, Decision, Transition};
+use crate::circuit::{lock, Decision, SharedCircuit};
 use crate::config::Config;
-use crate::plugin::Shared;
-use crate::retry::{jitter, Backoff};
+use crate::health::{publish_disabled, Disabled};
+use crate::retry::deadline_after;
+use crate::sender::{Outcome, Policy, Sender, Sleep};
+use crate::shared::Shared;
 use crate::stats::{add, bump, sub as sub_counter};
+use crate::transport::Http;
 
 /// A wait longer than any test or daemon lives (the batch timer while no batch is filling).
 const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
@@ -109,48 +112,6 @@ impl Inbox {
     }
 }
 
-/// The circuit breaker of one worker, readable by the plugin for stats.
-pub(crate) type SharedCircuit = Arc<Mutex<Circuit>>;
-
-/// Locks a circuit; a poisoned lock still holds a valid state machine (its updates are single
-/// assignments), so it is used as is.
-pub(crate) fn lock(circuit: &SharedCircuit) -> MutexGuard<'_, Circuit> {
-    circuit.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `now + d`, or a far future when that does not fit an `Instant` (absurd settings never panic).
-pub(crate) fn deadline_after(d: std::time::Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(30 * 365 * 24 * 3600)))
-        .unwrap_or(now)
-}
-
-/// Why and when a worker's webhook was disabled (410 Gone, `disable_after`), readable by the
-/// plugin.
-#[derive(Debug, Default)]
-pub(crate) struct Disabled(Mutex<Option<(String, jiff::Timestamp)>>);
-
-impl Disabled {
-    fn slot(&self) -> MutexGuard<'_, Option<(String, jiff::Timestamp)>> {
-        // A single assignment is the only update: a poisoned lock still holds a valid value.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn set(&self, reason: String, at: jiff::Timestamp) {
-        *self.slot() = Some((reason, at));
-    }
-
-    /// The reason and time, if disabled.
-    pub(crate) fn get(&self) -> Option<(String, jiff::Timestamp)> {
-        self.slot().clone()
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.slot().is_some()
-    }
-}
-
 /// The point where an in-memory worker's stream was handed over to a durable subscription:
 /// events above it belong to the spool. No cutoff (`u64::MAX`) until a switch.
 #[derive(Debug)]
@@ -176,15 +137,6 @@ impl Handover {
     pub(crate) fn begin(&self) -> RwLockWriteGuard<'_, u64> {
         self.0.write().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// What became of one unit whose request(s) went out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Delivered,
-    Failed,
-    /// 410 Gone, with the error text.
-    Gone(String),
 }
 
 /// A completed unit.
@@ -226,6 +178,7 @@ struct Ctx {
     shared: Arc<Shared>,
     circuit: SharedCircuit,
     handover: Arc<Handover>,
+    sender: Sender<Http>,
 }
 
 impl Worker {
@@ -240,7 +193,9 @@ impl Worker {
             abort,
             handover,
         } = self;
+        let transport = Http::new(shared.clone(), config.clone());
         let ctx = Ctx {
+            sender: Sender::new(transport, shared.clone(), config.clone(), circuit.clone()),
             config,
             shared,
             circuit,
@@ -390,9 +345,11 @@ impl Ctx {
         *running_events = running_events.saturating_sub(done.events);
         *probing &= !done.probe;
         let counters = &self.shared.counters;
+        // A bounded delivery always ends with a verdict (`Held` and `Stopped` are durable
+        // mode's); a unit is cancelled by dropping it.
         let counter = match &done.outcome {
             Outcome::Delivered => &counters.delivered,
-            Outcome::Failed | Outcome::Gone(_) => &counters.failed,
+            _ => &counters.failed,
         };
         {
             let _moving = counters.moving();
@@ -463,86 +420,16 @@ impl Ctx {
     /// One unit: up to `max_attempts` attempts, then its outcome for the circuit.
     async fn unit(&self, delivery: Delivery, decision: Decision) -> Done {
         let probe = decision == Decision::Probe;
-        let outcome = self.attempts(&delivery, probe).await;
+        let policy = Policy::Bounded { probe };
+        let outcome = self
+            .sender
+            .deliver(&delivery, policy, &mut Sleep::default())
+            .await;
         Done {
             outcome,
             events: delivery.len() as u64,
             probe,
         }
-    }
-
-    /// The attempts of one unit.
-    async fn attempts(&self, delivery: &Delivery, probe: bool) -> Outcome {
-        let shown = &self.config.shown;
-        let id = &delivery.webhook_id;
-        let options = &self.shared.options;
-        let backoff = Backoff {
-            base: options.backoff,
-            max: self.config.settings.max_backoff,
-        };
-        let max = options.max_attempts.max(1);
-        let mut attempt = 1;
-        let failure = loop {
-            debug!(webhook_id = %id, events = delivery.len(), attempt, max, url = %shown, "webhook POST");
-            let result = attempt::send_counted(&self.shared, &self.config, delivery, attempt)
-                .await
-                .result;
-            match result {
-                Ok(status) => {
-                    debug!(webhook_id = %id, attempt, %status, "webhook delivered");
-                    self.shared.health.succeeded();
-                    if lock(&self.circuit).on_success() == Transition::Closed {
-                        warn!(url = %shown, "webhook delivered; circuit closed");
-                    }
-                    return Outcome::Delivered;
-                }
-                Err(e) => {
-                    debug!(webhook_id = %id, attempt, error = %e, "webhook attempt failed");
-                    self.shared.counters.set_last_error(e.to_string());
-                    if e.is_gone() {
-                        return Outcome::Gone(e.to_string());
-                    }
-                    let limit = self.config.settings.disable_after;
-                    if let Some(reason) = self.shared.health.failed(Instant::now(), limit) {
-                        return Outcome::Gone(reason);
-                    }
-                    if !e.is_retryable() || attempt >= max {
-                        break e;
-                    }
-                    let delay = backoff.delay(attempt, e.retry_after(), jitter());
-                    if let Some(asked) = e.retry_after() {
-                        debug!(webhook_id = %id, asked = ?asked, waiting = ?delay, "webhook honours Retry-After");
-                    }
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    bump(&self.shared.counters.retries);
-                }
-            }
-        };
-        let first = delivery.items.first().map_or(0, |i| i.event_id);
-        warn!(
-            event_id = first,
-            events = delivery.len(),
-            webhook_id = %id,
-            attempts = attempt,
-            error = %failure,
-            "webhook delivery failed"
-        );
-        let transition = lock(&self.circuit).on_unit_failure(Instant::now(), probe);
-        if let Transition::Opened { .. } = transition {
-            let cooldown = pilot_core::duration::format(options.circuit_cooldown);
-            if probe {
-                warn!(url = %shown, %cooldown, "webhook probe failed; circuit open again");
-            } else {
-                warn!(
-                    url = %shown,
-                    %cooldown,
-                    failed_events = options.circuit_threshold,
-                    "webhook circuit open: events are skipped until the cooldown ends"
-                );
-            }
-        }
-        Outcome::Failed
     }
 
     /// Marks the webhook disabled and says so on the bus (this worker is already detached, so
@@ -563,16 +450,4 @@ async fn poll_slot<F: Future>(mut slot: Pin<&mut Option<F>>) -> F::Output {
         None => Poll::Pending,
     })
     .await
-}
-
-/// Publishes `webhook.disabled` {name, url, reason} (the caller has detached from the bus
-/// first, so the announcement never goes to the endpoint that is disabled; the others get it).
-pub(crate) fn publish_disabled(bus: &pilot_core::Bus, name: &str, shown: &str, reason: String) {
-    let data = serde_json::json!({ "name": name, "url": shown, "reason": reason });
-    match pilot_core::event::data_from_value(&data) {
-        Ok(data) => {
-            bus.publish("webhook.disabled", Some(data));
-        }
-        Err(e) => warn!(error = %e, "could not publish webhook.disabled"),
-    }
 }

@@ -15,15 +15,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pilot_core::bus::DurabilityError;
-use pilot_core::{Bus, Pattern};
-use pilot_webhook::{
-    durable_webhook_id, run_spooler, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolerReport,
-    SPOOL_FILE,
+use pilot_core::{Bus, Event, Pattern};
+use pilot_spool::{
+    run_spooler, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolerReport, SPOOL_FILE,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const CHILD_ENV: &str = "PILOT_SPOOL_CHILD";
+
+/// The record ids the spooler gives here: pilot-webhook's durable `webhook-id` format.
+fn durable_webhook_id(event: &Event) -> String {
+    format!("msg_{}_{}", event.node_id, event.event_id)
+}
 const DIR_ENV: &str = "PILOT_SPOOL_DIR";
 
 fn payload(id: u64) -> Bytes {
@@ -572,7 +576,7 @@ fn child_write_failures() {
             let pad = "y".repeat(60_000);
             Some(pilot_core::event::parse_data(&format!(r#"{{"pad":"{pad}"}}"#)).unwrap())
         };
-        let task = tokio::spawn(run_spooler(sub, spool.clone(), sink, notify, stop.clone()));
+        let task = tokio::spawn(run_spooler(sub, spool.clone(), sink, notify, stop.clone(), durable_webhook_id));
         let first = bus.publish("test.event", big()).event_id;
         let res = tokio::time::timeout(Duration::from_secs(10), bus.wait_durable(first))
             .await
@@ -655,6 +659,7 @@ fn start(pattern: Pattern, capacity: usize) -> Running {
         sink,
         notify.clone(),
         stop.clone(),
+        durable_webhook_id,
     ));
     Running {
         bus,
@@ -715,10 +720,7 @@ async fn ten_thousand_events_take_one_commit_per_batch() {
     settle(r.bus.wait_durable(last)).await.unwrap();
     let used = r.spool.commits() - commits;
     println!("10000 events spooled in {used} commits");
-    assert_eq!(
-        used,
-        10_000u64.div_ceil(pilot_webhook::SPOOLER_BATCH as u64)
-    );
+    assert_eq!(used, 10_000u64.div_ceil(pilot_spool::SPOOLER_BATCH as u64));
     assert_eq!(r.spool.stats().depth, 10_000);
     let back = all(&r.spool);
     assert_eq!(ids(&back), (1..=10_000).collect::<Vec<_>>());
@@ -823,6 +825,7 @@ async fn a_restarted_bus_continues_after_the_spool() {
             sink,
             Arc::new(Notify::new()),
             stop.clone(),
+            durable_webhook_id,
         ));
         let ev = bus.publish("test.event", None);
         assert_eq!(ev.event_id, round + 1, "ids continue across restarts");

@@ -36,29 +36,26 @@ pub const SPOOLER_BATCH: usize = 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The `webhook-id` of an event in durable mode: `msg_<node_id>_<event_id>`. Stable across
-/// retries and restarts (it is stored with the record), and unique because a durable daemon's
-/// event ids never repeat (its bus starts after [`Spool::last_event_id`]).
-pub fn durable_webhook_id(event: &Event) -> String {
-    format!("msg_{}_{}", event.node_id, event.event_id)
-}
+/// Gives each record its message id (pilot-webhook: the `webhook-id`, stable across retries
+/// and restarts because it is stored with the record).
+pub type RecordId = fn(&Event) -> String;
 
 /// A spooler's progress, readable while it runs (the plugin's stats use it).
 #[derive(Debug, Default)]
-pub(crate) struct SpoolerCounters {
+pub struct SpoolerCounters {
     /// Events taken from the subscription and settled: written to the spool, dropped for space
     /// on the way in, refused, or lost at stop. The ones the subscription received but that are
     /// not settled yet are still on their way into the spool.
-    pub(crate) settled: AtomicU64,
+    pub settled: AtomicU64,
     /// Records dropped to stay within `max_bytes` (stored ones and incoming ones).
-    pub(crate) dropped_full: AtomicU64,
+    pub dropped_full: AtomicU64,
     /// Events the subscription received that never reached the spool: refused (ids not above
     /// its high-water mark) or still unwritten when the spooler stopped.
-    pub(crate) refused: AtomicU64,
+    pub refused: AtomicU64,
     /// Records written to the spool (in the plugin's own count of what the spool holds).
-    pub(crate) appended: AtomicU64,
+    pub appended: AtomicU64,
     /// Stored records dropped to make room (the part of `dropped_full` that was on disk).
-    pub(crate) evicted: AtomicU64,
+    pub evicted: AtomicU64,
     /// The plugin's accounting lock (see `crate::stats`): shared by every change of counters
     /// that moves events between buckets, exclusive for a snapshot.
     ledger: RwLock<()>,
@@ -66,13 +63,13 @@ pub(crate) struct SpoolerCounters {
 
 impl SpoolerCounters {
     /// The shared side of the accounting lock.
-    pub(crate) fn moving(&self) -> RwLockReadGuard<'_, ()> {
+    pub fn moving(&self) -> RwLockReadGuard<'_, ()> {
         // The lock guards no data: a poisoned one is as good as a sound one.
         self.ledger.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The exclusive side of the accounting lock (a snapshot).
-    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
         self.ledger.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -95,8 +92,8 @@ pub struct SpoolerReport {
     pub last_error: Option<String>,
 }
 
-/// Takes events from `sub` in batches of up to [`SPOOLER_BATCH`], assigns each its
-/// [`durable_webhook_id`], appends each batch in one transaction, then advances `sink` to
+/// Takes events from `sub` in batches of up to [`SPOOLER_BATCH`], gives each its id (`id`),
+/// appends each batch in one transaction, then advances `sink` to
 /// the batch's end and wakes the delivery side through `notify`.
 ///
 /// A failed append calls `sink.fail` (waiting `emit`s get an error) and is retried with
@@ -111,18 +108,21 @@ pub async fn run_spooler(
     sink: DurableSink,
     notify: Arc<Notify>,
     stop: CancellationToken,
+    id: RecordId,
 ) -> SpoolerReport {
-    run_spooler_counted(sub, spool, sink, notify, stop, &SpoolerCounters::default()).await
+    let counters = SpoolerCounters::default();
+    run_spooler_counted(sub, spool, sink, notify, stop, &counters, id).await
 }
 
 /// [`run_spooler`], counting its progress into `counters` as it goes.
-pub(crate) async fn run_spooler_counted(
+pub async fn run_spooler_counted(
     mut sub: Subscription,
     spool: Arc<Spool>,
     sink: DurableSink,
     notify: Arc<Notify>,
     stop: CancellationToken,
     counters: &SpoolerCounters,
+    id: RecordId,
 ) -> SpoolerReport {
     let mut report = SpoolerReport::default();
     let mut seen = sink.durable();
@@ -204,7 +204,7 @@ pub(crate) async fn run_spooler_counted(
             );
             report.lost += stale.len() as u64;
         }
-        let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e)).collect();
+        let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e, id)).collect();
         if !records.is_empty() {
             let (dropped_before, spooled_before) = (report.dropped_for_space, report.spooled);
             let written = persist(&spool, &records, &sink, &stop, stopping, &mut report).await;
@@ -304,10 +304,10 @@ fn report_gaps(sink: &DurableSink, seen: u64, upto: u64, batch: &[Arc<Event>]) -
     lost
 }
 
-fn record(event: &Event) -> SpoolRecord {
+fn record(event: &Event, id: RecordId) -> SpoolRecord {
     SpoolRecord {
         event_id: event.event_id,
-        webhook_id: durable_webhook_id(event),
+        webhook_id: id(event),
         accepted_at_ms: u64::try_from(event.timestamp.as_millisecond()).unwrap_or(0),
         attempts: 0,
         payload: event.payload(),

@@ -1,3 +1,6 @@
+//! pilot-spool: an embedded, ordered, bounded queue of bus events on disk, with group commit.
+//! It knows nothing of HTTP: pilot-webhook's durable mode is its user.
+//!
 //! The durable webhook spool: an embedded on-disk store of accepted events, in event_id order,
 //! kept until their delivery succeeds (at-least-once delivery across endpoint outages,
 //! `daemon stop` and `kill -9`).
@@ -38,7 +41,7 @@
 //! The API is synchronous (redb is): async callers use `spawn_blocking`. A [`Spool`] is
 //! `Send + Sync`; share it in an `Arc`. Its limits can change while it is open
 //! ([`Spool::set_limits`]: a webhook's settings carry them). The webhook plugin's durable mode
-//! (`crate::durable`) is its user: it removes settled records in groups
+//! (`pilot_webhook::durable`) is its user: it removes settled records in groups
 //! ([`Spool::remove_groups_and_log`]) and persists attempt counts of a whole batch
 //! ([`Spool::set_attempts_and_log`]), each in one transaction with the delivery log.
 
@@ -60,8 +63,9 @@ use tracing::warn;
 
 mod spooler;
 
-pub use spooler::{durable_webhook_id, run_spooler, SpoolerReport, SPOOLER_BATCH};
-pub(crate) use spooler::{run_spooler_counted, SpoolerCounters};
+pub use spooler::{
+    run_spooler, run_spooler_counted, RecordId, SpoolerCounters, SpoolerReport, SPOOLER_BATCH,
+};
 
 /// The spool's file name in the pilot home.
 pub const SPOOL_FILE: &str = "webhook-spool.redb";
