@@ -34,7 +34,7 @@ const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 
 fn init_logging(args: &Args, config_level: Option<&str>) -> Result<logging::LogSink, String> {
     let filter = match (
-        &args.log_level,
+        &args.run.log_level,
         std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()),
     ) {
         (Some(level), _) => {

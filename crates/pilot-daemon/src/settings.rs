@@ -78,13 +78,13 @@ impl Settings {
         home.ensure()?;
         let config = ConfigFile::load(home.config_file())?;
         let socket = home.socket_path(args.socket.as_deref(), &config);
-        let node_id = match args.node_id {
+        let node_id = match args.run.node_id {
             Some(n) => n,
             None => config.node_id()?.unwrap_or(0),
         };
         let webhook_options = webhook_options(args, &config)?;
         let base = pilot_core::endpoint::default_settings(&config)?;
-        let webhook_settings = args.settings.apply(base);
+        let webhook_settings = args.run.settings.apply(base);
         webhook_settings
             .validate()
             .map_err(SettingsError::FlagSettings)?;
@@ -105,7 +105,7 @@ impl Settings {
         let policy = webhook_settings.url_policy(UrlPolicy {
             deny_private: webhook_options.deny_private_networks,
         });
-        let webhook = match (&args.webhook, config.webhook()) {
+        let webhook = match (&args.run.webhook, config.webhook()) {
             (Some(flag), _) if flag.is_empty() => None,
             (Some(flag), _) => Some(policy.validate(flag).map_err(SettingsError::FlagUrl)?),
             (None, Some(cfg)) => {
@@ -167,7 +167,7 @@ fn config_log_level(config: &ConfigFile) -> Result<Option<String>, SettingsError
 /// `--metrics-addr`, else config `metrics_addr`: an `IP:PORT`; empty (or null in the config)
 /// is off, so `--metrics-addr ""` turns off a configured endpoint for one run.
 fn metrics_addr(args: &Args, config: &ConfigFile) -> Result<Option<SocketAddr>, SettingsError> {
-    if let Some(value) = &args.metrics_addr {
+    if let Some(value) = &args.run.metrics_addr {
         return match value.trim() {
             "" => Ok(None),
             v => v
@@ -192,33 +192,36 @@ fn metrics_addr(args: &Args, config: &ConfigFile) -> Result<Option<SocketAddr>, 
 fn webhook_options(args: &Args, config: &ConfigFile) -> Result<WebhookOptions, SettingsError> {
     let mut o = WebhookOptions::default();
     if let Some(n) = args
+        .run
         .queue_size
         .or(config.get_u64("queue_size")?.map(|n| n as usize))
     {
         o.queue_size = n;
     }
     if let Some(d) = args
+        .run
         .webhook_timeout
         .or(config.get_duration("webhook_timeout")?)
     {
         o.timeout = d;
     }
-    if let Some(n) = args.max_attempts.or(config
+    if let Some(n) = args.run.max_attempts.or(config
         .get_u64("max_attempts")?
         .map(|n| n.min(u32::MAX as u64) as u32))
     {
         o.max_attempts = n;
     }
-    if let Some(d) = args.backoff.or(config.get_duration("backoff")?) {
+    if let Some(d) = args.run.backoff.or(config.get_duration("backoff")?) {
         o.backoff = d;
     }
-    if let Some(n) = args.circuit_threshold.or(config
+    if let Some(n) = args.run.circuit_threshold.or(config
         .get_u64("circuit_threshold")?
         .map(|n| n.min(u32::MAX as u64) as u32))
     {
         o.circuit_threshold = n;
     }
     if let Some(d) = args
+        .run
         .circuit_cooldown
         .or(config.get_duration("circuit_cooldown")?)
     {

@@ -5,7 +5,8 @@
 //! [`SettingsArgs`] are the flags that set a value; [`ClearArgs`] the explicit `--no-*` flags
 //! `webhook update` takes to remove one. [`SettingsArgs::apply`] puts the given flags over a
 //! base (`set-webhook` starts from the defaults, `update` and the daemon from what is saved),
-//! and [`SettingsArgs::to_args`] writes them back as `pilot-daemon` flags.
+//! and [`SettingsArgs::to_args`] writes them back as `pilot-daemon` flags. [`RunArgs`] are the
+//! flags of one daemon run (`pilot-daemon` and `pilotctl daemon start`, which passes them on).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,12 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be longer than 0".into()),
         d => Ok(d),
     }
+}
+
+/// Checks a log level with pilot's one check, keeping it as given.
+pub fn log_level(s: &str) -> Result<String, String> {
+    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
 }
 
 /// Parses a severity (`debug`, `info`, `notice`, `warning`, `critical`).
@@ -53,6 +60,91 @@ pub fn positive(s: &str) -> Result<usize, String> {
 /// `path` made absolute against the current directory (the daemon does not share it).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The flags of one daemon run: `pilot-daemon`'s, and `pilotctl daemon start`'s, which
+/// passes them on ([`RunArgs::to_args`]). Each overrides its config key for that run only.
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Deliver events to this URL (else config `webhook`); not written to config.json.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Node id stamped on every event (else config `node_id`, else 0).
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u32>,
+    /// Daemon log level: error, warn, info, debug, trace, off, or directives that each name a
+    /// level (`pilot_webhook=debug,info`); else RUST_LOG, else config `log_level`, else info.
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
+    pub log_level: Option<String>,
+    /// Webhook queue capacity in events (default 1024).
+    #[arg(long, value_name = "N")]
+    pub queue_size: Option<usize>,
+    /// Timeout of one webhook request (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub webhook_timeout: Option<Duration>,
+    /// Attempts per event (default 3).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// First retry delay, doubled per retry (default 1s).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub backoff: Option<Duration>,
+    /// Consecutive failed events that open the circuit (default 5).
+    #[arg(long, value_name = "N")]
+    pub circuit_threshold: Option<u32>,
+    /// How long the circuit stays open (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub circuit_cooldown: Option<Duration>,
+    /// Serve Prometheus metrics on http://IP:PORT/metrics (else config `metrics_addr`; "" for
+    /// off).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<String>,
+    /// The default webhook's settings for this run (each overrides config `webhook_settings`).
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+impl RunArgs {
+    /// The same flags, for `pilot-daemon`'s command line.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: String| {
+            out.push(flag.into());
+            out.push(value.into());
+        };
+        let dur = |d: Duration| pilot_core::duration::format(d);
+        if let Some(v) = &self.webhook {
+            push("--webhook", v.clone());
+        }
+        if let Some(v) = self.node_id {
+            push("--node-id", v.to_string());
+        }
+        if let Some(v) = &self.log_level {
+            push("--log-level", v.clone());
+        }
+        if let Some(v) = self.queue_size {
+            push("--queue-size", v.to_string());
+        }
+        if let Some(v) = self.webhook_timeout {
+            push("--webhook-timeout", dur(v));
+        }
+        if let Some(v) = self.max_attempts {
+            push("--max-attempts", v.to_string());
+        }
+        if let Some(v) = self.backoff {
+            push("--backoff", dur(v));
+        }
+        if let Some(v) = self.circuit_threshold {
+            push("--circuit-threshold", v.to_string());
+        }
+        if let Some(v) = self.circuit_cooldown {
+            push("--circuit-cooldown", dur(v));
+        }
+        if let Some(v) = &self.metrics_addr {
+            push("--metrics-addr", v.clone());
+        }
+        out.extend(self.settings.to_args());
+        out
+    }
 }
 
 /// The per-webhook settings as flags. A flag not given leaves its field as it is.

@@ -10,13 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pilot_core::catalog::Category;
 use pilot_core::Severity;
 use pilot_flags::duration;
-pub use pilot_flags::{ClearArgs, SettingsArgs};
-
-/// Checks a log level (`--log-level`) with pilot's one check, keeping it as given.
-fn log_level(s: &str) -> Result<String, String> {
-    pilot_core::log_level::check(s).map_err(|e| e.to_string())?;
-    Ok(s.to_string())
-}
+pub use pilot_flags::{ClearArgs, RunArgs, SettingsArgs};
 
 /// pilotctl: control the pilot daemon, its webhook and its event bus.
 #[derive(Debug, Parser)]
@@ -140,46 +134,15 @@ impl LogFormat {
 
 #[derive(Debug, Args, Default)]
 pub struct StartArgs {
-    /// Deliver events to this URL (else config `webhook`); not written to config.json.
-    #[arg(long, value_name = "URL")]
-    pub webhook: Option<String>,
-    /// Node id stamped on every event (else config `node_id`, else 0).
-    #[arg(long, value_name = "N")]
-    pub node_id: Option<u32>,
-    /// Daemon log level: error, warn, info, debug, trace, off, or directives that each name a
-    /// level (`pilot_webhook=debug,info`).
-    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
-    pub log_level: Option<String>,
+    /// The flags pilot-daemon takes, passed on to it.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Daemon log line format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Run attached to this terminal instead of in the background.
     #[arg(long)]
     pub foreground: bool,
-    /// Webhook queue capacity in events (default 1024).
-    #[arg(long, value_name = "N")]
-    pub queue_size: Option<usize>,
-    /// Timeout of one webhook request (default 5s).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub webhook_timeout: Option<Duration>,
-    /// Attempts per event (default 3).
-    #[arg(long, value_name = "N")]
-    pub max_attempts: Option<u32>,
-    /// First retry delay, doubled per retry (default 1s).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub backoff: Option<Duration>,
-    /// Consecutive failed events that open the circuit (default 5).
-    #[arg(long, value_name = "N")]
-    pub circuit_threshold: Option<u32>,
-    /// How long the circuit stays open (default 30s).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub circuit_cooldown: Option<Duration>,
-    /// Webhook settings for this run only (they override config `webhook_settings`).
-    #[command(flatten)]
-    pub settings: SettingsArgs,
-    /// Serve Prometheus metrics on http://IP:PORT/metrics (else config `metrics_addr`; "" for off).
-    #[arg(long, value_name = "IP:PORT")]
-    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -468,17 +431,20 @@ mod tests {
         let Command::Daemon(DaemonCommand::Start(a)) = cli.command else {
             panic!("not start");
         };
-        assert_eq!(a.webhook.as_deref(), Some("http://localhost:8080/events"));
-        assert_eq!(a.node_id, Some(5));
-        assert_eq!(a.log_level.as_deref(), Some("debug"));
+        assert_eq!(
+            a.run.webhook.as_deref(),
+            Some("http://localhost:8080/events")
+        );
+        assert_eq!(a.run.node_id, Some(5));
+        assert_eq!(a.run.log_level.as_deref(), Some("debug"));
         assert_eq!(a.log_format, Some(LogFormat::Json));
         assert!(a.foreground);
-        assert_eq!(a.queue_size, Some(16));
-        assert_eq!(a.webhook_timeout, Some(Duration::from_millis(500)));
-        assert_eq!(a.max_attempts, Some(2));
-        assert_eq!(a.backoff, Some(Duration::from_millis(100)));
-        assert_eq!(a.circuit_threshold, Some(3));
-        assert_eq!(a.circuit_cooldown, Some(Duration::from_secs(2)));
+        assert_eq!(a.run.queue_size, Some(16));
+        assert_eq!(a.run.webhook_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(a.run.max_attempts, Some(2));
+        assert_eq!(a.run.backoff, Some(Duration::from_millis(100)));
+        assert_eq!(a.run.circuit_threshold, Some(3));
+        assert_eq!(a.run.circuit_cooldown, Some(Duration::from_secs(2)));
     }
 
     #[test]
@@ -661,9 +627,9 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(a.settings.events, ["a.*"]);
-        assert!(a.settings.durable);
-        assert_eq!(a.settings.batch_max, Some(5));
+        assert_eq!(a.run.settings.events, ["a.*"]);
+        assert!(a.run.settings.durable);
+        assert_eq!(a.run.settings.batch_max, Some(5));
     }
 
     #[test]

@@ -69,46 +69,11 @@ fn is_executable(path: &Path) -> bool {
 /// so the daemon listens where pilotctl waits for it).
 pub fn daemon_args(args: &StartArgs, socket: &Path) -> Vec<OsString> {
     let mut out: Vec<OsString> = vec!["--socket".into(), socket.into()];
-    let mut push = |flag: &str, value: String| {
-        out.push(flag.into());
-        out.push(value.into());
-    };
-    let dur = |d: Duration| pilot_core::duration::format(d);
-    if let Some(v) = &args.webhook {
-        push("--webhook", v.clone());
-    }
-    if let Some(v) = args.node_id {
-        push("--node-id", v.to_string());
-    }
-    if let Some(v) = &args.log_level {
-        push("--log-level", v.clone());
-    }
     if let Some(v) = args.log_format {
-        push("--log-format", v.as_str().into());
+        out.push("--log-format".into());
+        out.push(v.as_str().into());
     }
-    if let Some(v) = args.queue_size {
-        push("--queue-size", v.to_string());
-    }
-    if let Some(v) = args.webhook_timeout {
-        push("--webhook-timeout", dur(v));
-    }
-    if let Some(v) = args.max_attempts {
-        push("--max-attempts", v.to_string());
-    }
-    if let Some(v) = args.backoff {
-        push("--backoff", dur(v));
-    }
-    if let Some(v) = args.circuit_threshold {
-        push("--circuit-threshold", v.to_string());
-    }
-    if let Some(v) = args.circuit_cooldown {
-        push("--circuit-cooldown", dur(v));
-    }
-    if let Some(v) = &args.metrics_addr {
-        out.push("--metrics-addr".into());
-        out.push(v.into());
-    }
-    out.extend(args.settings.to_args());
+    out.extend(args.run.to_args());
     out
 }
 
@@ -280,36 +245,38 @@ mod tests {
     #[test]
     fn daemon_args_pass_every_option_through() {
         let args = StartArgs {
-            webhook: Some("http://localhost:8080/events".into()),
-            node_id: Some(5),
-            log_level: Some("debug".into()),
             log_format: Some(crate::cli::LogFormat::Json),
             foreground: true,
-            queue_size: Some(8),
-            webhook_timeout: Some(Duration::from_millis(500)),
-            max_attempts: Some(2),
-            backoff: Some(Duration::from_millis(1500)),
-            circuit_threshold: Some(4),
-            circuit_cooldown: Some(Duration::from_secs(30)),
-            settings: crate::cli::SettingsArgs {
-                events: vec!["handshake.*".into(), "trust.*".into()],
-                exclude: vec!["data.datagram".into()],
-                durable: true,
-                max_spool_bytes: Some(1024),
-                discard_after: Some(Duration::from_secs(3600)),
-                max_backoff: Some(Duration::from_secs(60)),
-                headers: vec!["X-A: 1".into(), "X-B: 2".into()],
-                bearer_token_file: Some("/t/token".into()),
-                basic_auth_file: None,
-                insecure_tls: true,
-                deny_private: true,
-                batch_max: Some(10),
-                batch_wait: Some(Duration::from_millis(50)),
-                concurrency: Some(2),
-                disable_after: None,
-                min_severity: None,
+            run: crate::cli::RunArgs {
+                webhook: Some("http://localhost:8080/events".into()),
+                node_id: Some(5),
+                log_level: Some("debug".into()),
+                queue_size: Some(8),
+                webhook_timeout: Some(Duration::from_millis(500)),
+                max_attempts: Some(2),
+                backoff: Some(Duration::from_millis(1500)),
+                circuit_threshold: Some(4),
+                circuit_cooldown: Some(Duration::from_secs(30)),
+                settings: crate::cli::SettingsArgs {
+                    events: vec!["handshake.*".into(), "trust.*".into()],
+                    exclude: vec!["data.datagram".into()],
+                    durable: true,
+                    max_spool_bytes: Some(1024),
+                    discard_after: Some(Duration::from_secs(3600)),
+                    max_backoff: Some(Duration::from_secs(60)),
+                    headers: vec!["X-A: 1".into(), "X-B: 2".into()],
+                    bearer_token_file: Some("/t/token".into()),
+                    basic_auth_file: None,
+                    insecure_tls: true,
+                    deny_private: true,
+                    batch_max: Some(10),
+                    batch_wait: Some(Duration::from_millis(50)),
+                    concurrency: Some(2),
+                    disable_after: None,
+                    min_severity: None,
+                },
+                metrics_addr: Some("127.0.0.1:9464".into()),
             },
-            metrics_addr: Some("127.0.0.1:9464".into()),
         };
         let got: Vec<String> = daemon_args(&args, Path::new("/h/pilot.sock"))
             .into_iter()
@@ -320,14 +287,14 @@ mod tests {
             [
                 "--socket",
                 "/h/pilot.sock",
+                "--log-format",
+                "json",
                 "--webhook",
                 "http://localhost:8080/events",
                 "--node-id",
                 "5",
                 "--log-level",
                 "debug",
-                "--log-format",
-                "json",
                 "--queue-size",
                 "8",
                 "--webhook-timeout",

@@ -33,22 +33,23 @@ struct Started {
 
 /// `daemon start`.
 pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> {
-    if let Some(url) = &args.webhook {
+    if let Some(url) = &args.run.webhook {
         pilot_core::webhook_url::validate(url)?;
     }
     // Checked here so a bad flag starts nothing; the daemon merges them over the config's.
-    let overrides = crate::settings::from_flags(&args.settings)?;
+    let overrides = crate::settings::from_flags(&args.run.settings)?;
     let env = ctx.env()?;
-    if let Some(url) = args.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
+    if let Some(url) = args.run.webhook.as_deref().filter(|u| !u.trim().is_empty()) {
         overrides
             .url_policy(env.config.url_policy()?)
             .validate(url)?;
     }
-    let node_id = match args.node_id {
+    let node_id = match args.run.node_id {
         Some(n) => n,
         None => env.config.node_id()?.unwrap_or(0),
     };
     let webhook = args
+        .run
         .webhook
         .as_deref()
         .map(str::trim)
