@@ -6,8 +6,15 @@
 //! are generated from [`CATALOG`]. A catalog event's data must carry every required field with
 //! its type, and an optional field, when present, must have its type; fields the catalog does
 //! not list are allowed (newer publishers may add some), and so are names outside the catalog.
-//! [`check`] costs one binary search for a name outside the catalog, and one scan of the data
-//! (no allocation) for a name in it.
+//!
+//! Most entries name one event. An entry whose name has a `<part>` is a *family*: Pilot's
+//! `plugin.<name>.panic` stands for `plugin.webhook.panic`, `plugin.tasks.panic`, and so on,
+//! one event per value of that part ([`EventSpec::pattern`]). A name of a family is checked
+//! like a fixed name, and `pilotctl events catalog` shows the family as its pattern.
+//!
+//! [`check`] costs one binary search of the fixed names plus a segment compare per family
+//! (a handful) for a name outside the catalog, and one scan of the data (no allocation) for a
+//! name in it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -79,12 +86,13 @@ pub enum Category {
     Pubsub,
     Security,
     Policy,
+    Plugin,
     Webhook,
 }
 
 impl Category {
     /// Every category, in the catalog's order.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Node,
         Category::Connection,
         Category::Tunnel,
@@ -93,6 +101,7 @@ impl Category {
         Category::Pubsub,
         Category::Security,
         Category::Policy,
+        Category::Plugin,
         Category::Webhook,
     ];
 
@@ -107,6 +116,7 @@ impl Category {
             Category::Pubsub => "pubsub",
             Category::Security => "security",
             Category::Policy => "policy",
+            Category::Plugin => "plugin",
             Category::Webhook => "webhook",
         }
     }
@@ -122,6 +132,7 @@ impl Category {
             Category::Pubsub => "Pub/sub",
             Category::Security => "Security",
             Category::Policy => "Policy and managed networks",
+            Category::Plugin => "Plugin health",
             Category::Webhook => "Webhook",
         }
     }
@@ -166,10 +177,16 @@ pub struct Field {
     pub required: bool,
 }
 
-/// One event of the catalog.
+/// One event of the catalog, or one family of events (see [`EventSpec::pattern`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EventSpec {
+    /// The event's name; for a family, its pattern (`plugin.<name>.panic`).
     pub name: &'static str,
+    /// Whether `name` is a pattern: some of its parts are `<placeholder>`s, each standing for
+    /// any one part of a name (`plugin.<name>.panic` covers `plugin.webhook.panic`). In JSON
+    /// only when true.
+    #[serde(skip_serializing_if = "is_false")]
+    pub pattern: bool,
     pub category: Category,
     /// How much the event matters (`events catalog` shows it; webhooks can filter on it).
     pub severity: Severity,
@@ -177,12 +194,17 @@ pub struct EventSpec {
     pub fields: &'static [Field],
 }
 
-/// Why a catalog event's data was refused.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a catalog event's data was refused. `event` is the name as given (`plugin.foo.panic`
+/// for a family's event), borrowed from the catalog for a fixed name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
     #[error("event {event}: data field {field:?} is missing (expected {expected})")]
     Missing {
-        event: &'static str,
+        event: Cow<'static, str>,
         field: &'static str,
         expected: JsonType,
     },
@@ -191,14 +213,17 @@ pub enum DataError {
         type_name(found)
     )]
     WrongType {
-        event: &'static str,
+        event: Cow<'static, str>,
         field: &'static str,
         expected: JsonType,
         /// The value's most specific type (`Integer` for `7`); `None` for null.
         found: Option<JsonType>,
     },
     #[error("event {event}: data must be a JSON object ({reason})")]
-    NotObject { event: &'static str, reason: String },
+    NotObject {
+        event: Cow<'static, str>,
+        reason: String,
+    },
 }
 
 impl DataError {
@@ -209,14 +234,39 @@ impl DataError {
             DataError::NotObject { .. } => None,
         }
     }
+
+    /// The event named in the message.
+    pub fn event(&self) -> &str {
+        match self {
+            DataError::Missing { event, .. }
+            | DataError::WrongType { event, .. }
+            | DataError::NotObject { event, .. } => event,
+        }
+    }
+
+    /// The same error, naming `name` (the event as given) instead of the catalog entry.
+    fn named(mut self, name: &str) -> Self {
+        match &mut self {
+            DataError::Missing { event, .. }
+            | DataError::WrongType { event, .. }
+            | DataError::NotObject { event, .. } => *event = Cow::Owned(name.to_owned()),
+        }
+        self
+    }
 }
 
-/// The catalog entry of `name`, if it has one: a binary search of the names ordered by length,
-/// then bytes, so most steps compare lengths only.
+/// The catalog entry of event `name`, if it has one: a binary search of the fixed names ordered
+/// by length, then bytes (so most steps compare lengths only), then the families, whose
+/// patterns are compared part by part. For a family's event (`plugin.webhook.panic`) this is
+/// the family's entry (`plugin.<name>.panic`).
 pub fn lookup(name: &str) -> Option<&'static EventSpec> {
     static BY_NAME: LazyLock<Vec<(usize, &'static str, &'static EventSpec)>> =
         LazyLock::new(|| {
-            let mut v: Vec<_> = CATALOG.iter().map(|e| (e.name.len(), e.name, e)).collect();
+            let mut v: Vec<_> = CATALOG
+                .iter()
+                .filter(|e| !e.pattern)
+                .map(|e| (e.name.len(), e.name, e))
+                .collect();
             v.sort_unstable_by_key(|&(len, name, _)| (len, name));
             v
         });
@@ -224,6 +274,32 @@ pub fn lookup(name: &str) -> Option<&'static EventSpec> {
         .binary_search_by(|&(len, n, _)| len.cmp(&name.len()).then_with(|| n.cmp(name)))
         .ok()
         .map(|i| BY_NAME[i].2)
+        .or_else(|| families().find(|e| e.matches(name)))
+}
+
+/// The catalog's families (entries whose name is a pattern), in catalog order.
+pub fn families() -> impl Iterator<Item = &'static EventSpec> {
+    static FAMILIES: LazyLock<Vec<&'static EventSpec>> =
+        LazyLock::new(|| CATALOG.iter().filter(|e| e.pattern).collect());
+    FAMILIES.iter().copied()
+}
+
+/// Whether one part of a name pattern is a placeholder (`<name>`).
+fn is_placeholder(part: &str) -> bool {
+    part.len() > 2 && part.starts_with('<') && part.ends_with('>')
+}
+
+/// Whether a name has a placeholder part (used when the catalog is built).
+const fn has_placeholder(name: &str) -> bool {
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'<' {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The severity of event `name`: the catalog's, or [`Severity::Info`] for a name outside it
@@ -232,15 +308,64 @@ pub fn severity(name: &str) -> Severity {
     lookup(name).map_or(Severity::Info, |e| e.severity)
 }
 
-/// Checks the data of event `name` against the catalog; names outside it always pass.
+/// Checks the data of event `name` against the catalog (a family's event against its family);
+/// names outside it always pass. An error names the event as given.
 pub fn check(name: &str, data: Option<&RawValue>) -> Result<(), DataError> {
     match lookup(name) {
         None => Ok(()),
+        Some(spec) if spec.pattern => spec.check(data).map_err(|e| e.named(name)),
         Some(spec) => spec.check(data),
     }
 }
 
 impl EventSpec {
+    /// Whether event `name` is this entry's: the same name, or for a family, as many parts
+    /// with each fixed part equal and a non-empty part for each placeholder.
+    pub fn matches(&self, name: &str) -> bool {
+        if !self.pattern {
+            return self.name == name;
+        }
+        let mut want = self.name.split('.');
+        let mut got = name.split('.');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w == g || (is_placeholder(w) && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// A name this entry covers: the name itself, or for a family the pattern with each
+    /// placeholder replaced by its own word (`plugin.<name>.panic` -> `plugin.name.panic`).
+    pub fn example(&self) -> Cow<'static, str> {
+        if self.pattern {
+            Cow::Owned(self.name.replace(['<', '>'], ""))
+        } else {
+            Cow::Borrowed(self.name)
+        }
+    }
+
+    /// Whether some event of this entry has a name starting with `prefix` (which ends with a
+    /// dot, as in a `prefix.*` pattern).
+    pub fn may_start_with(&self, prefix: &str) -> bool {
+        if !self.pattern {
+            return self.name.starts_with(prefix);
+        }
+        let Some(body) = prefix.strip_suffix('.') else {
+            return false;
+        };
+        let mut want = self.name.split('.');
+        for g in body.split('.') {
+            match want.next() {
+                Some(w) if w == g || (is_placeholder(w) && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+        // Room for at least one more part.
+        want.next().is_some()
+    }
+
     /// Checks `data` (valid JSON): every required field present with its type, every optional
     /// field that is present with its type; other fields are ignored.
     pub fn check(&self, data: Option<&RawValue>) -> Result<(), DataError> {
@@ -257,7 +382,7 @@ impl EventSpec {
                 Ok(Some(e)) => return Err(e),
                 Err(e) => {
                     return Err(DataError::NotObject {
-                        event: self.name,
+                        event: Cow::Borrowed(self.name),
                         reason: e.to_string(),
                     })
                 }
@@ -270,7 +395,7 @@ impl EventSpec {
             .find(|(i, f)| f.required && seen & (1 << i) == 0)
         {
             Some((_, f)) => Err(DataError::Missing {
-                event: self.name,
+                event: Cow::Borrowed(self.name),
                 field: f.name,
                 expected: f.ty,
             }),
@@ -309,7 +434,7 @@ impl<'de> Visitor<'de> for Scan<'_> {
             if !field.ty.accepts(found) {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 return Ok(Some(DataError::WrongType {
-                    event: self.spec.name,
+                    event: Cow::Borrowed(self.spec.name),
                     field: field.name,
                     expected: field.ty,
                     found,
@@ -411,6 +536,7 @@ const fn ev(
 ) -> EventSpec {
     EventSpec {
         name,
+        pattern: has_placeholder(name),
         category,
         severity,
         description,
@@ -418,7 +544,7 @@ const fn ev(
     }
 }
 
-use Category::{Connection, Data, Node, Policy, Pubsub, Security, Trust, Tunnel, Webhook};
+use Category::{Connection, Data, Node, Plugin, Policy, Pubsub, Security, Trust, Tunnel, Webhook};
 use Severity::{Critical, Debug, Info, Notice, Warning};
 const STR: JsonType = JsonType::String;
 const INT: JsonType = JsonType::Integer;
@@ -442,7 +568,21 @@ const CONN_CLOSED: &[Field] = &[
     req("local_port", INT),
     req("conn_id", INT),
 ];
-const DST_PORT: &[Field] = &[req("dst_port", INT)];
+const UNTRUSTED_SOURCE: &[Field] = &[
+    req("src_node_id", INT),
+    req("src_addr", STR),
+    req("dst_port", INT),
+];
+const POLICY_REFUSED: &[Field] = &[
+    req("src_node_id", INT),
+    req("dst_port", INT),
+    req("network", INT),
+];
+const FULL: &[Field] = &[
+    req("type", STR),
+    req("frame_bytes", INT),
+    req("max_bytes", INT),
+];
 const TOPIC_REMOTE: &[Field] = &[req("topic", STR), req("remote", STR)];
 
 /// Every event, grouped by category in [`Category::ALL`] order.
@@ -473,11 +613,12 @@ pub static CATALOG: &[EventSpec] = &[
         "agent.registered",
         Node,
         Info,
-        "An agent registered, with its address, endpoint and node id.",
+        "An agent registered, with its address and node id (the endpoint on a first registration, `reregistered` on a later one).",
         &[
             req("address", STR),
-            req("endpoint", STR),
             req("node_id", INT),
+            opt("endpoint", STR),
+            opt("reregistered", BOOL),
         ],
     ),
     ev(
@@ -594,23 +735,23 @@ pub static CATALOG: &[EventSpec] = &[
         "syn.rejected",
         Connection,
         Debug,
-        "A connection to a port nobody listens on was refused.",
-        DST_PORT,
+        "A private node silently dropped a connection (SYN) from a source it does not trust.",
+        UNTRUSTED_SOURCE,
     ),
     ev(
         "datagram.rejected",
         Connection,
         Debug,
-        "A datagram to a port nobody listens on was dropped.",
-        DST_PORT,
+        "A private node dropped a datagram from a source it does not trust.",
+        UNTRUSTED_SOURCE,
     ),
     // Tunnels.
     ev(
         "tunnel.peer_added",
         Tunnel,
         Info,
-        "A peer was added to the tunnel table.",
-        PEER,
+        "A peer was added to the tunnel table, with the endpoint it was seen at.",
+        &[req("peer_node_id", INT), req("endpoint", STR)],
     ),
     ev(
         "tunnel.established",
@@ -637,6 +778,13 @@ pub static CATALOG: &[EventSpec] = &[
         Warning,
         "Rekeying the tunnel to a peer failed for good.",
         PEER,
+    ),
+    ev(
+        "tunnel.desync_salvage",
+        Tunnel,
+        Notice,
+        "After a rekey, frames sent under the old key were re-encrypted and sent again (`replayed` of them).",
+        &[req("peer_node_id", INT), req("replayed", INT)],
     ),
     // Trust and handshake.
     ev(
@@ -737,6 +885,36 @@ pub static CATALOG: &[EventSpec] = &[
             req("size", INT),
         ],
     ),
+    ev(
+        "dataexchange.ack_failed",
+        Data,
+        Warning,
+        "The acknowledgement of a received frame could not be written back to the sender.",
+        &[
+            req("remote", STR),
+            req("frame_type", STR),
+            req("error", STR),
+        ],
+    ),
+    ev(
+        "received.full",
+        Data,
+        Warning,
+        "A received file was refused: it would take the received-files directory past its quota.",
+        FULL,
+    ),
+    ev(
+        "inbox.full",
+        Data,
+        Warning,
+        "A received message was refused: the inbox is at its byte budget even after evicting old messages.",
+        &[
+            req("from", STR),
+            req("type", STR),
+            req("frame_bytes", INT),
+            req("max_bytes", INT),
+        ],
+    ),
     // Pub/sub.
     ev(
         "pubsub.subscribed",
@@ -819,6 +997,45 @@ pub static CATALOG: &[EventSpec] = &[
             req("peers", INT),
         ],
     ),
+    ev(
+        "syn.port_rejected",
+        Policy,
+        Notice,
+        "A network policy refused a connection (SYN) to a port; it was dropped silently.",
+        POLICY_REFUSED,
+    ),
+    ev(
+        "datagram.port_rejected",
+        Policy,
+        Notice,
+        "A network policy refused a datagram to a port; it was dropped.",
+        POLICY_REFUSED,
+    ),
+    // Plugin health (a family per plugin: the name carries the plugin's).
+    ev(
+        "plugin.<name>.panic",
+        Plugin,
+        Warning,
+        "A plugin panicked in `op` and was recovered; `plugin_panics` counts its panics, `recovered_total` all plugins'.",
+        &[
+            req("plugin", STR),
+            req("op", STR),
+            req("panic", STR),
+            req("recovered_total", INT),
+            req("plugin_panics", INT),
+        ],
+    ),
+    ev(
+        "plugin.<name>.unhealthy",
+        Plugin,
+        Critical,
+        "A plugin panicked often enough to be marked unhealthy (sent once, when it crosses the threshold).",
+        &[
+            req("plugin", STR),
+            req("plugin_panics", INT),
+            req("recovered_total", INT),
+        ],
+    ),
     // Webhook (pilot's own).
     ev(
         "webhook.disabled",
@@ -850,7 +1067,17 @@ mod tests {
         let mut names = HashSet::new();
         for e in CATALOG {
             assert!(names.insert(e.name), "{} is listed twice", e.name);
-            crate::event::validate_name(e.name).unwrap();
+            crate::event::validate_name(&e.example()).unwrap();
+            assert!(e.matches(&e.example()), "{}", e.name);
+            // A pattern's parts are valid parts or whole placeholders.
+            assert_eq!(e.pattern, e.name.contains('<'), "{}", e.name);
+            for part in e.name.split('.') {
+                assert!(
+                    !part.contains(['<', '>']) || is_placeholder(part),
+                    "{}: {part}",
+                    e.name
+                );
+            }
             assert!(!e.description.is_empty() && !e.description.contains('\n'));
             assert!(e.description.ends_with('.'), "{}", e.name);
         }
@@ -885,7 +1112,14 @@ mod tests {
                 let want = match f.name {
                     n if n.ends_with("_id") || n.ends_with("port") => Some(JsonType::Integer),
                     "size" | "counter" | "peers" | "pruned" | "filled" | "evicted"
-                    | "drops_total" | "cycle_num" | "pid" => Some(JsonType::Integer),
+                    | "drops_total" | "cycle_num" | "pid" | "replayed" | "network"
+                    | "frame_bytes" | "max_bytes" | "recovered_total" | "plugin_panics" => {
+                        Some(JsonType::Integer)
+                    }
+                    "plugin" | "op" | "panic" | "error" | "type" | "frame_type" => {
+                        Some(JsonType::String)
+                    }
+                    "reregistered" => Some(JsonType::Boolean),
                     n if n.ends_with("addr") || n == "address" || n == "endpoint" => {
                         Some(JsonType::String)
                     }
@@ -906,11 +1140,150 @@ mod tests {
     #[test]
     fn lookup_finds_every_event_and_nothing_else() {
         for e in CATALOG {
-            assert_eq!(lookup(e.name), Some(e));
+            assert_eq!(lookup(&e.example()), Some(e));
+            if !e.pattern {
+                assert_eq!(lookup(e.name), Some(e));
+            }
         }
         for name in ["a.b", "handshake", "handshake.received.x", "zzz.z", ""] {
             assert_eq!(lookup(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn a_family_covers_every_name_of_its_shape_and_no_other() {
+        let panic = lookup("plugin.webhook.panic").unwrap();
+        assert_eq!(panic.name, "plugin.<name>.panic");
+        assert!(panic.pattern);
+        assert_eq!(lookup("plugin.x_2.panic"), Some(panic));
+        let unhealthy = lookup("plugin.tasks.unhealthy").unwrap();
+        assert_eq!(unhealthy.name, "plugin.<name>.unhealthy");
+        assert_eq!(severity("plugin.tasks.unhealthy"), Severity::Critical);
+        assert_eq!(severity("plugin.tasks.panic"), Severity::Warning);
+        for name in [
+            "plugin.panic",
+            "plugin..panic",
+            "plugin.a.b.panic",
+            "plugin.webhook.panicked",
+            "plugins.webhook.panic",
+            "plugin.webhook",
+            "x.plugin.webhook.panic",
+        ] {
+            assert_eq!(lookup(name), None, "{name}");
+        }
+        // The family's example name is one of its events.
+        assert_eq!(lookup(&panic.example()), Some(panic));
+        assert_eq!(panic.example(), "plugin.name.panic");
+        assert!(families().all(|e| e.pattern && e.category == Category::Plugin));
+        assert_eq!(families().count(), 2);
+        // Prefixes a `prefix.*` pattern may use.
+        for prefix in ["plugin.", "plugin.webhook.", "plugin.x."] {
+            assert!(panic.may_start_with(prefix), "{prefix}");
+        }
+        for prefix in ["plugin.webhook.panic.", "plugins.", "plugin", "p."] {
+            assert!(!panic.may_start_with(prefix), "{prefix}");
+        }
+        let fixed = lookup("tunnel.established").unwrap();
+        assert!(fixed.may_start_with("tunnel.") && !fixed.may_start_with("tunnel.x."));
+    }
+
+    #[test]
+    fn a_familys_event_is_checked_and_named_as_given() {
+        let good = raw(
+            r#"{"plugin":"webhook","op":"Start","panic":"boom","recovered_total":3,"plugin_panics":1}"#,
+        );
+        check("plugin.webhook.panic", Some(&good)).unwrap();
+        let err = check(
+            "plugin.webhook.panic",
+            Some(&raw(r#"{"plugin":"webhook"}"#)),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), Some("op"));
+        assert_eq!(err.event(), "plugin.webhook.panic");
+        assert_eq!(
+            err.to_string(),
+            r#"event plugin.webhook.panic: data field "op" is missing (expected string)"#
+        );
+        let err = check(
+            "plugin.tasks.unhealthy",
+            Some(&raw(
+                r#"{"plugin":"tasks","plugin_panics":"5","recovered_total":9}"#,
+            )),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"event plugin.tasks.unhealthy: data field "plugin_panics" must be integer, found string"#
+        );
+        let err = check("plugin.tasks.unhealthy", Some(&raw("[1]"))).unwrap_err();
+        assert_eq!(err.event(), "plugin.tasks.unhealthy");
+        assert!(matches!(err, DataError::NotObject { .. }), "{err}");
+        // A fixed name's error borrows the catalog's name.
+        let err = check("trust.revoked", None).unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::Missing {
+                event: Cow::Borrowed("trust.revoked"),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_events_of_the_newest_pilot_release_are_listed_with_their_fields() {
+        // Field lists as the Go daemon publishes them (its daemon, tunnel, dataexchange and
+        // plugin-recovery code): every one required, in this order.
+        let want: &[(&str, &[&str])] = &[
+            ("syn.port_rejected", &["src_node_id", "dst_port", "network"]),
+            (
+                "datagram.port_rejected",
+                &["src_node_id", "dst_port", "network"],
+            ),
+            ("syn.rejected", &["src_node_id", "src_addr", "dst_port"]),
+            (
+                "datagram.rejected",
+                &["src_node_id", "src_addr", "dst_port"],
+            ),
+            ("tunnel.desync_salvage", &["peer_node_id", "replayed"]),
+            ("tunnel.peer_added", &["peer_node_id", "endpoint"]),
+            (
+                "tunnel.established",
+                &["peer_node_id", "authenticated", "relay", "rekeyed"],
+            ),
+            (
+                "dataexchange.ack_failed",
+                &["remote", "frame_type", "error"],
+            ),
+            ("received.full", &["type", "frame_bytes", "max_bytes"]),
+            ("inbox.full", &["from", "type", "frame_bytes", "max_bytes"]),
+            (
+                "plugin.<name>.panic",
+                &["plugin", "op", "panic", "recovered_total", "plugin_panics"],
+            ),
+            (
+                "plugin.<name>.unhealthy",
+                &["plugin", "plugin_panics", "recovered_total"],
+            ),
+        ];
+        for (name, fields) in want {
+            let e = CATALOG.iter().find(|e| e.name == *name).expect(name);
+            let got: Vec<&str> = e.fields.iter().map(|f| f.name).collect();
+            assert_eq!(&got, fields, "{name}");
+            assert!(e.fields.iter().all(|f| f.required), "{name}");
+        }
+        // agent.registered: the endpoint on a first registration, `reregistered` on a later one.
+        let a = lookup("agent.registered").unwrap();
+        check(
+            "agent.registered",
+            Some(&raw(
+                r#"{"address":"0:0001.0000.cafe","node_id":51966,"reregistered":true}"#,
+            )),
+        )
+        .unwrap();
+        assert_eq!(
+            a.required().map(|f| f.name).collect::<Vec<_>>(),
+            ["address", "node_id"]
+        );
     }
 
     #[test]
@@ -926,8 +1299,13 @@ mod tests {
         for e in CATALOG.iter().filter(|e| e.name.contains("denied")) {
             assert!(e.severity >= Severity::Warning, "{}", e.name);
         }
+        // Data arriving is routine; data refused or lost is not.
         for e in Category::Data.events() {
-            assert!(e.severity <= Severity::Info, "{}", e.name);
+            if e.name.ends_with(".full") || e.name.ends_with("_failed") {
+                assert!(e.severity >= Severity::Warning, "{}", e.name);
+            } else {
+                assert!(e.severity <= Severity::Info, "{}", e.name);
+            }
         }
         // Every level is used by some event.
         for level in Severity::ALL {
@@ -982,7 +1360,7 @@ mod tests {
         assert_eq!(
             err,
             DataError::Missing {
-                event: "handshake.received",
+                event: "handshake.received".into(),
                 field: "justification",
                 expected: JsonType::String
             }
@@ -1076,7 +1454,13 @@ mod tests {
         let e = lookup("tunnel.peer_added").unwrap();
         assert_eq!(
             serde_json::to_string(e).unwrap(),
-            r#"{"name":"tunnel.peer_added","category":"tunnel","severity":"info","description":"A peer was added to the tunnel table.","fields":[{"name":"peer_node_id","type":"integer","required":true}]}"#
+            r#"{"name":"tunnel.peer_added","category":"tunnel","severity":"info","description":"A peer was added to the tunnel table, with the endpoint it was seen at.","fields":[{"name":"peer_node_id","type":"integer","required":true},{"name":"endpoint","type":"string","required":true}]}"#
         );
+        // A family says it is a pattern.
+        let e = lookup("plugin.webhook.unhealthy").unwrap();
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(v["name"], "plugin.<name>.unhealthy");
+        assert_eq!(v["pattern"], true);
+        assert_eq!(v["category"], "plugin");
     }
 }

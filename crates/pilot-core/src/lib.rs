@@ -17,6 +17,7 @@ pub mod fsutil;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod go_files;
 pub mod log_level;
 pub mod paths;
 pub mod pattern;

@@ -1,7 +1,8 @@
 //! Where pilot keeps its files: the pilot home and the control socket's path.
 //!
 //! The home is `$PILOT_HOME`, else `~/.pilot`. It holds `config.json`, `pilot.pid`, `pilot.log`
-//! and, by default, the control socket `pilot.sock`. The home is kept at mode 0700.
+//! and, by default, the control socket `pilot.sock` (and, left by the Go daemon, maybe
+//! `webhook_url`). The home is kept at mode 0700.
 
 use std::fs;
 use std::io;
@@ -63,6 +64,10 @@ impl PilotHome {
     /// The webhook signing secrets (mode 0600).
     pub fn secret_file(&self) -> PathBuf {
         self.dir.join("webhook_secret.json")
+    }
+    /// The Go daemon's persisted webhook URL (read as a fallback, see [`crate::go_files`]).
+    pub fn webhook_url_file(&self) -> PathBuf {
+        self.dir.join("webhook_url")
     }
     /// The durable webhook spool.
     pub fn spool_file(&self) -> PathBuf {
@@ -135,6 +140,7 @@ mod tests {
         assert_eq!(home.pid_file(), Path::new("/x/.pilot/pilot.pid"));
         assert_eq!(home.log_file(), Path::new("/x/.pilot/pilot.log"));
         assert_eq!(home.default_socket(), Path::new("/x/.pilot/pilot.sock"));
+        assert_eq!(home.webhook_url_file(), Path::new("/x/.pilot/webhook_url"));
     }
 
     #[test]

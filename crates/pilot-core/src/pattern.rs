@@ -127,16 +127,21 @@ impl Pattern {
                 }
                 CATALOG
                     .iter()
-                    .filter(|e| one_edit(name, e.name))
+                    .filter(|e| !e.pattern && one_edit(name, e.name))
                     .map(|e| e.name.to_string())
                     .collect()
             }
             Pattern::Prefix(prefix) => {
-                if CATALOG.iter().any(|e| e.name.starts_with(prefix.as_str())) {
+                if CATALOG.iter().any(|e| e.may_start_with(prefix)) {
                     return None;
                 }
                 let mut near: Vec<String> = Vec::new();
-                for known in CATALOG.iter().flat_map(|e| prefixes(e.name)) {
+                // A family's prefixes up to its first placeholder (`plugin.`).
+                let known_prefixes = CATALOG
+                    .iter()
+                    .flat_map(|e| prefixes(e.name))
+                    .filter(|p| !p.contains('<'));
+                for known in known_prefixes {
                     let p = format!("{known}*");
                     if one_edit(prefix, known) && !near.contains(&p) {
                         near.push(p);
@@ -360,10 +365,12 @@ mod tests {
     #[test]
     fn every_valid_name_is_a_pattern_and_every_pattern_can_match() {
         for e in CATALOG {
-            assert_eq!(e.name.parse(), Ok(Pattern::Exact(e.name.into())));
-            for p in prefixes(e.name) {
+            let name = e.example();
+            assert_eq!(name.parse(), Ok(Pattern::Exact(name.to_string())));
+            for p in prefixes(&name) {
                 let pattern: Pattern = format!("{p}*").parse().unwrap();
-                assert!(pattern.matches(e.name));
+                assert!(pattern.matches(&name));
+                assert_eq!(pattern.suggestion(), None, "{pattern}");
             }
         }
         for ok in ["a.b", "a_1.b2", "x.*", "a.b.*", "0.0"] {
@@ -432,6 +439,11 @@ mod tests {
             "a.b",
             "handshake.nothing_like_it",
             "handshake.received.*",
+            // A family's events and prefixes.
+            "plugin.webhook.panic",
+            "plugin.tasks.unhealthy",
+            "plugin.*",
+            "plugin.webhook.*",
         ] {
             assert_eq!(suggested(quiet), None, "{quiet}");
         }

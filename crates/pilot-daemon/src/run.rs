@@ -175,6 +175,9 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<()> {
         server.spawn(metrics, stop_connections.clone(), &tracker);
     }
 
+    if let Some(go_file) = &settings.go_webhook_url {
+        go_file.log();
+    }
     tracing::info!(
         pid = daemon.pid,
         socket = %settings.socket.display(),

@@ -2,6 +2,11 @@
 //! webhook settings are config `webhook_settings` with each settings flag given overriding its
 //! field; the signing secrets come from the secret file. A malformed settings object or secret
 //! file stops the start with an error that names the file.
+//!
+//! The default webhook is `--webhook`, else config `webhook`, else the URL the Go daemon left
+//! in `<home>/webhook_url` when the URL policy accepts it ([`pilot_core::go_files`]); what was
+//! done with that file is kept in [`Settings::go_webhook_url`] for the log (a refused URL there
+//! is reported, not used, and does not stop the start).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +14,7 @@ use std::path::PathBuf;
 use std::collections::BTreeMap;
 
 use pilot_core::endpoint::EndpointConfig;
+use pilot_core::go_files::WebhookUrlFile;
 use pilot_core::webhook_settings::SettingsError as InvalidSettings;
 use pilot_core::webhook_url::UrlPolicy;
 use pilot_core::{ConfigError, ConfigFile, PilotHome, WebhookSettings};
@@ -37,6 +43,44 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// Where to serve `/metrics` (--metrics-addr, else config `metrics_addr`); `None`: off.
     pub metrics_addr: Option<SocketAddr>,
+    /// What became of the Go daemon's `webhook_url` file, when there is one (for the log).
+    pub go_webhook_url: Option<GoWebhookUrl>,
+}
+
+/// What the daemon did with the Go daemon's `<home>/webhook_url` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoWebhookUrl {
+    /// Its URL is the default webhook (no `--webhook`, no config `webhook`).
+    Used { path: PathBuf },
+    /// Its URL is not used: the policy (or the webhook's settings) refuse it, or the file
+    /// cannot be read.
+    Refused { path: PathBuf, reason: String },
+    /// Not read: `--webhook` or config `webhook` (`by`) gives the webhook.
+    Ignored { path: PathBuf, by: &'static str },
+}
+
+impl GoWebhookUrl {
+    /// Logs what was done with the file: `info` when used or ignored, `warn` when refused.
+    pub fn log(&self) {
+        match self {
+            GoWebhookUrl::Used { path } => tracing::info!(
+                file = %path.display(),
+                "using the webhook URL in {} (left by the Go daemon): config.json has no \
+                 webhook; `pilotctl set-webhook` moves it into config.json",
+                path.display()
+            ),
+            GoWebhookUrl::Refused { path, reason } => tracing::warn!(
+                file = %path.display(),
+                "not using the webhook URL in {} (left by the Go daemon): {reason}",
+                path.display()
+            ),
+            GoWebhookUrl::Ignored { path, by } => tracing::info!(
+                file = %path.display(),
+                "{} (left by the Go daemon) is ignored: {by} gives the webhook",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Why the daemon cannot start with what it was given.
@@ -105,10 +149,29 @@ impl Settings {
         let policy = webhook_settings.url_policy(UrlPolicy {
             deny_private: webhook_options.deny_private_networks,
         });
+        let go_file = home.webhook_url_file();
+        let mut go_webhook_url = None;
         let webhook = match (&args.run.webhook, config.webhook()) {
-            (Some(flag), _) if flag.is_empty() => None,
-            (Some(flag), _) => Some(policy.validate(flag).map_err(SettingsError::FlagUrl)?),
+            (Some(flag), _) => {
+                if go_file.exists() {
+                    go_webhook_url = Some(GoWebhookUrl::Ignored {
+                        path: go_file,
+                        by: "--webhook",
+                    });
+                }
+                if flag.is_empty() {
+                    None
+                } else {
+                    Some(policy.validate(flag).map_err(SettingsError::FlagUrl)?)
+                }
+            }
             (None, Some(cfg)) => {
+                if go_file.exists() {
+                    go_webhook_url = Some(GoWebhookUrl::Ignored {
+                        path: go_file,
+                        by: "config.json key \"webhook\"",
+                    });
+                }
                 Some(
                     policy
                         .validate(cfg)
@@ -118,7 +181,32 @@ impl Settings {
                         })?,
                 )
             }
-            (None, None) => None,
+            (None, None) => match WebhookUrlFile::read(&home, &policy) {
+                WebhookUrlFile::Absent => None,
+                WebhookUrlFile::Refused { path, reason } => {
+                    go_webhook_url = Some(GoWebhookUrl::Refused { path, reason });
+                    None
+                }
+                WebhookUrlFile::Accepted { path, url } => {
+                    // Judged with the settings like a configured URL, but a refusal only
+                    // leaves it unused.
+                    match pilot_core::webhook_settings::validate_target(&url, &webhook_settings) {
+                        Ok(()) => {
+                            go_webhook_url = Some(GoWebhookUrl::Used { path });
+                            Some(url)
+                        }
+                        Err(e) => {
+                            go_webhook_url = Some(GoWebhookUrl::Refused {
+                                path,
+                                reason: format!(
+                                    "with config \"webhook_settings\" and the flags given: {e}"
+                                ),
+                            });
+                            None
+                        }
+                    }
+                }
+            },
         };
         if let Some(url) = &webhook {
             pilot_core::webhook_settings::validate_target(url, &webhook_settings).map_err(
@@ -140,6 +228,7 @@ impl Settings {
             max_webhooks,
             log_level: config_log_level(&config)?,
             metrics_addr,
+            go_webhook_url,
         })
     }
 }

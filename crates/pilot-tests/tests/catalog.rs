@@ -93,11 +93,48 @@ fn events_catalog_prints_an_aligned_table_and_json() {
             "tunnel.peer_added",
             "tunnel.established",
             "tunnel.relay_activated",
-            "tunnel.rekey_gave_up"
+            "tunnel.rekey_gave_up",
+            "tunnel.desync_salvage"
         ]
     );
     let run = env.ctl(&["events", "catalog", "--category", "pubsub"]);
     assert_eq!(run.stdout.lines().count(), 4, "{run:?}");
+
+    // Families are shown as their patterns: in the table, and in JSON with `pattern`.
+    let data = env
+        .ctl_json(&["events", "catalog", "--category", "plugin"])
+        .data();
+    let plugin = data["events"].as_array().unwrap();
+    let names: Vec<&str> = plugin.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["plugin.<name>.panic", "plugin.<name>.unhealthy"]);
+    assert!(plugin.iter().all(|e| e["pattern"] == true), "{data}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| !e["name"].as_str().unwrap().contains('<'))
+            .all(|e| e.get("pattern").is_none()),
+        "fixed names carry no pattern key"
+    );
+    let run = env.ctl(&["events", "catalog", "--category", "plugin"]);
+    let rows: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert!(
+        rows[0].starts_with("plugin.<name>.panic ")
+            && rows[0].contains("plugin:string op:string panic:string")
+            && rows[1].starts_with("plugin.<name>.unhealthy "),
+        "{run:?}"
+    );
+    // The newest release's events, each in its category.
+    for (name, category) in [
+        ("syn.port_rejected", "policy"),
+        ("datagram.port_rejected", "policy"),
+        ("dataexchange.ack_failed", "data"),
+        ("received.full", "data"),
+        ("inbox.full", "data"),
+        ("tunnel.desync_salvage", "tunnel"),
+    ] {
+        let e = events.iter().find(|e| e["name"] == name).expect(name);
+        assert_eq!(e["category"], category, "{name}");
+    }
 
     let run = env.ctl_json(&["events", "catalog", "--category", "nodes"]);
     assert_eq!(run.error_code(), "invalid_argument");
@@ -184,7 +221,7 @@ fn emit_refuses_catalog_data_that_does_not_match_and_publishes_nothing() {
     env.emit("order.placed", Some(r#"{"peer_node_id":"not checked"}"#));
     env.emit(
         "tunnel.peer_added",
-        Some(r#"{"peer_node_id":7,"added_by":"a newer publisher"}"#),
+        Some(r#"{"peer_node_id":7,"endpoint":"10.0.0.7:9000","added_by":"a newer publisher"}"#),
     );
     // Delivery is in order, so once the last one is in, anything published before it is too.
     rx.wait_for(4, WAIT);
@@ -235,6 +272,78 @@ fn the_daemon_checks_catalog_data_for_every_ipc_client() {
         client.emit("a.b", raw(r#"{"size":"42"}"#)).await.unwrap();
     });
     assert_eq!(env.info()["bus"]["published"], 2, "daemon.started and a.b");
+}
+
+/// A family's events (`plugin.<name>.panic`) are checked like fixed names, by pilotctl and by
+/// the daemon for every IPC client, and their errors name the event as given; a good one is
+/// delivered as it was emitted.
+#[test]
+fn a_familys_events_are_checked_like_fixed_names() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    env.start(&["--webhook", &rx.url()]);
+    rx.wait_for(1, WAIT);
+
+    // pilotctl checks before sending.
+    let message = invalid_argument(&env.ctl_json(&["emit", "plugin.foo.panic"]));
+    assert_eq!(
+        message,
+        r#"event plugin.foo.panic: data field "plugin" is missing (expected string)"#
+    );
+    let message = invalid_argument(&env.ctl_json(&[
+        "emit",
+        "plugin.foo.unhealthy",
+        "--data",
+        r#"{"plugin":"foo","plugin_panics":5,"recovered_total":"9"}"#,
+    ]));
+    assert!(
+        message.contains(r#"field "recovered_total" must be integer, found string"#),
+        "{message}"
+    );
+
+    // The daemon checks too: `catalog_mismatch`, nothing published.
+    let socket = env.socket_path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let raw = |s: &str| Some(serde_json::value::RawValue::from_string(s.to_string()).unwrap());
+    rt.block_on(async {
+        let mut client = pilot_ipc::Client::connect(&socket).await.unwrap();
+        let err = client.emit("plugin.foo.panic", None).await.unwrap_err();
+        assert_eq!(err.code(), "catalog_mismatch", "{err}");
+        assert!(err.to_string().contains("event plugin.foo.panic:"), "{err}");
+        let err = client
+            .emit(
+                "plugin.tasks.panic",
+                raw(r#"{"plugin":"tasks","op":"Start"}"#),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "catalog_mismatch", "{err}");
+        assert!(err.to_string().contains(r#""panic" is missing"#), "{err}");
+        // Names of another shape are outside the family, and pass.
+        client.emit("plugin.foo.bar.panic", None).await.unwrap();
+    });
+
+    let good =
+        r#"{"plugin":"webhook","op":"Start","panic":"boom","recovered_total":1,"plugin_panics":1}"#;
+    env.emit("plugin.webhook.panic", Some(good));
+    let got = rx.wait_for(3, WAIT);
+    let names: Vec<String> = got.iter().map(|r| r.event()).collect();
+    assert_eq!(
+        names,
+        [
+            "daemon.started",
+            "plugin.foo.bar.panic",
+            "plugin.webhook.panic"
+        ]
+    );
+    assert_eq!(
+        got[2].json()["data"],
+        serde_json::from_str::<Value>(good).unwrap()
+    );
+    assert_eq!(env.info()["bus"]["published"], 3);
 }
 
 #[test]

@@ -343,7 +343,7 @@ pub enum EventsCommand {
 #[derive(Debug, Args)]
 pub struct CatalogArgs {
     /// Only this category: node, connection, tunnel, trust, data, pubsub, security, policy,
-    /// webhook.
+    /// plugin, webhook.
     #[arg(long, value_name = "CATEGORY", value_parser = category)]
     pub category: Option<Category>,
     /// Print the catalog section of docs/events.md (Markdown).

@@ -199,6 +199,12 @@ pub fn warn(message: &impl fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "warning: {message}");
 }
 
+/// Prints `note: <message>` on stderr, in both modes (like [`warn`], for something done that
+/// the result does not show).
+pub fn note(message: &impl fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "note: {message}");
+}
+
 /// Writes one line to stdout and flushes it (for streams read line by line).
 pub fn print_line(line: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();

@@ -1,6 +1,7 @@
 //! `events catalog`: the event catalog (`pilot_core::catalog`: name, category, severity, data
 //! fields, description) as an aligned table, as JSON, or as the Markdown section that closes
-//! `docs/events.md` (`--markdown`).
+//! `docs/events.md` (`--markdown`). A family of events is shown as its pattern
+//! (`plugin.<name>.panic`), with `"pattern": true` in JSON.
 
 use pilot_core::catalog::{Category, EventSpec, Field, CATALOG};
 use serde::Serialize;
@@ -97,7 +98,9 @@ fn markdown(categories: &[Category]) -> String {
         "{MARKER}\n\n## The event catalog\n\nThe events the Pilot daemon publishes, and pilot's \
          own, with their `data` fields and JSON types. Every field is required unless marked \
          optional; the severity is the event's unless its publisher gives another (see \
-         [Severity](#severity)). `pilotctl events catalog` prints the same list.\n"
+         [Severity](#severity)). A name with a `<part>` is a pattern for a family of events, \
+         one per value of that part (`plugin.<name>.panic` covers `plugin.webhook.panic`); \
+         each is checked like a fixed name. `pilotctl events catalog` prints the same list.\n"
     );
     for &c in categories {
         out.push_str(&format!(
@@ -155,6 +158,12 @@ mod tests {
             text.contains("[reason:string]"),
             "optional fields in brackets"
         );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("plugin.<name>.unhealthy ")),
+            "families as patterns"
+        );
     }
 
     fn field_cell_or_dash(e: &EventSpec) -> String {
@@ -172,5 +181,8 @@ mod tests {
         assert!(md.contains("| `node.deregistered` | notice | none |"));
         assert!(md.contains("| `security.nonce_replay` | critical | "));
         assert!(md.contains("`reason` string (optional)"));
+        assert!(md.contains("\n### Plugin health (`plugin`)\n"));
+        assert!(md.contains("| `plugin.<name>.panic` | warning | `plugin` string, "));
+        assert!(md.contains("a family of events"));
     }
 }

@@ -48,14 +48,30 @@ pub async fn start(ctx: &Context, args: &StartArgs) -> Result<Output, CliError> 
         Some(n) => n,
         None => env.config.node_id()?.unwrap_or(0),
     };
-    let webhook = args
+    // As the daemon resolves it: the flag, else config.json, else the URL the Go daemon left
+    // in `webhook_url` when the policy accepts it.
+    let webhook = match args
         .run
         .webhook
         .as_deref()
         .map(str::trim)
         .or(env.config.webhook())
-        .unwrap_or_default()
-        .to_string();
+    {
+        Some(url) => url.to_string(),
+        None => {
+            // (Config settings the daemon refuses stop its start, with their own error.)
+            let base = pilot_core::endpoint::default_settings(&env.config).unwrap_or_default();
+            let policy = args
+                .run
+                .settings
+                .apply(base)
+                .url_policy(env.config.url_policy()?);
+            pilot_core::go_files::WebhookUrlFile::read(&env.home, &policy)
+                .url()
+                .map(|u| u.as_str().to_string())
+                .unwrap_or_default()
+        }
+    };
     match Client::connect(&env.socket).await {
         Ok(c) => {
             return Err(CliError::new(

@@ -4,6 +4,11 @@
 //!
 //! Everything is checked before anything is written: the URL, the settings and their files,
 //! the secret, and that the secret file (when it is to change) is not corrupt.
+//!
+//! The Go daemon's `<home>/webhook_url` file (which the daemon falls back on when config.json
+//! has no webhook) is migrated once: `set-webhook` moves the webhook into config.json and
+//! removes the file, `clear-webhook` removes it with the config key, each saying so on stderr
+//! (the output stays Pilot's). Afterwards config.json alone says what the webhook is.
 
 use std::path::PathBuf;
 
@@ -16,7 +21,7 @@ use serde::Serialize;
 use crate::cli::SetWebhookArgs;
 use crate::commands::secret::{self, SecretChange};
 use crate::context::Context;
-use crate::output::{aligned, CliError, Output};
+use crate::output::{aligned, note, warn, CliError, Output};
 use crate::settings;
 
 /// The config key of the persisted settings.
@@ -74,6 +79,19 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
             );
         }
     })?;
+    // config.json now has the webhook, which wins over the Go daemon's file at start; the
+    // file goes so the two cannot disagree later (after a clear-webhook, say).
+    match pilot_core::go_files::remove_webhook_url_file(&home) {
+        Ok(false) => {}
+        Ok(true) => note(&format!(
+            "moved the webhook into config.json and removed {} (left by the Go daemon)",
+            home.webhook_url_file().display()
+        )),
+        Err(e) => warn(&format!(
+            "cannot remove {} (left by the Go daemon): {e}; config.json's webhook wins over it",
+            home.webhook_url_file().display()
+        )),
+    }
     if let (Some(store), Some(change)) = (store.as_mut(), &change) {
         secret::save(store, change)
             .map_err(|e| e.context("the webhook is saved to config.json, but the secret"))?;
@@ -95,8 +113,25 @@ pub async fn set(ctx: &Context, args: &SetWebhookArgs) -> Result<Output, CliErro
     Ok(Output::report(&result, text))
 }
 
-/// `clear-webhook`: removes `webhook` and `webhook_settings` (the secret file stays).
+/// `clear-webhook`: removes `webhook` and `webhook_settings` (the secret file stays), and the
+/// Go daemon's `webhook_url` file, which would otherwise be the webhook at the next start.
 pub async fn clear(ctx: &Context) -> Result<Output, CliError> {
+    // First, so that a file that cannot be removed changes nothing.
+    let home = ctx.home()?;
+    let go_file = home.webhook_url_file();
+    let removed = pilot_core::go_files::remove_webhook_url_file(&home).map_err(|e| {
+        CliError::io(format!(
+            "cannot remove {} (the Go daemon's webhook URL, used when config.json has none): \
+             {e}; nothing was changed",
+            go_file.display()
+        ))
+    })?;
+    if removed {
+        note(&format!(
+            "removed {} (left by the Go daemon) too, so the webhook stays cleared",
+            go_file.display()
+        ));
+    }
     let (socket, _lock) = persist(ctx, |c| {
         c.remove("webhook");
         c.remove(SETTINGS_KEY);
