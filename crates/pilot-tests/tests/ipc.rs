@@ -256,26 +256,30 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-#[test]
-fn running_out_of_file_descriptors_neither_kills_nor_spins_the_accept_loop() {
+/// Lowers process `pid`'s soft descriptor limit to what it has open now plus `spare`.
+fn lower_fd_limit(pid: u32, spare: u64) {
     use rustix::process::{prlimit, Pid, Resource, Rlimit};
-    let env = Env::new();
-    let d = start(&env);
-    let pid = d.0.id();
     let open_now = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count() as u64;
-    let limit = open_now + 8;
     prlimit(
         Pid::from_raw(pid as i32),
         Resource::Nofile,
         Rlimit {
-            current: Some(limit),
+            current: Some(open_now + spare),
             // The daemon inherited our hard limit; only the soft one goes down.
             maximum: rustix::process::getrlimit(Resource::Nofile).maximum,
         },
     )
     .unwrap();
+}
+
+#[test]
+fn running_out_of_file_descriptors_neither_kills_nor_spins_the_accept_loop() {
+    let env = Env::new();
+    let d = start(&env);
+    let pid = d.0.id();
+    lower_fd_limit(pid, 8);
     // More clients than the daemon has descriptors: it accepts some, then accept() fails
     // (EMFILE) while the rest wait in the backlog.
     let mut held: Vec<UnixStream> = (0..40).map(|_| connect(&env)).collect();
@@ -376,22 +380,10 @@ fn a_connection_idle_after_its_hello_is_closed_but_not_an_event_stream() {
 
 #[test]
 fn clients_holding_every_descriptor_never_lock_out_info_and_stop() {
-    use rustix::process::{prlimit, Pid, Resource, Rlimit};
     let env = Env::new();
     let d = start(&env);
     let pid = d.0.id();
-    let open_now = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count() as u64;
-    prlimit(
-        Pid::from_raw(pid as i32),
-        Resource::Nofile,
-        Rlimit {
-            current: Some(open_now + 48),
-            maximum: rustix::process::getrlimit(Resource::Nofile).maximum,
-        },
-    )
-    .unwrap();
+    lower_fd_limit(pid, 48);
     // Far more idle clients than the daemon has descriptors to spare.
     let mut held: Vec<UnixStream> = Vec::new();
     for _ in 0..120 {

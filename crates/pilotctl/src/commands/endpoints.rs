@@ -114,11 +114,6 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> Result<Output, CliError> {
             format!("{max} webhooks are configured, the most config `max_webhooks` allows"),
         ));
     }
-    let request = Request::AddWebhook {
-        name: name.to_string(),
-        url: url.clone(),
-        settings: Box::new(webhook_settings.clone()),
-    };
     let entry = EndpointConfig {
         url,
         settings: webhook_settings,
@@ -128,7 +123,7 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> Result<Output, CliError> {
         config: &mut config,
         socket: &socket,
     };
-    let result = commit(&home, at, entry, change, request).await?;
+    let result = commit(&home, at, entry, change, true).await?;
     let text = change_text(format!("webhook {name} added: {}", result.webhook), &result);
     Ok(Output::report(&result, text))
 }
@@ -140,16 +135,34 @@ struct Changing<'a> {
     socket: &'a std::path::Path,
 }
 
-/// The end of `add` and `update`: saves the secret (first, so the daemon signs from the first
-/// delivery), sends `request` to the running daemon, and writes `entry` to config.json if the
-/// daemon took it (or none runs).
+/// The end of `add` (`create`) and `update`: saves the secret (first, so the daemon signs from
+/// the first delivery), sends the webhook to the running daemon, and writes `entry` to
+/// config.json if the daemon took it (or none runs).
 async fn commit(
     home: &pilot_core::PilotHome,
     at: Changing<'_>,
     entry: EndpointConfig,
     change: Option<SecretChange>,
-    request: Request,
+    create: bool,
 ) -> Result<WebhookResult, CliError> {
+    let (name, url, settings) = (
+        at.name.to_string(),
+        entry.url.clone(),
+        Box::new(entry.settings.clone()),
+    );
+    let request = if create {
+        Request::AddWebhook {
+            name,
+            url,
+            settings,
+        }
+    } else {
+        Request::UpdateWebhook {
+            name,
+            url,
+            settings,
+        }
+    };
     if let Some(change) = &change {
         let mut store = secret::load(home, at.name)?;
         secret::save(&mut store, change)?;
@@ -217,11 +230,6 @@ pub async fn update(ctx: &Context, args: &UpdateArgs) -> Result<Output, CliError
     let new_settings = args.settings.apply(args.clear.apply(old.settings.clone()));
     settings::check(&new_settings)?;
     settings::warn_insecure(&new_settings);
-    let request = Request::UpdateWebhook {
-        name: name.to_string(),
-        url: url.clone(),
-        settings: Box::new(new_settings.clone()),
-    };
     let entry = EndpointConfig {
         url,
         settings: new_settings,
@@ -231,7 +239,7 @@ pub async fn update(ctx: &Context, args: &UpdateArgs) -> Result<Output, CliError
         config: &mut config,
         socket: &socket,
     };
-    let result = commit(&home, at, entry, change, request).await?;
+    let result = commit(&home, at, entry, change, false).await?;
     let text = change_text(
         format!("webhook {name} updated: {}", result.webhook),
         &result,
