@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod bus;
 pub mod catalog;
+pub mod client_identity;
 pub mod config;
 pub mod config_keys;
 pub mod duration;

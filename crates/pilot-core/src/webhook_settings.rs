@@ -71,6 +71,12 @@ pub struct WebhookSettings {
     /// Durable mode: the longest wait between retries of one event.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub max_backoff: Option<Duration>,
+    /// A PEM certificate (chain) presented to receivers that ask for one (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of `client_cert`; the file must be owner-only (0600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
     /// Disable the endpoint once every attempt has failed for this long (off when unset).
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub disable_after: Option<Duration>,
@@ -124,12 +130,19 @@ pub enum SettingsError {
     TwoAuths,
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error(
+        "give both a client certificate and its key (--client-cert and --client-key), or neither"
+    )]
+    HalfClientIdentity,
 }
 
 impl WebhookSettings {
     /// Checks patterns, headers and numbers.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.filters()?;
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(SettingsError::HalfClientIdentity);
+        }
         for h in &self.headers {
             let (name, value) = parse_header(h)?;
             if is_reserved_header(&name) {

@@ -187,6 +187,12 @@ pub struct SettingsArgs {
     /// Refuse loopback and private addresses for this webhook (SSRF policy).
     #[arg(long)]
     pub deny_private: bool,
+    /// Present this PEM certificate (chain) to receivers that ask for one (mutual TLS).
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of --client-cert (the file must be owner-only, 0600).
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Send up to N events per request as {"events":[...]}.
     #[arg(long, value_name = "N", value_parser = positive)]
     pub batch_max: Option<usize>,
@@ -226,6 +232,9 @@ pub struct ClearArgs {
     /// Check TLS certificates again.
     #[arg(long, conflicts_with = "insecure_tls")]
     pub no_insecure_tls: bool,
+    /// Present no client certificate any more.
+    #[arg(long, conflicts_with_all = ["client_cert", "client_key"])]
+    pub no_client_cert: bool,
     /// Allow loopback and private addresses again (unless config `deny_private_networks`).
     #[arg(long, conflicts_with = "deny_private")]
     pub no_deny_private: bool,
@@ -258,6 +267,10 @@ impl SettingsArgs {
         base.durable |= self.durable;
         base.insecure_tls |= self.insecure_tls;
         base.deny_private |= self.deny_private;
+        if self.client_cert.is_some() {
+            base.client_cert = self.client_cert.as_deref().map(absolute);
+            base.client_key = self.client_key.as_deref().map(absolute);
+        }
         if !self.headers.is_empty() {
             base.headers = self.headers.clone();
         }
@@ -332,6 +345,12 @@ impl SettingsArgs {
         if self.deny_private {
             out.push("--deny-private".into());
         }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            out.push("--client-cert".into());
+            out.push(absolute(cert).into());
+            out.push("--client-key".into());
+            out.push(absolute(key).into());
+        }
         out
     }
 }
@@ -363,6 +382,10 @@ impl ClearArgs {
         }
         if self.no_deny_private {
             base.deny_private = false;
+        }
+        if self.no_client_cert {
+            base.client_cert = None;
+            base.client_key = None;
         }
         if self.no_batch {
             base.batch_max = None;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use pilot_tests::{Env, Receiver};
+use pilot_tests::{wait_until, Env, Receiver};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -87,4 +87,88 @@ fn insecure_tls_warns_and_persists() {
     let plain = env.ctl_json(&["set-webhook", "https://127.0.0.1:9/events"]);
     assert!(plain.stderr.is_empty(), "{}", plain.stderr);
     assert!(env.config().get("webhook_settings").is_none());
+}
+
+#[test]
+fn a_receiver_that_demands_a_client_certificate_accepts_pilots_and_refuses_none() {
+    use pilot_tests::mtls::MtlsReceiver;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::Ordering;
+    let env = Env::new();
+    let rx = MtlsReceiver::start();
+    let (cert, key) = rx.write_client_identity(env.tmp.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    env.start(&[]);
+    // Without a client certificate: the handshake is refused, the event failed.
+    env.ctl_json(&[
+        "webhook",
+        "add",
+        "plain",
+        &rx.url(),
+        "--insecure-tls",
+        "--events",
+        "m.*",
+    ])
+    .data();
+    // With one: delivered.
+    let d = env
+        .ctl_json(&[
+            "webhook",
+            "add",
+            "mutual",
+            &rx.url(),
+            "--insecure-tls",
+            "--events",
+            "m.*",
+            "--client-cert",
+            cert,
+            "--client-key",
+            key,
+        ])
+        .data();
+    assert_eq!(d["settings"]["client_cert"], cert);
+    env.emit("m.one", None);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let info = env.info();
+            let w = |n: &str| {
+                info["webhooks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|w| w["name"] == n)
+                    .cloned()
+                    .unwrap()
+            };
+            w("mutual")["delivered"] == 1 && w("plain")["failed"] == 1
+        }),
+        "{}",
+        env.info()
+    );
+    assert_eq!(
+        rx.answered.load(Ordering::SeqCst),
+        1,
+        "only pilot's certificate got in"
+    );
+    assert!(rx.refused.load(Ordering::SeqCst) >= 1);
+    // A key others can read is refused at add, nothing saved.
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = env.read_config();
+    let run = env.ctl_json(&[
+        "webhook",
+        "add",
+        "loose",
+        &rx.url(),
+        "--client-cert",
+        cert,
+        "--client-key",
+        key,
+    ]);
+    assert_eq!(run.error_code(), "invalid_argument", "{run:?}");
+    assert!(run.stderr.contains("chmod 600"), "{run:?}");
+    assert_eq!(env.read_config(), before);
+    // Half an identity is a usage error.
+    let run = env.ctl_json(&["webhook", "add", "half", &rx.url(), "--client-cert", cert]);
+    assert_ne!(run.code, 0);
+    assert_eq!(env.read_config(), before);
 }

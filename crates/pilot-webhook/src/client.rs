@@ -257,6 +257,18 @@ impl HttpClient {
         )
     }
 
+    /// The same client (resolver, SSRF guard, timeout, User-Agent) with another TLS
+    /// configuration (a client identity for mutual TLS).
+    pub(crate) fn with_tls(&self, tls: rustls::ClientConfig) -> Self {
+        Self::build(
+            self.lookup.clone(),
+            tls,
+            self.user_agent.clone(),
+            self.timeout,
+            self.policy,
+        )
+    }
+
     /// The same client (resolver, SSRF guard, timeout, User-Agent) that accepts any TLS
     /// certificate.
     pub(crate) fn insecure(&self) -> Self {

@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::client::{HttpClient, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
+use crate::tls::{with_client_identity, ClientIdentity};
 
 /// How long a batch waits to fill up when `batch_wait` is not set.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
@@ -114,6 +115,22 @@ impl Config {
             source: e.into(),
         })?;
         let client = clients.get(settings.insecure_tls, settings.deny_private);
+        let client = match (&settings.client_cert, &settings.client_key) {
+            (Some(cert), Some(key)) => {
+                let identity_error = |reason: String| WebhookError::ClientIdentity {
+                    url: shown.clone(),
+                    reason,
+                };
+                let files = pilot_core::client_identity::read(cert, key)
+                    .map_err(|e| identity_error(e.to_string()))?;
+                let identity = ClientIdentity::from_pem(&files.cert_pem, &files.key_pem)
+                    .map_err(identity_error)?;
+                let tls = with_client_identity(settings.insecure_tls, identity)
+                    .map_err(identity_error)?;
+                client.with_tls(tls)
+            }
+            _ => client,
+        };
         let target = Target::checked(&url, client.policy());
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
 

@@ -35,6 +35,9 @@ pub enum WebhookError {
     /// An auth file's content cannot be used (its content is never shown).
     #[error("webhook auth file {}: {reason}", path.display())]
     AuthFileContent { path: PathBuf, reason: String },
+    /// The client certificate or key (mutual TLS) cannot be used (the key is never shown).
+    #[error("webhook {url}: {reason}")]
+    ClientIdentity { url: String, reason: String },
     /// `test` or `redeliver` without a webhook.
     #[error("no webhook is set")]
     NoWebhook,

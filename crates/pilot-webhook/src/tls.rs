@@ -51,6 +51,49 @@ pub(crate) fn tls_config(roots: Arc<rustls::RootCertStore>) -> rustls::ClientCon
         .with_no_client_auth()
 }
 
+/// A client identity for mutual TLS: the certificate chain and its private key, parsed from
+/// PEM (the files were checked by `pilot_core::client_identity`).
+pub(crate) struct ClientIdentity {
+    certs: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Parses the PEM contents; the error says what is wrong (never the key itself).
+    pub(crate) fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the certificate file does not parse as PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err("the certificate file holds no certificate".into());
+        }
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| format!("the key file holds no usable private key: {e}"))?;
+        Ok(Self { certs, key })
+    }
+}
+
+/// `config` (from [`tls_config`] or [`insecure_tls_config`]'s builder) presenting `identity`.
+pub(crate) fn with_client_identity(
+    insecure: bool,
+    identity: ClientIdentity,
+) -> Result<rustls::ClientConfig, String> {
+    let built = if insecure {
+        builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCertificate {
+                provider: provider(),
+            }))
+            .with_client_auth_cert(identity.certs, identity.key)
+    } else {
+        builder()
+            .with_root_certificates(root_store())
+            .with_client_auth_cert(identity.certs, identity.key)
+    };
+    built.map_err(|e| format!("the certificate and key do not make a client identity: {e}"))
+}
+
 /// A TLS client configuration that accepts ANY server certificate (`insecure_tls`): the
 /// connection is encrypted but the server is not authenticated.
 pub(crate) fn insecure_tls_config() -> rustls::ClientConfig {

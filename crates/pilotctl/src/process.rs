@@ -272,8 +272,7 @@ mod tests {
                     batch_max: Some(10),
                     batch_wait: Some(Duration::from_millis(50)),
                     concurrency: Some(2),
-                    disable_after: None,
-                    min_severity: None,
+                    ..Default::default()
                 },
                 metrics_addr: Some("127.0.0.1:9464".into()),
             },

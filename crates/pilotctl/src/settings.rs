@@ -44,6 +44,10 @@ fn check_quietly(settings: &WebhookSettings) -> Result<(), CliError> {
             )));
         }
     }
+    if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
+        pilot_core::client_identity::read(cert, key)
+            .map_err(|e| CliError::invalid_argument(e.to_string()))?;
+    }
     if let Some(path) = &settings.basic_auth_file {
         let text = read_small(path, "--basic-auth-file")?;
         let line = text.lines().next().unwrap_or_default();
