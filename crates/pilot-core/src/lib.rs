@@ -22,6 +22,7 @@ pub mod go_files;
 pub mod log_level;
 pub mod paths;
 pub mod pattern;
+pub mod rate;
 pub mod secrets;
 pub mod severity;
 pub mod size;

@@ -77,6 +77,12 @@ pub struct WebhookSettings {
     /// The PEM private key of `client_cert`; the file must be owner-only (0600).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_key: Option<PathBuf>,
+    /// At most this many sends per second/minute/hour (`10/s`, `600/m`); sends are spaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::rate::RateLimit>,
+    /// How many sends may go at once before the spacing starts (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<u32>,
     /// Disable the endpoint once every attempt has failed for this long (off when unset).
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub disable_after: Option<Duration>,
@@ -140,6 +146,9 @@ impl WebhookSettings {
     /// Checks patterns, headers and numbers.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.filters()?;
+        if self.rate_burst == Some(0) {
+            return Err(SettingsError::Zero { what: "rate burst" });
+        }
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err(SettingsError::HalfClientIdentity);
         }

@@ -62,6 +62,7 @@ fn webhook(s: Stats) -> WebhookSnapshot {
         queue_depth: s.queue_depth,
         queue_capacity: s.queue_capacity,
         in_flight: s.in_flight,
+        rate_wait: s.rate_wait,
         spool: s.spool.map(|sp| SpoolSnapshot {
             depth: sp.depth,
             bytes: sp.bytes,

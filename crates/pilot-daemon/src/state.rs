@@ -158,6 +158,7 @@ fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookSta
         filtered: s.filtered,
         in_flight: s.in_flight,
         dropped_queue_full: s.dropped_queue_full,
+        rate_wait_ms: u64::try_from(s.rate_wait.as_millis()).unwrap_or(u64::MAX),
         recovered: s.recovered,
         options: WebhookOptionsInfo {
             queue_size: o.queue_size as u64,

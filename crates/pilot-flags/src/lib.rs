@@ -34,6 +34,12 @@ pub fn log_level(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Parses a rate limit (`10/s`, `600/m`).
+pub fn rate_limit(s: &str) -> Result<pilot_core::rate::RateLimit, String> {
+    s.parse()
+        .map_err(|e: pilot_core::rate::RateLimitError| e.to_string())
+}
+
 /// Parses a severity (`debug`, `info`, `notice`, `warning`, `critical`).
 pub fn severity(s: &str) -> Result<Severity, String> {
     s.parse()
@@ -202,6 +208,13 @@ pub struct SettingsArgs {
     /// Requests in flight at once (above 1, events may arrive out of order).
     #[arg(long, value_name = "N", value_parser = positive)]
     pub concurrency: Option<usize>,
+    /// Send at most this often: N/s, N/m or N/h (like 10/s); sends are spaced, bursts wait
+    /// in the queue (or the spool).
+    #[arg(long, value_name = "N/s|N/m", value_parser = rate_limit)]
+    pub rate_limit: Option<pilot_core::rate::RateLimit>,
+    /// With --rate-limit: how many sends may go at once before the spacing starts (default 1).
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub rate_burst: Option<usize>,
     /// Disable the webhook once every attempt has failed for this long (off by default);
     /// `pilotctl webhook resume NAME` turns it back on.
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
@@ -244,6 +257,9 @@ pub struct ClearArgs {
     /// One request in flight again.
     #[arg(long, conflicts_with = "concurrency")]
     pub no_concurrency: bool,
+    /// No rate limit any more.
+    #[arg(long, conflicts_with_all = ["rate_limit", "rate_burst"])]
+    pub no_rate_limit: bool,
     /// Never disable the webhook for failing.
     #[arg(long, conflicts_with = "disable_after")]
     pub no_disable_after: bool,
@@ -285,6 +301,11 @@ impl SettingsArgs {
         base.batch_wait = self.batch_wait.or(base.batch_wait);
         base.concurrency = self.concurrency.or(base.concurrency);
         base.disable_after = self.disable_after.or(base.disable_after);
+        base.rate_limit = self.rate_limit.or(base.rate_limit);
+        base.rate_burst = self
+            .rate_burst
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .or(base.rate_burst);
         base.min_severity = self.min_severity.or(base.min_severity);
         base
     }
@@ -332,6 +353,12 @@ impl SettingsArgs {
         }
         if let Some(v) = self.disable_after {
             push("--disable-after", dur(v));
+        }
+        if let Some(v) = self.rate_limit {
+            push("--rate-limit", v.to_string().into());
+        }
+        if let Some(v) = self.rate_burst {
+            push("--rate-burst", v.to_string().into());
         }
         if let Some(v) = self.min_severity {
             push("--min-severity", v.as_str().into());
@@ -393,6 +420,10 @@ impl ClearArgs {
         }
         if self.no_concurrency {
             base.concurrency = None;
+        }
+        if self.no_rate_limit {
+            base.rate_limit = None;
+            base.rate_burst = None;
         }
         if self.no_disable_after {
             base.disable_after = None;

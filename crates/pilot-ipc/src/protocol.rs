@@ -548,6 +548,8 @@ pub struct WebhookStatus {
     pub in_flight: u64,
     /// Of `dropped`, the events that never entered the queue because it was full.
     pub dropped_queue_full: u64,
+    /// How long a send would wait now for the rate limit, in milliseconds (0 without one).
+    pub rate_wait_ms: u64,
     /// Events found in the durable spool at start (accepted by an earlier run).
     pub recovered: u64,
     /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).

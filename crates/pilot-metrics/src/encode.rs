@@ -310,6 +310,16 @@ fn webhook(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         }
     }
     let mut m = e.encode_descriptor(
+        "pilot_webhook_rate_wait_seconds",
+        "How long a send would wait now for the webhook's rate limit (0 without one).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for w in &s.webhooks {
+        let labels = [("webhook", w.name.as_str())];
+        ConstGauge::new(w.rate_wait.as_secs_f64()).encode(m.encode_family(&labels)?)?;
+    }
+    let mut m = e.encode_descriptor(
         "pilot_webhook_attempt_duration_seconds",
         "Duration of each HTTP attempt of an endpoint, from the request's start to the \
          response status or the error; outcome success is a 2xx, failure anything else.",

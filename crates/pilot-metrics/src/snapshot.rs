@@ -65,6 +65,8 @@ pub struct WebhookSnapshot {
     pub queue_depth: u64,
     pub queue_capacity: u64,
     pub in_flight: u64,
+    /// How long a send would wait now for the rate limit.
+    pub rate_wait: Duration,
     /// The durable spool, while one is open.
     pub spool: Option<SpoolSnapshot>,
     /// Durations of the HTTP attempts answered with a 2xx.

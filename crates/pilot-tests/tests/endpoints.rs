@@ -655,3 +655,64 @@ fn min_severity_takes_only_events_at_or_above_it() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("critical"), "{run:?}");
 }
+
+#[test]
+fn a_rate_limit_spaces_sends_and_durable_mode_loses_nothing() {
+    let env = Env::new();
+    let (mem, dur) = (Receiver::start(), Receiver::start());
+    env.start(&[]);
+    add(
+        &env,
+        &["mem", &mem.url(), "--events", "r.*", "--rate-limit", "20/s"],
+    );
+    add(
+        &env,
+        &[
+            "dur",
+            &dur.url(),
+            "--events",
+            "r.*",
+            "--durable",
+            "--rate-limit",
+            "50/s",
+            "--rate-burst",
+            "5",
+        ],
+    );
+    let list = env.ctl(&["webhook", "list"]).stdout;
+    assert!(
+        list.contains("memory 20/s") && list.contains("durable 50/s"),
+        "{list}"
+    );
+    let (first, last) = env.burst("r.x", 40, 0);
+    assert_eq!(last - first, 39);
+    // The in-memory one: 40 sends 50 ms apart (its queue holds the burst): at least 39 x 50 ms.
+    let got = mem.wait_for(40, WAIT);
+    let span = got[39].at - got[0].at;
+    assert!(
+        span >= Duration::from_millis(1850),
+        "40 sends at 20/s took only {span:?}"
+    );
+    for pair in got.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(30),
+            "two sends too close"
+        );
+    }
+    // The durable one: a burst of 5, then 20 ms apart; every event, in order.
+    let got = dur.wait_for(40, WAIT);
+    let span = got[39].at - got[0].at;
+    assert!(
+        span >= Duration::from_millis(650),
+        "35 spaced sends at 50/s took only {span:?}"
+    );
+    assert_eq!(numbers(&dur, "r.x"), (0..40).collect::<Vec<_>>());
+    let info = env.info();
+    let w = endpoint(&info, "dur");
+    assert_eq!(w["settings"]["rate_limit"], "50/s");
+    assert_eq!(w["delivered"], 40);
+    accounting::check(&w).unwrap();
+    let run = env.ctl_json(&["webhook", "update", "mem", "--rate-limit", "fast"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("N/s"), "{run:?}");
+}

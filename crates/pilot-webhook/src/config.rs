@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::client::{HttpClient, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
+use crate::rate::RateLimiter;
 use crate::tls::{with_client_identity, ClientIdentity};
 
 /// How long a batch waits to fill up when `batch_wait` is not set.
@@ -87,6 +88,8 @@ pub(crate) struct Config {
     /// at least 1. Durable mode ignores it (one at a time, in order).
     pub(crate) concurrency: usize,
     pub(crate) client: HttpClient,
+    /// `settings.rate_limit`: spaces the sends of every delivery of this configuration.
+    pub(crate) rate: Option<Arc<RateLimiter>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -190,7 +193,11 @@ impl Config {
             );
         }
         let request_headers = client.request_headers(target.as_ref().ok(), &headers);
+        let rate = settings
+            .rate_limit
+            .map(|limit| Arc::new(RateLimiter::new(limit, settings.rate_burst.unwrap_or(1))));
         Ok(Config {
+            rate,
             client,
             request_headers,
             url,

@@ -53,6 +53,7 @@ mod health;
 mod log;
 mod options;
 mod plugin;
+mod rate;
 pub mod retry;
 mod sender;
 mod shared;

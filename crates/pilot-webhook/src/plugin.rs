@@ -720,6 +720,11 @@ impl WebhookPlugin {
             stats.circuit = circuit::lock(&active.circuit).state(Instant::now());
             stats.queue_capacity = self.shared.options.queue_size as u64;
             stats.settings = Some(active.config.settings.redacted());
+            stats.rate_wait = active
+                .config
+                .rate
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |r| r.current_wait());
             if let Some((reason, at)) = active.disabled.get() {
                 stats.disabled = Some(reason);
                 stats.disabled_at = Some(at);

@@ -203,6 +203,17 @@ impl<T: Transport> Sender<T> {
             if attempt > 1 {
                 bump(&self.shared.counters.retries);
             }
+            if let Some(rate) = &self.config.rate {
+                // The rate limit's slot: the queue (or the spool) holds what waits meanwhile.
+                let at = rate.reserve();
+                if at > Instant::now() {
+                    match hooks.wait_until(at).await {
+                        Wait::Elapsed => {}
+                        Wait::Expired => return Outcome::Held,
+                        Wait::Stopped => return Outcome::Stopped,
+                    }
+                }
+            }
             debug!(webhook_id = %id, events = delivery.len(), attempt, durable, url = %shown, "webhook POST");
             if !hooks.before_send().await {
                 return Outcome::Stopped;

@@ -118,6 +118,8 @@ pub struct Stats {
     pub dropped_queue_full: u64,
     /// The part of `dropped` that arrived while the endpoint was paused (in memory mode).
     pub dropped_paused: u64,
+    /// How long a send would wait now for the rate limit (0 without one).
+    pub rate_wait: std::time::Duration,
     /// Events skipped without an attempt while the circuit was open.
     pub circuit_skips: u64,
     /// Events the webhook's `events` / `exclude` filters left out.

@@ -372,6 +372,9 @@ struct ListedWebhook {
     failed: Option<u64>,
     pending: Option<u64>,
     last_status: Option<String>,
+    /// The rate limit (`10/s`), if any, and how long a send would wait now.
+    rate_limit: Option<String>,
+    rate_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -407,6 +410,8 @@ fn listed(name: &str, entry: &EndpointConfig, live: Option<&EndpointStatus>) -> 
             failed: Some(l.status.failed),
             pending: l.status.accounting.map(|a| a.pending),
             last_status: l.status.last_error.clone(),
+            rate_limit: s.rate_limit.map(|r| r.to_string()),
+            rate_wait_ms: Some(l.status.rate_wait_ms),
         },
         None => ListedWebhook {
             name: name.to_string(),
@@ -420,6 +425,8 @@ fn listed(name: &str, entry: &EndpointConfig, live: Option<&EndpointStatus>) -> 
             failed: None,
             pending: None,
             last_status: None,
+            rate_limit: s.rate_limit.map(|r| r.to_string()),
+            rate_wait_ms: None,
         },
     }
 }
@@ -488,7 +495,10 @@ fn list_text(running: bool, rows: &[ListedWebhook]) -> String {
         table.row([
             r.name.clone(),
             r.url.clone(),
-            if r.durable { "durable" } else { "memory" }.to_string(),
+            match &r.rate_limit {
+                Some(rate) => format!("{} {rate}", if r.durable { "durable" } else { "memory" }),
+                None => if r.durable { "durable" } else { "memory" }.to_string(),
+            },
             if filters.is_empty() {
                 "*".to_string()
             } else {

@@ -301,6 +301,12 @@ pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
     if let Some(n) = s.concurrency {
         rows.push(("concurrency", n.to_string()));
     }
+    if let Some(r) = s.rate_limit {
+        rows.push(("rate limit", r.to_string()));
+    }
+    if let Some(n) = s.rate_burst {
+        rows.push(("rate burst", n.to_string()));
+    }
     if let Some(d) = s.disable_after {
         rows.push(("disable after", dur(d)));
     }
