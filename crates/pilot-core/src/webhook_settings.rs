@@ -368,7 +368,7 @@ mod tests {
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["batch_wait"], "50ms");
-        assert_eq!(json["discard_after"], "1day");
+        assert_eq!(json["discard_after"], "24h");
         assert_eq!(json["min_severity"], "notice");
         let back: WebhookSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
