@@ -71,6 +71,10 @@ pub struct WebhookSettings {
     /// Durable mode: the longest wait between retries of one event.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub max_backoff: Option<Duration>,
+    /// The HTTP proxy for this webhook (`http://[user:password@]host:port`), or `none` for no
+    /// proxy; unset: the daemon's environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// A PEM certificate (chain) presented to receivers that ask for one (mutual TLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<PathBuf>,
@@ -140,12 +144,17 @@ pub enum SettingsError {
         "give both a client certificate and its key (--client-cert and --client-key), or neither"
     )]
     HalfClientIdentity,
+    #[error("proxy {given:?}: {reason} (use `none`, or http://[user:password@]host:port)")]
+    Proxy { given: String, reason: String },
 }
 
 impl WebhookSettings {
     /// Checks patterns, headers and numbers.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.filters()?;
+        if let Some(proxy) = &self.proxy {
+            check_proxy(proxy)?;
+        }
         if self.rate_burst == Some(0) {
             return Err(SettingsError::Zero { what: "rate burst" });
         }
@@ -281,6 +290,11 @@ impl WebhookSettings {
                 Err(_) => "***".into(),
             })
             .collect();
+        if let Some(proxy) = &s.proxy {
+            if !proxy.trim().eq_ignore_ascii_case("none") {
+                s.proxy = Some(crate::webhook_url::redact_str(proxy));
+            }
+        }
         s
     }
 }
@@ -304,6 +318,30 @@ pub fn validate_target(url: &url::Url, settings: &WebhookSettings) -> Result<(),
                 second: flag,
             });
         }
+    }
+    Ok(())
+}
+
+/// Checks a `proxy` setting: `none`, or an http URL with a host and a port, no path.
+fn check_proxy(value: &str) -> Result<(), SettingsError> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
+    let err = |reason: &str| SettingsError::Proxy {
+        given: crate::webhook_url::redact_str(value),
+        reason: reason.into(),
+    };
+    let url = url::Url::parse(value.trim()).map_err(|_| err("not a URL"))?;
+    if url.scheme() != "http" {
+        return Err(err(
+            "only http:// proxies are supported (HTTPS goes through them with CONNECT)",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err("it has no host"));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(err("a proxy URL has no path or query"));
     }
     Ok(())
 }

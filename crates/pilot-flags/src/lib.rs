@@ -193,6 +193,10 @@ pub struct SettingsArgs {
     /// Refuse loopback and private addresses for this webhook (SSRF policy).
     #[arg(long)]
     pub deny_private: bool,
+    /// Send through this HTTP proxy (http://[user:password@]host:port; HTTPS through CONNECT),
+    /// or `none` for no proxy; default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY.
+    #[arg(long, value_name = "URL|none")]
+    pub proxy: Option<String>,
     /// Present this PEM certificate (chain) to receivers that ask for one (mutual TLS).
     #[arg(long, value_name = "PATH", requires = "client_key")]
     pub client_cert: Option<PathBuf>,
@@ -245,6 +249,9 @@ pub struct ClearArgs {
     /// Check TLS certificates again.
     #[arg(long, conflicts_with = "insecure_tls")]
     pub no_insecure_tls: bool,
+    /// Use the daemon's environment's proxy settings again.
+    #[arg(long, conflicts_with = "proxy")]
+    pub no_proxy: bool,
     /// Present no client certificate any more.
     #[arg(long, conflicts_with_all = ["client_cert", "client_key"])]
     pub no_client_cert: bool,
@@ -283,6 +290,9 @@ impl SettingsArgs {
         base.durable |= self.durable;
         base.insecure_tls |= self.insecure_tls;
         base.deny_private |= self.deny_private;
+        if let Some(proxy) = &self.proxy {
+            base.proxy = Some(proxy.trim().to_string());
+        }
         if self.client_cert.is_some() {
             base.client_cert = self.client_cert.as_deref().map(absolute);
             base.client_key = self.client_key.as_deref().map(absolute);
@@ -372,6 +382,10 @@ impl SettingsArgs {
         if self.deny_private {
             out.push("--deny-private".into());
         }
+        if let Some(proxy) = &self.proxy {
+            out.push("--proxy".into());
+            out.push(proxy.into());
+        }
         if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
             out.push("--client-cert".into());
             out.push(absolute(cert).into());
@@ -409,6 +423,9 @@ impl ClearArgs {
         }
         if self.no_deny_private {
             base.deny_private = false;
+        }
+        if self.no_proxy {
+            base.proxy = None;
         }
         if self.no_client_cert {
             base.client_cert = None;

@@ -128,6 +128,15 @@ impl Env {
             .env_remove("PILOT_SOCKET")
             .env_remove("PILOT_DAEMON_BIN")
             .env_remove("RUST_LOG")
+            // The tests choose their proxies themselves.
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         c

@@ -172,3 +172,131 @@ fn a_receiver_that_demands_a_client_certificate_accepts_pilots_and_refuses_none(
     assert_ne!(run.code, 0);
     assert_eq!(env.read_config(), before);
 }
+
+#[test]
+fn webhooks_go_through_the_environments_proxy_or_their_own_and_no_proxy_is_honoured() {
+    use pilot_tests::mtls::MtlsReceiver;
+    use pilot_tests::proxy::ConnectProxy;
+    let env = Env::new();
+    let (env_proxy, own_proxy) = (ConnectProxy::start(), ConnectProxy::start());
+    let (via_env, via_own, direct) = (Receiver::start(), Receiver::start(), Receiver::start());
+    let tls = MtlsReceiver::start();
+    let (cert, key) = tls.write_client_identity(env.tmp.path());
+    let direct_port = direct
+        .url()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // The daemon's environment: a proxy for http and https, but not for `direct`'s port... NO_PROXY
+    // works by host, so `direct` is reached as localhost, which NO_PROXY lists.
+    let out = env
+        .command(&env.pilotctl_bin())
+        .env("HTTP_PROXY", env_proxy.url())
+        .env("HTTPS_PROXY", env_proxy.url())
+        .env("NO_PROXY", "localhost")
+        .args(["--json", "daemon", "start"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let add = |args: &[&str]| {
+        let mut all = vec!["webhook", "add"];
+        all.extend_from_slice(args);
+        let run = env.ctl_json(&all);
+        assert_eq!(run.code, 0, "{run:?}");
+    };
+    add(&["env", &via_env.url(), "--events", "p.*"]);
+    add(&[
+        "own",
+        &via_own.url(),
+        "--events",
+        "p.*",
+        "--proxy",
+        &format!(
+            "http://pilot:s3cret@{}",
+            own_proxy.url().trim_start_matches("http://")
+        ),
+    ]);
+    add(&[
+        "direct",
+        &format!("http://localhost:{direct_port}/events"),
+        "--events",
+        "p.*",
+    ]);
+    add(&[
+        "tls",
+        &tls.url(),
+        "--events",
+        "p.*",
+        "--insecure-tls",
+        "--client-cert",
+        cert.to_str().unwrap(),
+        "--client-key",
+        key.to_str().unwrap(),
+    ]);
+    env.emit("p.one", None);
+    for rx in [&via_env, &via_own, &direct] {
+        rx.wait_for(1, Duration::from_secs(20));
+    }
+    assert!(wait_until(Duration::from_secs(20), || {
+        tls.answered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    }));
+    let targets =
+        |p: &ConnectProxy| -> Vec<String> { p.tunnels().into_iter().map(|t| t.target).collect() };
+    let env_targets = targets(&env_proxy);
+    let tls_target = tls
+        .url()
+        .trim_start_matches("https://")
+        .trim_end_matches("/events")
+        .to_string();
+    let env_target = via_env
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches("/events")
+        .to_string();
+    assert!(env_targets.contains(&env_target), "{env_targets:?}");
+    // HTTPS through CONNECT: the TLS handshake (with the client certificate) ran end to end.
+    assert!(env_targets.contains(&tls_target), "{env_targets:?}");
+    assert!(
+        !env_targets.iter().any(|t| t.starts_with("localhost")),
+        "NO_PROXY ignored: {env_targets:?}"
+    );
+    let own = own_proxy.tunnels();
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(
+        own[0].authorization.as_deref(),
+        Some("Basic cGlsb3Q6czNjcmV0")
+    );
+    // The proxy's password never reaches the log or info.
+    assert!(
+        !env.log().contains("s3cret"),
+        "the proxy password was logged"
+    );
+    assert!(
+        !env.info().to_string().contains("s3cret"),
+        "the proxy password is in info"
+    );
+    // `--proxy none` bypasses the environment.
+    env.ctl_json(&["webhook", "update", "env", "--proxy", "none"])
+        .data();
+    let before = env_proxy.tunnels().len();
+    env.emit("p.two", None);
+    via_env.wait_for(2, Duration::from_secs(20));
+    assert_eq!(
+        env_proxy.tunnels().len(),
+        before,
+        "--proxy none still used the proxy"
+    );
+    // A bad proxy setting is refused.
+    let run = env.ctl_json(&[
+        "webhook",
+        "update",
+        "env",
+        "--proxy",
+        "socks5://127.0.0.1:1",
+    ]);
+    assert_eq!(run.error_code(), "invalid_argument", "{run:?}");
+}

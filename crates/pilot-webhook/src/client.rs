@@ -17,6 +17,13 @@
 //! policy is the daemon's (`WebhookOptions::deny_private_networks`), and a webhook with
 //! `deny_private` gets a client whose policy refuses private networks too. A host left with no
 //! address is a [`DeliveryError::Blocked`], which is never retried.
+//!
+//! Requests may go through an HTTP proxy ([`ProxyChoice`]): the daemon's environment
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as curl reads them) or a proxy the
+//! webhook names (`--proxy URL`, or `--proxy none` for none). Through a proxy every connection
+//! is a CONNECT tunnel (hyper-util's `Tunnel`), so TLS runs end to end with the receiver. The
+//! receiver's host is still judged by the URL policy, here, before the tunnel is asked for (the
+//! proxy resolves it); the proxy's own address is the operator's choice and is not checked.
 
 use std::future::Future;
 use std::io;
@@ -34,9 +41,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use pilot_core::webhook_url::{Url, UrlPolicy};
 use tokio::time::Instant;
@@ -155,6 +163,56 @@ impl tower_service::Service<Name> for GuardedResolver {
 
 type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
 
+/// Whether and through which proxy a client connects.
+#[derive(Clone, Debug)]
+pub(crate) enum ProxyChoice {
+    /// As the daemon's environment says (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+    /// `NO_PROXY`): per target.
+    Env(Arc<hyper_util::client::proxy::matcher::Matcher>),
+    /// Always this proxy, with this `Proxy-Authorization` (from the proxy URL's userinfo).
+    Fixed(Uri, Option<HeaderValue>),
+    /// Never a proxy.
+    Direct,
+}
+
+impl ProxyChoice {
+    /// The daemon's environment's proxies.
+    pub(crate) fn from_env() -> Self {
+        ProxyChoice::Env(Arc::new(
+            hyper_util::client::proxy::matcher::Matcher::from_env(),
+        ))
+    }
+
+    /// A webhook's `--proxy` value: `none`, or an `http://[user:password@]host:port` URL
+    /// (checked by `WebhookSettings::validate`).
+    pub(crate) fn from_setting(value: &str) -> Result<Self, String> {
+        if value.trim().eq_ignore_ascii_case("none") {
+            return Ok(ProxyChoice::Direct);
+        }
+        let url = Url::parse(value.trim()).map_err(|e| format!("proxy URL: {e}"))?;
+        let auth = basic_auth(&url);
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let uri = bare
+            .as_str()
+            .parse::<Uri>()
+            .map_err(|e| format!("proxy URL: {e}"))?;
+        Ok(ProxyChoice::Fixed(uri, auth))
+    }
+
+    /// The proxy (and its authorization) for `target`, if any.
+    fn for_target(&self, target: &Uri) -> Option<(Uri, Option<HeaderValue>)> {
+        match self {
+            ProxyChoice::Env(m) => m
+                .intercept(target)
+                .map(|i| (i.uri().clone(), i.basic_auth().cloned())),
+            ProxyChoice::Fixed(uri, auth) => Some((uri.clone(), auth.clone())),
+            ProxyChoice::Direct => None,
+        }
+    }
+}
+
 /// One kept-alive HTTP/1.1 connection: hyper's handle to send on it (its connection task runs
 /// on its own).
 type Sender = http1::SendRequest<Full<Bytes>>;
@@ -181,6 +239,9 @@ fn tls_config_default() -> rustls::ClientConfig {
 #[derive(Clone)]
 pub(crate) struct HttpClient {
     connector: Connector,
+    /// The TLS configuration, for connections through a proxy.
+    tls: rustls::ClientConfig,
+    proxy: ProxyChoice,
     h1: http1::Builder,
     lookup: LookupFn,
     user_agent: HeaderValue,
@@ -192,6 +253,15 @@ impl HttpClient {
     /// A client with the system resolver and the system's CA roots.
     pub(crate) fn new(options: &WebhookOptions) -> Self {
         Self::with_parts(options, system_lookup(), tls_config_default())
+            .with_proxy(ProxyChoice::from_env())
+    }
+
+    /// The same client through another proxy (or none).
+    pub(crate) fn with_proxy(&self, proxy: ProxyChoice) -> Self {
+        Self {
+            proxy,
+            ..self.clone()
+        }
     }
 
     /// A client with the given name lookup and TLS configuration.
@@ -227,12 +297,14 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
         Self {
             connector,
+            tls,
+            proxy: ProxyChoice::Direct,
             h1: h1_builder(),
             lookup,
             user_agent,
@@ -255,6 +327,7 @@ impl HttpClient {
             self.timeout,
             policy,
         )
+        .with_proxy(self.proxy.clone())
     }
 
     /// The same client (resolver, SSRF guard, timeout, User-Agent) with another TLS
@@ -267,6 +340,7 @@ impl HttpClient {
             self.timeout,
             self.policy,
         )
+        .with_proxy(self.proxy.clone())
     }
 
     /// The same client (resolver, SSRF guard, timeout, User-Agent) that accepts any TLS
@@ -279,6 +353,7 @@ impl HttpClient {
             self.timeout,
             self.policy,
         )
+        .with_proxy(self.proxy.clone())
     }
 
     /// The headers of every request to `target` (none when the URL cannot be used): `Host`,
@@ -391,14 +466,19 @@ impl HttpClient {
     /// A new connection to `target` (resolved through the SSRF guard, TLS for https), its
     /// connection task spawned.
     async fn connect(&self, target: &Target) -> Result<Sender, DeliveryError> {
-        let mut connector = self.connector.clone();
-        let connecting = async {
-            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-            connector.call(target.uri.clone()).await
+        let io = match self.proxy.for_target(&target.uri) {
+            None => {
+                let mut connector = self.connector.clone();
+                let connecting = async {
+                    std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+                    connector.call(target.uri.clone()).await
+                };
+                connecting
+                    .await
+                    .map_err(|e| connect_error(&*e, &target.shown))?
+            }
+            Some((proxy, auth)) => self.tunnel(target, proxy, auth).await?,
         };
-        let io = connecting
-            .await
-            .map_err(|e| connect_error(&*e, &target.shown))?;
         let (sender, connection) =
             self.h1
                 .handshake(io)
@@ -414,6 +494,65 @@ impl HttpClient {
         });
         Ok(sender)
     }
+}
+
+impl HttpClient {
+    /// A connection to `target` through a CONNECT tunnel of `proxy` (TLS inside it for
+    /// https). The receiver's host is judged by the URL policy first: the proxy resolves it.
+    async fn tunnel(
+        &self,
+        target: &Target,
+        proxy: Uri,
+        auth: Option<HeaderValue>,
+    ) -> Result<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, DeliveryError> {
+        let host = target
+            .uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if let Err(e) = resolve_checked(host, &self.lookup, self.policy).await {
+            return Err(connect_error(&e, &target.shown));
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(proxy, http);
+        if let Some(auth) = auth {
+            tunnel = tunnel.with_auth(auth);
+        }
+        let mut connector = HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tunnel);
+        // The tunnel asks for host:port: the port spelled out (443 is its default).
+        let dst = with_port(&target.uri);
+        let connecting = async {
+            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(dst).await
+        };
+        connecting.await.map_err(|e| DeliveryError::Connect {
+            url: target.shown.clone(),
+            detail: format!("through the proxy: {}", chain(&*e, false)),
+        })
+    }
+}
+
+/// `uri` with its port spelled out (the scheme's default when it has none).
+fn with_port(uri: &Uri) -> Uri {
+    if uri.port().is_some() {
+        return uri.clone();
+    }
+    let port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let host = uri.host().unwrap_or_default();
+    let mut parts = uri.clone().into_parts();
+    parts.authority = format!("{host}:{port}").parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
 /// Reads and throws away at most [`MAX_RESPONSE_BODY`] bytes of a body, until `deadline` (no

@@ -19,7 +19,7 @@ use pilot_core::webhook_url::{Url, UrlPolicy};
 use pilot_core::WebhookSettings;
 use tracing::warn;
 
-use crate::client::{HttpClient, Target};
+use crate::client::{HttpClient, ProxyChoice, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
 use crate::rate::RateLimiter;
@@ -133,6 +133,20 @@ impl Config {
                 client.with_tls(tls)
             }
             _ => client,
+        };
+        let client = match &settings.proxy {
+            Some(proxy) => {
+                let choice =
+                    ProxyChoice::from_setting(proxy).map_err(|reason| WebhookError::Settings {
+                        url: shown.clone(),
+                        source: pilot_core::webhook_settings::SettingsError::Proxy {
+                            given: pilot_core::webhook_url::redact_str(proxy),
+                            reason,
+                        },
+                    })?;
+                client.with_proxy(choice)
+            }
+            None => client,
         };
         let target = Target::checked(&url, client.policy());
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
