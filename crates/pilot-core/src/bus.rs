@@ -10,6 +10,18 @@
 //! publisher wait until every registered sink holds its event. This lives beside the publish
 //! path, not on it: `publish` never looks at the sinks, and with no sink registered
 //! `wait_durable` returns at once.
+//!
+//! A sink ends in one of two ways. [`DurableSink::close`] (the consumer stopped on purpose,
+//! having reported what it could not persist as lost) unregisters it and releases its waiters.
+//! Dropped without `close` (its task panicked or was aborted), the sink fails closed: it stays
+//! registered as *dead*, so waiters for events past its watermark get
+//! [`DurabilityError::Failed`] instead of a durability nobody provided; the next sink
+//! registered under the same label takes its place and reports the events in between lost.
+//!
+//! Each subscriber's counters are kept by the bus on both ends of its buffer: `queued` and
+//! `dropped` as events are offered, `received` as the subscription hands them to its consumer.
+//! A consumer's accounting compares what it holds and settled against `received`, counted by
+//! the bus, so an event taken and then lost by the consumer shows.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +43,8 @@ pub struct SubscriberCounters {
     pub queued: AtomicU64,
     /// Events that matched but did not fit in the buffer.
     pub dropped: AtomicU64,
+    /// Events the subscription handed to its consumer (every receive method counts).
+    pub received: AtomicU64,
 }
 
 /// What `pilotctl info` shows of one subscriber.
@@ -311,7 +325,14 @@ pub struct DurableSinkInfo {
     pub durable_event_id: u64,
     /// Why the sink cannot persist right now, if it cannot.
     pub failed: Option<String>,
+    /// The sink's consumer ended without closing it (panicked, aborted): it persists nothing
+    /// more, and `failed` says so.
+    #[serde(default)]
+    pub dead: bool,
 }
+
+/// The failure a sink dropped without [`DurableSink::close`] reports.
+pub const SINK_ENDED: &str = "the durable sink's task ended unexpectedly";
 
 /// How many lost ranges the bus remembers. Waiters ask about events that were just published,
 /// so only the newest ranges matter; older ones are forgotten (their waiters are long gone).
@@ -333,6 +354,8 @@ struct SinkMark {
     label: String,
     durable: u64,
     failed: Option<String>,
+    /// Dropped without `close`: kept (failed) until a sink with the same label replaces it.
+    dead: bool,
     /// Poked by a waiter that waits for an id past `durable`, so an idle sink can catch up.
     wanted: Arc<Notify>,
 }
@@ -414,6 +437,29 @@ impl Bus {
         let wanted = Arc::new(Notify::new());
         let mut id = 0;
         self.0.durable.send_modify(|w| {
+            // A dead sink with this label is replaced: what it never persisted up to here is
+            // lost (its waiters fail), what comes after is this sink's.
+            let dead: Vec<u64> = w
+                .sinks
+                .iter()
+                .filter(|(_, m)| m.dead && m.label == label)
+                .map(|(id, _)| *id)
+                .collect();
+            for old in dead {
+                if let Some(mark) = w.sinks.remove(&old) {
+                    if mark.durable < start {
+                        if w.lost.len() >= LOST_RANGES_KEPT {
+                            w.lost.pop_front();
+                        }
+                        w.lost.push_back(LostRange {
+                            first: mark.durable + 1,
+                            last: start,
+                            sink: label.clone(),
+                            reason: Arc::from(SINK_ENDED),
+                        });
+                    }
+                }
+            }
             id = w.next_sink;
             w.next_sink += 1;
             w.sinks.insert(
@@ -422,6 +468,7 @@ impl Bus {
                     label: label.clone(),
                     durable: start,
                     failed: None,
+                    dead: false,
                     wanted: wanted.clone(),
                 },
             );
@@ -431,6 +478,7 @@ impl Bus {
             label,
             wanted,
             bus: self.clone(),
+            closed: false,
         }
     }
 
@@ -472,6 +520,7 @@ impl Bus {
                 label: m.label.clone(),
                 durable_event_id: m.durable,
                 failed: m.failed.clone(),
+                dead: m.dead,
             })
             .collect()
     }
@@ -480,14 +529,17 @@ impl Bus {
 /// A durable consumer's watermark on the bus (the webhook spooler registers one).
 ///
 /// While any sink is registered, [`Bus::wait_durable`] waits until every registered sink has
-/// advanced to the event. Dropping the sink unregisters it and releases its waiters: the sink
-/// no longer vouches for anything, so they resolve `Ok` (the in-memory guarantee) unless the
-/// sink reported their events [lost](DurableSink::lost) first.
+/// advanced to the event. [Closing](DurableSink::close) the sink unregisters it and releases
+/// its waiters: the sink no longer vouches for anything, so they resolve `Ok` (the in-memory
+/// guarantee) unless the sink reported their events [lost](DurableSink::lost) first. Dropping
+/// it without `close` (a panic, an aborted task) fails closed: see the module docs.
 pub struct DurableSink {
     id: u64,
     label: String,
     wanted: Arc<Notify>,
     bus: Bus,
+    /// Set by [`DurableSink::close`]: the drop then unregisters instead of failing.
+    closed: bool,
 }
 
 impl std::fmt::Debug for DurableSink {
@@ -580,12 +632,32 @@ impl DurableSink {
     }
 }
 
+impl DurableSink {
+    /// Ends the sink on purpose: unregisters it and releases its waiters (events it reported
+    /// lost stay lost). Call it when the consumer stops normally, after reporting what it could
+    /// not persist.
+    pub fn close(mut self) {
+        self.closed = true;
+    }
+}
+
 impl Drop for DurableSink {
     fn drop(&mut self) {
-        self.bus
-            .0
-            .durable
-            .send_if_modified(|w| w.sinks.remove(&self.id).is_some());
+        if self.closed {
+            self.bus
+                .0
+                .durable
+                .send_if_modified(|w| w.sinks.remove(&self.id).is_some());
+        } else {
+            // Fail closed: the consumer is gone without saying what it persisted.
+            self.bus.0.durable.send_if_modified(|w| {
+                w.sinks.get_mut(&self.id).is_some_and(|m| {
+                    m.dead = true;
+                    m.failed = Some(SINK_ENDED.to_string());
+                    true
+                })
+            });
+        }
     }
 }
 
@@ -612,19 +684,78 @@ impl Subscription {
         self.id
     }
 
+    fn count_received(&self, n: usize) {
+        self.counters
+            .received
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The next event; `None` once detached and drained.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        self.count_received(usize::from(event.is_some()));
+        event
     }
 
     /// The next event if one is buffered.
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
-        self.rx.try_recv().ok()
+        let event = self.rx.try_recv().ok();
+        self.count_received(usize::from(event.is_some()));
+        event
     }
 
     /// Receives up to `limit` events into `out`, waiting for at least one; 0 means closed.
     pub async fn recv_many(&mut self, out: &mut Vec<Arc<Event>>, limit: usize) -> usize {
-        self.rx.recv_many(out, limit).await
+        let n = self.rx.recv_many(out, limit).await;
+        self.count_received(n);
+        n
+    }
+
+    /// [`Subscription::recv_many`] for a consumer that keeps an accounting: in the instant the
+    /// events leave the buffer (`received` counted), and with the guard `lock` returns held,
+    /// `took` is called with `out`'s new length, so a snapshot taken under the other side of
+    /// that lock sees each event either buffered or held, never neither.
+    pub async fn recv_many_with<G>(
+        &mut self,
+        out: &mut Vec<Arc<Event>>,
+        limit: usize,
+        mut lock: impl FnMut() -> G,
+        mut took: impl FnMut(usize),
+    ) -> usize {
+        std::future::poll_fn(|cx| {
+            let _guard = lock();
+            match self.rx.poll_recv_many(cx, out, limit) {
+                std::task::Poll::Ready(n) => {
+                    self.counters
+                        .received
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    took(out.len());
+                    std::task::Poll::Ready(n)
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// [`Subscription::try_recv`] into `out`, counted like [`Subscription::recv_many_with`];
+    /// whether an event was taken.
+    pub fn try_recv_with<G>(
+        &mut self,
+        out: &mut Vec<Arc<Event>>,
+        lock: impl FnOnce() -> G,
+        took: impl FnOnce(usize),
+    ) -> bool {
+        let _guard = lock();
+        match self.rx.try_recv() {
+            Ok(event) => {
+                self.count_received(1);
+                out.push(event);
+                took(out.len());
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Events waiting in the buffer.
@@ -668,6 +799,7 @@ impl Subscription {
         while self.rx.try_recv().is_ok() {
             n += 1;
         }
+        self.count_received(n);
         n
     }
 }
@@ -853,16 +985,92 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_the_sink_releases_its_waiters() {
+    async fn closing_the_sink_releases_its_waiters() {
         let bus = Bus::new(0);
         let sink = bus.durable_sink("spool");
         let ev = bus.publish("a.b", None);
         let waiter = spawn_waiter(&bus, ev.event_id);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        drop(sink);
+        sink.close();
         assert_eq!(settles(waiter).await.unwrap(), Ok(()));
         assert!(bus.durable_sinks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sink_dropped_without_close_fails_its_waiters_until_replaced() {
+        let bus = Bus::new(0);
+        let sink = bus.durable_sink("spool");
+        let durable = bus.publish("a.a", None);
+        sink.advance(durable.event_id);
+        let ev = bus.publish("a.b", None);
+        let waiter = spawn_waiter(&bus, ev.event_id);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        // A panicking task drops its sink without closing it.
+        let task = tokio::spawn(async move {
+            let _sink = sink;
+            panic!("the spooler died");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let ended = DurabilityError::Failed {
+            sink: "spool".into(),
+            reason: SINK_ENDED.into(),
+        };
+        assert_eq!(settles(waiter).await.unwrap(), Err(ended.clone()));
+        let later = bus.publish("a.c", None);
+        assert_eq!(
+            ready_now(bus.wait_durable(later.event_id)),
+            Some(Err(ended))
+        );
+        assert_eq!(ready_now(bus.wait_durable(durable.event_id)), Some(Ok(())));
+        let info = bus.durable_sinks();
+        assert!(info[0].dead && info[0].failed.as_deref() == Some(SINK_ENDED));
+
+        // A new sink with the same label takes its place: what the dead one never persisted
+        // is lost, what comes next is the new sink's.
+        let other = bus.durable_sink("other");
+        let replacement = bus.durable_sink("spool");
+        assert_eq!(bus.durable_sinks().len(), 2);
+        for id in [ev.event_id, later.event_id] {
+            assert!(matches!(
+                ready_now(bus.wait_durable(id)),
+                Some(Err(DurabilityError::Lost { event_id, .. })) if event_id == id
+            ));
+        }
+        let next = bus.publish("a.d", None);
+        assert_eq!(ready_now(bus.wait_durable(next.event_id)), None);
+        replacement.advance(next.event_id);
+        other.advance(next.event_id);
+        assert_eq!(ready_now(bus.wait_durable(next.event_id)), Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn receiving_is_counted_by_the_subscription() {
+        let bus = Bus::new(0);
+        let mut sub = bus.subscribe("t", all(), 16);
+        for _ in 0..6 {
+            bus.publish("a.b", None);
+        }
+        let lock = std::sync::RwLock::new(());
+        let received = || sub_received(&bus);
+        assert!(sub.try_recv().is_some());
+        assert!(sub.recv().await.is_some());
+        let mut out = Vec::new();
+        let mut held = 0;
+        assert!(sub.try_recv_with(&mut out, || lock.read(), |n| held = n));
+        assert_eq!((held, received()), (1, 3));
+        let n = sub
+            .recv_many_with(&mut out, 2, || lock.read(), |n| held = n)
+            .await;
+        assert_eq!((n, held, received()), (2, 3, 5));
+        assert_eq!(sub.discard_buffered(), 1);
+        assert_eq!(received(), 6);
+        assert_eq!(sub.counters().queued.load(Ordering::Relaxed), 6);
+    }
+
+    fn sub_received(bus: &Bus) -> u64 {
+        bus.lock().subs[0].counters.received.load(Ordering::Relaxed)
     }
 
     #[tokio::test]
@@ -948,7 +1156,7 @@ mod tests {
             ready_now(bus.wait_durable(9)),
             Some(Err(DurabilityError::Failed { sink, .. })) if sink == "b"
         ));
-        drop(b);
+        b.close();
         assert_eq!(ready_now(bus.wait_durable(9)), Some(Ok(())));
         assert_eq!(ready_now(bus.wait_durable(11)), None, "a is behind 11");
     }

@@ -58,6 +58,7 @@ fn webhook(s: Stats) -> WebhookSnapshot {
         dropped: s.dropped,
         dropped_queue_full: s.dropped_queue_full,
         circuit_skips: s.circuit_skips,
+        task_failures: s.task_failures,
         filtered: s.filtered,
         queue_depth: s.queue_depth,
         queue_capacity: s.queue_capacity,

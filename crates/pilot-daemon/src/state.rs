@@ -116,7 +116,9 @@ impl Daemon {
 /// One endpoint as `info` shows it.
 pub fn endpoint_status(plugin: &WebhookPlugin) -> EndpointStatus {
     let s = plugin.stats();
-    let state = if s.disabled.is_some() {
+    let state = if s.failure.is_some() {
+        "failed"
+    } else if s.disabled.is_some() {
         "disabled"
     } else if s.paused {
         "paused"
@@ -160,6 +162,8 @@ fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookSta
         dropped_queue_full: s.dropped_queue_full,
         rate_wait_ms: u64::try_from(s.rate_wait.as_millis()).unwrap_or(u64::MAX),
         recovered: s.recovered,
+        task_failures: s.task_failures,
+        failure: s.failure,
         options: WebhookOptionsInfo {
             queue_size: o.queue_size as u64,
             timeout: pilot_core::duration::format(o.timeout),
@@ -176,6 +180,7 @@ fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookSta
             max_bytes: sp.max_bytes,
             dropped_full: sp.dropped_full,
             expired: sp.expired,
+            write_error: sp.write_error,
         }),
     }
 }

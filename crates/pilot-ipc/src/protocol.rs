@@ -453,7 +453,8 @@ pub struct InfoReply {
 #[serde(default)]
 pub struct EndpointStatus {
     pub name: String,
-    /// `active`, `paused` or `disabled`.
+    /// `active`, `paused`, `disabled` or `failed` (a task ended unexpectedly; `failure`
+    /// says why).
     pub state: String,
     /// Whether it spools on disk (durable mode).
     pub durable: bool,
@@ -554,6 +555,10 @@ pub struct WebhookStatus {
     pub recovered: u64,
     /// The durable spool, while one is open (also in memory mode, so a leftover backlog shows).
     pub spool: Option<SpoolStatus>,
+    /// Tasks of the endpoint (spooler, durable or in-memory worker) that ended unexpectedly.
+    pub task_failures: u64,
+    /// Why the endpoint is `failed` (a task ended unexpectedly), until it is resumed.
+    pub failure: Option<String>,
     /// Where every event emitted to the webhook went (read in one consistent step): `emitted
     /// = delivered + failed + dropped + skipped + filtered + pending` (see docs/delivery.md).
     /// `None` only from a daemon too old to send it.
@@ -574,6 +579,9 @@ pub struct SpoolStatus {
     pub dropped_full: u64,
     /// Events dropped because they were older than discard_after.
     pub expired: u64,
+    /// Why the spool cannot be written now (a full disk, a read-only file), if it cannot:
+    /// it still delivers what it holds, and durable emits are refused until it can.
+    pub write_error: Option<String>,
 }
 
 /// One delivery attempt, as `deliveries` lists it.

@@ -139,7 +139,7 @@ fn bus(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
 }
 
 /// One endpoint's counters and gauges (the numbers `info` shows, then the queue and spool now).
-fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64); 17] {
+fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64); 18] {
     let spool = w.spool.clone().unwrap_or_default();
     [
         (
@@ -189,6 +189,12 @@ fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64)
             "Events skipped without an attempt while the circuit was open.",
             MetricType::Counter,
             w.circuit_skips,
+        ),
+        (
+            "pilot_webhook_task_failures",
+            "Tasks of the endpoint (spooler, workers) that ended unexpectedly; the endpoint is failed until resumed.",
+            MetricType::Counter,
+            w.task_failures,
         ),
         (
             "pilot_webhook_filtered",

@@ -61,6 +61,8 @@ pub struct WebhookSnapshot {
     pub dropped: u64,
     pub dropped_queue_full: u64,
     pub circuit_skips: u64,
+    /// Tasks of the endpoint that ended unexpectedly (panicked).
+    pub task_failures: u64,
     pub filtered: u64,
     pub queue_depth: u64,
     pub queue_capacity: u64,

@@ -64,7 +64,8 @@ use tracing::warn;
 mod spooler;
 
 pub use spooler::{
-    run_spooler, run_spooler_counted, RecordId, SpoolerCounters, SpoolerReport, SPOOLER_BATCH,
+    run_spooler, run_spooler_counted, RecordId, SpoolerCounters, SpoolerFault, SpoolerReport,
+    SPOOLER_BATCH,
 };
 
 /// The spool's file name in the pilot home.
@@ -343,6 +344,8 @@ pub struct Spool {
     reopen: AtomicBool,
     mirror: Mirror,
     commits: AtomicU64,
+    /// Why the latest write failed; cleared by the next one that succeeds.
+    write_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -371,9 +374,62 @@ impl Spool {
             reopen: AtomicBool::new(false),
             mirror: Mirror::default(),
             commits: AtomicU64::new(0),
+            write_error: Mutex::new(None),
         };
-        spool.init()?;
+        match spool.init() {
+            Ok(()) => {}
+            // A full disk must not keep the daemon from delivering what the spool holds:
+            // opened read-mostly, it is read (and emptied as events are delivered, which
+            // frees pages inside the file for new events) and written again once it can be.
+            Err(e @ SpoolError::DiskFull { .. }) => {
+                spool
+                    .init_read_only()
+                    .map_err(|_| e.to_string())
+                    .map_err(|detail| SpoolError::Storage {
+                        path: path.to_path_buf(),
+                        detail,
+                    })?;
+                warn!(path = %path.display(), error = %e, "webhook spool opened read-mostly on a full disk: what it holds is delivered, new events are refused until it can be written");
+                spool.reopen.store(true, Ordering::Relaxed);
+                spool.set_write_error(Some(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(spool)
+    }
+
+    /// [`Spool::init`] without writing: the tables must exist (a file that was a spool).
+    fn init_read_only(&self) -> Result<(), SpoolError> {
+        let db = self.db();
+        let db = db.as_ref().ok_or_else(|| self.closed())?;
+        let tx = db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(META).map_err(|e| self.err(e))?;
+        let format = table
+            .get("format")
+            .map_err(|e| self.err(e))?
+            .map_or(0, |v| v.value());
+        if format > FORMAT {
+            return Err(SpoolError::UnsupportedFormat {
+                path: self.path.clone(),
+                found: format,
+            });
+        }
+        let meta = Meta::load(&table).map_err(|e| self.err(e))?;
+        self.mirror.set(&meta);
+        Ok(())
+    }
+
+    fn set_write_error(&self, error: Option<String>) {
+        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    /// Why the latest write failed (a full disk, a read-only file), until one succeeds: the
+    /// spool's condition as `info` shows it.
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Creates the tables of a new file, checks the format and loads the counters.
@@ -789,15 +845,18 @@ impl Spool {
     ) -> Result<T, SpoolError> {
         let _writer = self.lock_writer();
         if self.reopen.load(Ordering::Relaxed) {
-            self.reopen_db()?;
+            if let Err(e) = self.reopen_db() {
+                self.set_write_error(Some(e.to_string()));
+                return Err(e);
+            }
         }
         let result = self.write_locked(f);
-        if let Err(e) = &result {
-            if !matches!(
-                e,
-                SpoolError::OutOfOrder { .. } | SpoolError::InvalidRecord { .. }
-            ) {
+        match &result {
+            Ok(_) => self.set_write_error(None),
+            Err(SpoolError::OutOfOrder { .. } | SpoolError::InvalidRecord { .. }) => {}
+            Err(e) => {
                 self.reopen.store(true, Ordering::Relaxed);
+                self.set_write_error(Some(e.to_string()));
             }
         }
         result

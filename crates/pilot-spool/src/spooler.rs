@@ -16,6 +16,17 @@
 //! exact. With a narrower pattern the spooler only knows *that* the drop counter moved, and
 //! reports every id missing from that stretch (and the next), including ones the pattern left
 //! out: conservative, never the other way round.
+//!
+//! Ending: a spooler that returns (stopped, or its subscription detached and drained)
+//! [closes](DurableSink::close) its sink. One that panics or is aborted drops it unclosed, and
+//! the bus fails the waiting `emit`s closed (see [`pilot_core::bus`]).
+//!
+//! Accounting: the events the spooler holds (received from the subscription, not settled yet)
+//! are measured, not derived: [`SpoolerCounters::holding`] is the length of the batch in hand,
+//! set in the same instant (under the accounting lock) as the subscription counts the events
+//! `received`, and reset to 0 if the task dies. The plugin's accounting compares the bus's
+//! `received` against `holding` plus what was settled, so an event the spooler took and lost
+//! shows as an imbalance.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -56,6 +67,11 @@ pub struct SpoolerCounters {
     pub appended: AtomicU64,
     /// Stored records dropped to make room (the part of `dropped_full` that was on disk).
     pub evicted: AtomicU64,
+    /// Events in the spooler's hands: received from the subscription and not settled yet (the
+    /// batch's length, a measurement; 0 once the task is gone).
+    pub holding: AtomicU64,
+    /// A fault to inject (tests only; see [`SpoolerFault`]).
+    fault: std::sync::atomic::AtomicU8,
     /// The plugin's accounting lock (see `crate::stats`): shared by every change of counters
     /// that moves events between buckets, exclusive for a snapshot.
     ledger: RwLock<()>,
@@ -71,6 +87,44 @@ impl SpoolerCounters {
     /// The exclusive side of the accounting lock (a snapshot).
     pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
         self.ledger.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the running spooler misbehave once, at its next batch (tests of the supervision
+    /// and of the accounting: nothing else calls it).
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: SpoolerFault) {
+        self.fault.store(fault as u8, Ordering::Relaxed);
+    }
+
+    fn take_fault(&self) -> Option<SpoolerFault> {
+        match self.fault.swap(0, Ordering::Relaxed) {
+            1 => Some(SpoolerFault::LoseOne),
+            2 => Some(SpoolerFault::Panic),
+            _ => None,
+        }
+    }
+}
+
+/// A misbehaviour a test makes the spooler commit (see [`SpoolerCounters::inject_fault`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SpoolerFault {
+    /// Forget the last event of the next batch: never written, never counted, yet confirmed
+    /// durable (the bug an honest accounting must show).
+    LoseOne = 1,
+    /// Panic at the next batch, holding it.
+    Panic = 2,
+}
+
+/// Resets [`SpoolerCounters::holding`] when the spooler ends, however it ends: a batch held by
+/// a task that panicked is held by no one.
+struct Holding<'a>(&'a SpoolerCounters);
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let _moving = self.0.moving();
+        self.0.holding.store(0, Ordering::Relaxed);
     }
 }
 
@@ -133,6 +187,8 @@ pub async fn run_spooler_counted(
     let mut drops_pending = drops_seen > 0;
     let mut stopping = false;
     let mut batch: Vec<Arc<Event>> = Vec::with_capacity(SPOOLER_BATCH);
+    let _holding = Holding(counters);
+    let held = |n: usize| counters.holding.store(n as u64, Ordering::Relaxed);
     loop {
         batch.clear();
         if !stopping {
@@ -142,7 +198,7 @@ pub async fn run_spooler_counted(
                     stopping = true;
                     sub.detach();
                 }
-                n = sub.recv_many(&mut batch, SPOOLER_BATCH) => {
+                n = sub.recv_many_with(&mut batch, SPOOLER_BATCH, || counters.moving(), held) => {
                     if n == 0 {
                         break; // detached elsewhere and drained
                     }
@@ -154,13 +210,21 @@ pub async fn run_spooler_counted(
         let published = sink.bus().last_event_id();
         let mut drained = false;
         while batch.len() < SPOOLER_BATCH {
-            match sub.try_recv() {
-                Some(event) => batch.push(event),
-                None => {
-                    drained = true;
-                    break;
-                }
+            if !sub.try_recv_with(&mut batch, || counters.moving(), held) {
+                drained = true;
+                break;
             }
+        }
+        let fault = if batch.is_empty() {
+            None
+        } else {
+            counters.take_fault()
+        };
+        if fault == Some(SpoolerFault::Panic) {
+            panic!(
+                "injected fault: the webhook spooler panics holding {} events",
+                batch.len()
+            );
         }
         let newest = batch.last().map_or(0, |e| e.event_id);
         // Once detached (stopping), later ids are not ours to vouch for.
@@ -181,7 +245,11 @@ pub async fn run_spooler_counted(
         drops_pending = dropped_here;
 
         let high_water = spool.last_event_id();
-        let (stale, fresh): (Vec<_>, Vec<_>) = batch.iter().partition(|e| e.event_id <= high_water);
+        let (stale, mut fresh): (Vec<_>, Vec<_>) =
+            batch.iter().partition(|e| e.event_id <= high_water);
+        if fault == Some(SpoolerFault::LoseOne) {
+            fresh.pop();
+        }
         for event in &stale {
             sink.lost(
                 event.event_id,
@@ -197,6 +265,9 @@ pub async fn run_spooler_counted(
             counters
                 .settled
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
+            counters
+                .holding
+                .store((batch.len() - stale.len()) as u64, Ordering::Relaxed);
             error!(
                 count = stale.len(),
                 high_water,
@@ -224,6 +295,7 @@ pub async fn run_spooler_counted(
                     counters.refused.fetch_add(n, Ordering::Relaxed);
                 }
                 counters.settled.fetch_add(n, Ordering::Relaxed);
+                counters.holding.store(0, Ordering::Relaxed);
             }
             if !written {
                 let (first, last) = (records[0].event_id, records[records.len() - 1].event_id);
@@ -239,6 +311,7 @@ pub async fn run_spooler_counted(
                 );
                 // The subscription is detached by now: what is still buffered is lost too.
                 let mut rest = 0u64;
+                let _moving = counters.moving();
                 while let Some(event) = sub.try_recv() {
                     sink.lost(
                         event.event_id,
@@ -247,13 +320,17 @@ pub async fn run_spooler_counted(
                     );
                     rest += 1;
                 }
-                let _moving = counters.moving();
                 counters.refused.fetch_add(rest, Ordering::Relaxed);
                 counters.settled.fetch_add(rest, Ordering::Relaxed);
                 report.lost += rest;
                 break;
             }
             notify.notify_one();
+        }
+        {
+            // Everything taken is settled by now (a no-op unless nothing was left to write).
+            let _moving = counters.moving();
+            counters.holding.store(0, Ordering::Relaxed);
         }
         if upto > seen {
             sink.advance(upto);
@@ -263,6 +340,7 @@ pub async fn run_spooler_counted(
             break;
         }
     }
+    sink.close();
     info!(
         spooled = report.spooled,
         batches = report.batches,

@@ -321,3 +321,91 @@ fn a_read_only_home_or_spool_is_a_clear_error_that_changes_nothing() {
         .any(|r| r.json()["event_id"] == first)));
     accounting::wait_balanced(&env, WAIT);
 }
+
+/// A daemon killed while its disk is full starts again on the still-full disk: the spool opens
+/// (read-mostly if it must), `info` shows why it cannot be written, durable emits are refused,
+/// and everything acknowledged is delivered; with room again the spool empties and writes.
+#[test]
+fn a_daemon_restarted_on_a_full_disk_delivers_what_its_spool_holds() {
+    let env = Env::new();
+    let Some(space) = tmpfs_on(&env) else {
+        eprintln!("SKIPPED: needs root and `mount -t tmpfs` for a real full disk");
+        return;
+    };
+    let spool_path = env.pilot_home.join("webhook-spool.redb");
+    let port = free_port();
+    env.ctl_json(&[
+        "set-webhook",
+        &format!("http://127.0.0.1:{port}/events"),
+        "--durable",
+        "--max-backoff",
+        "100ms",
+    ])
+    .data();
+    env.start(&FAST);
+    let mut acked: Vec<u64> = (0..20).map(|_| env.emit("test.disk", None)).collect();
+    space.fill(&env);
+    let (more, refusal) = emit_until_refused(&env, 2000);
+    assert_eq!(refusal["code"], "not_durable", "{refusal}");
+    acked.extend(more);
+    env.kill_9();
+
+    // Still full: the daemon starts anyway and says what state its spool is in.
+    env.start(&FAST);
+    let info = env.info();
+    let spool = &info["webhook"]["spool"];
+    assert_eq!(spool["path"], spool_path.to_str().unwrap(), "{info}");
+    // The acknowledged events, and the daemons' own `daemon.started` (small events still fit).
+    assert!(
+        spool["depth"].as_u64() >= Some(acked.len() as u64),
+        "{info}"
+    );
+    let refused = emit_until_refused(&env, 2000).1;
+    assert_eq!(refused["code"], "not_durable", "{refused}");
+    let info = env.info();
+    let condition = info["webhook"]["spool"]["write_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(condition.contains("disk is full"), "{info}");
+
+    // The receiver comes up: everything acknowledged arrives, and the spool empties.
+    let rx = Receiver::on_port(port);
+    let delivered = || -> Vec<u64> {
+        rx.received()
+            .iter()
+            .flat_map(|r| r.events())
+            .filter(|e| e["event"] == "test.disk")
+            .map(|e| e["event_id"].as_u64().unwrap())
+            .collect()
+    };
+    let all = wait_until(WAIT, || {
+        let got = delivered();
+        acked.iter().all(|id| got.contains(id))
+    });
+    let got = delivered();
+    let lost: Vec<&u64> = acked.iter().filter(|id| !got.contains(id)).collect();
+    assert!(
+        all,
+        "acknowledged but never delivered: {lost:?}\nlog:\n{}",
+        env.log()
+    );
+    // redb cannot commit the removals while the file system has no free page at all (a
+    // copy-on-write commit needs new pages): the delivered events stay spooled (delivered
+    // again after a restart: at-least-once) until there is room. Room again: the spool
+    // empties, writes again, and its condition clears.
+    space.free(&env);
+    assert!(
+        wait_until(WAIT, || env.info()["webhook"]["spool"]["depth"] == 0),
+        "the spool never emptied: {}",
+        env.info()
+    );
+    let after = emit_when_writable(&env);
+    assert!(wait_until(WAIT, || delivered().contains(&after)));
+    assert!(wait_until(WAIT, || env.info()["webhook"]["spool"]
+        ["write_error"]
+        .is_null()));
+    accounting::wait_balanced(&env, WAIT);
+    env.stop();
+    drop(space);
+}

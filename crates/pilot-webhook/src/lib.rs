@@ -60,6 +60,7 @@ mod shared;
 pub mod sign;
 mod stats;
 mod store;
+mod supervise;
 mod tls;
 mod transport;
 mod worker;
@@ -77,7 +78,7 @@ pub use pilot_core::webhook_url::{
 pub use pilot_core::WebhookSettings;
 pub use pilot_spool::{
     run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats,
-    SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
+    SpoolerFault, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
 pub use plugin::{WebhookPlugin, BUS_LABEL};
 pub use sender::DEFAULT_MAX_BACKOFF;

@@ -39,6 +39,7 @@ use crate::shared::Shared;
 use crate::sign::Secrets;
 use crate::stats::Stats;
 use crate::store::{self, Store};
+use crate::supervise;
 use crate::transport::Http;
 use crate::worker::{Handover, Worker};
 use pilot_spool::{run_spooler_counted, Spool};
@@ -265,7 +266,13 @@ impl WebhookPlugin {
             abort: abort.clone(),
             handover: handover.clone(),
         };
-        let task = self.runtime.spawn(worker.run());
+        let task = supervise::spawn(
+            &self.runtime,
+            self.shared.clone(),
+            "in-memory worker",
+            worker.run(),
+            || {},
+        );
         Active {
             config,
             circuit,
@@ -308,7 +315,8 @@ impl WebhookPlugin {
         let notify = self.shared.notify.clone();
         let progress = self.shared.counters.spooler.clone();
         let token = stop.clone();
-        let handle = self.runtime.spawn(async move {
+        let failed = stop.clone();
+        let spooler = async move {
             if let Some(previous) = previous {
                 previous.stop.cancel();
                 let _ = previous.handle.await;
@@ -316,7 +324,15 @@ impl WebhookPlugin {
             let id = batch::durable_webhook_id;
             let report = run_spooler_counted(sub, spool, sink, notify, token, &progress, id).await;
             debug!(?report, "webhook spooler finished");
-        });
+        };
+        // A dead spooler's stop token is cancelled, so the next configure starts a new one.
+        let handle = supervise::spawn(
+            &self.runtime,
+            self.shared.clone(),
+            "spooler",
+            spooler,
+            move || failed.cancel(),
+        );
         state.spooler = Some(Task {
             stop: stop.clone(),
             handle,
@@ -367,7 +383,13 @@ impl WebhookPlugin {
             retry_at: None,
             ahead: durable::ReadAhead::default(),
         };
-        let handle = self.runtime.spawn(worker.run());
+        let handle = supervise::spawn(
+            &self.runtime,
+            self.shared.clone(),
+            "durable worker",
+            worker.run(),
+            || {},
+        );
         state.durable = Some(DurableTask {
             handle,
             abort,
@@ -450,9 +472,10 @@ impl WebhookPlugin {
         }
         state.retiring.retain(|r| !r.task.is_finished());
         let old = state.current.take();
+        let failed = self.shared.counters.failure().is_some();
         let unchanged = matches!(
             (&old, &config),
-            (Some(o), Some(n)) if o.config.same_as(n) && !o.disabled.is_set()
+            (Some(o), Some(n)) if o.config.same_as(n) && !o.disabled.is_set() && !failed
         );
         self.set_paused(paused);
         if unchanged {
@@ -461,6 +484,9 @@ impl WebhookPlugin {
             return Ok(());
         }
         self.shared.health.reset();
+        if self.shared.counters.clear_failure() {
+            info!(webhook = %self.shared.options.name, "webhook restarted after a task failure");
+        }
         if let (Some(old), Some(new)) = (&old, &config) {
             if old.disabled.is_set() {
                 info!(url = %new.shown, "webhook re-enabled");
@@ -624,7 +650,7 @@ impl WebhookPlugin {
     }
 
     /// Resumes delivery: un-pauses, and re-enables an endpoint that was disabled (410 Gone,
-    /// `disable_after`) with the configuration it had.
+    /// `disable_after`) or failed (a task ended unexpectedly) with the configuration it had.
     pub fn resume(&self) -> Result<(), WebhookError> {
         self.set_paused(false);
         let target = {
@@ -632,13 +658,25 @@ impl WebhookPlugin {
             state
                 .current
                 .as_ref()
-                .filter(|a| a.disabled.is_set())
+                .filter(|a| a.disabled.is_set() || self.shared.counters.failure().is_some())
                 .map(|a| (a.config.url.clone(), a.config.settings.clone()))
         };
         match target {
             Some(target) => self.configure(Some(target)),
             None => Ok(()),
         }
+    }
+
+    /// Why the endpoint is failed (one of its tasks ended unexpectedly), until it is resumed or
+    /// configured again.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.counters.failure()
+    }
+
+    /// Makes the running spooler misbehave once (tests of the supervision and the accounting).
+    #[doc(hidden)]
+    pub fn inject_spooler_fault(&self, fault: pilot_spool::SpoolerFault) {
+        self.shared.counters.spooler.inject_fault(fault);
     }
 
     /// Whether the endpoint in force was disabled (410 Gone, `disable_after`).

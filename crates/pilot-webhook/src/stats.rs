@@ -31,6 +31,13 @@
 //! whenever no commit is on its way. Events published while no webhook is set, and `test` and
 //! `redeliver`, are outside the accounting (`redeliver` shows in the delivery log only).
 //!
+//! The sides are independent in durable mode: `emitted` is counted by the bus (offered to the
+//! spooler's subscription), and the spooler's part of `pending` is not "what is left" but the
+//! events still in the subscription's buffer (offered minus handed over, both counted by the
+//! bus) plus the batch the spooler measurably holds ([`SpoolerCounters::holding`], 0 once its
+//! task is gone). An event acknowledged to a publisher but held by no bucket (a spooler that
+//! lost it, or died holding it) makes `balanced` false.
+//!
 //! The older, equivalent form of the same balance (`dropped` also counts the queue-full drops,
 //! which never entered the queue):
 //!
@@ -80,6 +87,8 @@ pub struct SpoolInfo {
     pub dropped_full: u64,
     /// Records dropped since the plugin started because they were older than `discard_after`.
     pub expired: u64,
+    /// Why the spool cannot be written now (the latest write failed), if it cannot.
+    pub write_error: Option<String>,
 }
 
 pub use pilot_core::Accounting;
@@ -146,6 +155,11 @@ pub struct Stats {
     pub accounting: Accounting,
     /// How long the queue workers' HTTP attempts took, by outcome.
     pub latency: AttemptLatency,
+    /// Tasks of the endpoint (spooler, durable or in-memory worker) that ended unexpectedly.
+    pub task_failures: u64,
+    /// Why the endpoint is failed (a task ended unexpectedly), until it is resumed or
+    /// configured again; durable emits are refused (`not_durable`) meanwhile.
+    pub failure: Option<String>,
 }
 
 /// The upper bounds, in nanoseconds, of the attempt latency histogram's buckets: from a
@@ -300,6 +314,10 @@ pub(crate) struct Counters {
     pub(crate) expired: AtomicU64,
     /// The queue workers' attempt latencies.
     pub(crate) latency: LatencyRecorder,
+    /// Tasks of the plugin (spooler, workers) that ended unexpectedly (see `crate::supervise`).
+    pub(crate) task_failures: AtomicU64,
+    /// Why the endpoint is failed (a task of it ended unexpectedly), until it is restarted.
+    failure: Mutex<Option<String>>,
     last_error: Mutex<Option<(String, jiff::Timestamp)>>,
 }
 
@@ -330,6 +348,28 @@ impl Counters {
     pub(crate) fn set_last_error(&self, message: String) {
         let mut slot = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         *slot = Some((message, jiff::Timestamp::now()));
+    }
+
+    /// Marks the endpoint failed (a task of it ended unexpectedly).
+    pub(crate) fn set_failure(&self, reason: String) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// Clears the failure (the endpoint's tasks were started again); whether it was failed.
+    pub(crate) fn clear_failure(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+    }
+
+    /// Why the endpoint is failed, if it is.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Counts `n` events taken from a queue and dropped without an attempt.
@@ -363,18 +403,21 @@ impl Counters {
         let retries = load(&self.retries);
         let durable_in_flight = load(&self.durable_in_flight);
         let in_flight = load(&self.in_flight) + durable_in_flight;
-        let spooled = load(&self.spooler.settled);
+        let holding = load(&self.spooler.holding);
         let taken = load(&self.taken);
         let recovered = load(&self.recovered);
         let spool_depth = (recovered + load(&self.spooler.appended))
             .saturating_sub(load(&self.spooler.evicted) + load(&self.spool_removed));
         let memory_queued = load(&self.bus.queued);
         let durable_queued = load(&self.durable_bus.queued);
+        let durable_received = load(&self.durable_bus.received);
         let dropped_queue_full = load(&self.bus.dropped) + load(&self.durable_bus.dropped);
         drop(exclusive);
         let queued = memory_queued + durable_queued;
         let memory_depth = memory_queued.saturating_sub(taken);
-        let on_the_way = durable_queued.saturating_sub(spooled);
+        // Counted by the bus (offered, handed over) and measured by the spooler (held): not
+        // derived from what was settled, so an event the spooler lost shows.
+        let on_the_way = durable_queued.saturating_sub(durable_received) + holding;
         let waiting = spool_depth.saturating_sub(durable_in_flight);
         let dropped = dropped_after + dropped_queue_full;
         let queue_depth = memory_depth + on_the_way + waiting;
@@ -400,6 +443,7 @@ impl Counters {
                 max_bytes: s.limits().max_bytes,
                 dropped_full,
                 expired,
+                write_error: s.write_error(),
             }),
             accounting: Accounting::new(
                 queued + dropped_queue_full + recovered,
@@ -411,6 +455,8 @@ impl Counters {
                 queue_depth + in_flight,
             ),
             latency: self.latency.snapshot(),
+            task_failures: load(&self.task_failures),
+            failure: self.failure(),
             ..Stats::default()
         }
     }
@@ -473,6 +519,7 @@ mod tests {
         // dropped for space, 1 refused; 2 delivered, 1 expired, 1 in flight.
         add(&c.recovered, 3);
         add(&c.durable_bus.queued, 10);
+        add(&c.durable_bus.received, 10);
         add(&c.spooler.settled, 10);
         add(&c.spooler.appended, 8);
         add(&c.spooler.dropped_full, 2);
@@ -487,6 +534,24 @@ mod tests {
         assert_eq!((s.queue_depth, s.in_flight), (6, 1));
         assert_eq!(s.accounting, Accounting::new(13, 2, 0, 4, 0, 0, 7));
         assert!(s.accounting.balanced && s.is_balanced(), "{s:#?}");
+    }
+
+    #[test]
+    fn an_event_the_spooler_took_and_lost_unbalances_the_accounting() {
+        let c = Counters::default();
+        // The bus offered 5 and handed 4 over (1 still buffered); the spooler holds 1 and
+        // wrote 2: one of the 4 is in no bucket.
+        add(&c.durable_bus.queued, 5);
+        add(&c.durable_bus.received, 4);
+        add(&c.spooler.holding, 1);
+        add(&c.spooler.settled, 2);
+        add(&c.spooler.appended, 2);
+        let s = c.snapshot(None);
+        assert_eq!(s.accounting.emitted, 5);
+        assert_eq!(s.accounting.pending, 4, "1 buffered + 1 held + 2 spooled");
+        assert!(!s.accounting.balanced, "{:?}", s.accounting);
+        add(&c.spooler.holding, 1);
+        assert!(c.snapshot(None).accounting.balanced, "found again");
     }
 
     #[test]

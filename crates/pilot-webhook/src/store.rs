@@ -145,11 +145,22 @@ impl SpoolLog {
 
     /// Blocking: removes the records of each group of ids and writes the queued log entries,
     /// in one transaction; how many records of each group were removed.
+    ///
+    /// On a full disk the removal is tried again alone: it only frees pages inside the spool
+    /// file (for new events), while the log entries would need new ones; they wait (queued
+    /// again) for a commit that has room.
     pub(crate) fn remove_groups(&self, groups: &[&[u64]]) -> Result<Vec<u64>, SpoolError> {
-        self.with_entries(|entries| {
+        let with_log = self.with_entries(|entries| {
             self.spool
                 .remove_groups_and_log(groups, entries, LOG_CAPACITY)
-        })
+        });
+        match with_log {
+            Err(SpoolError::DiskFull { .. }) => {
+                let _commit = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+                self.spool.remove_groups_and_log(groups, &[], LOG_CAPACITY)
+            }
+            other => other,
+        }
     }
 
     /// Blocking: stores the attempt count of `ids` and writes the queued log entries, in one

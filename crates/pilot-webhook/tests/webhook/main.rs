@@ -16,5 +16,6 @@ mod shutdown;
 mod signing;
 mod ssrf;
 mod standards;
+mod supervision;
 mod swap;
 mod tools;
