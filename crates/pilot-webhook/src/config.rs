@@ -1,7 +1,7 @@
 //! One webhook's configuration, resolved and checked before it takes effect ([`Config`]): the
 //! URL made ready for requests, the extra headers, the auth header read from its file, the
-//! filter, batching, concurrency, and the HTTP client (the normal one, or the `insecure_tls`
-//! one).
+//! filter, batching, concurrency, the body template (loaded and checked against every sample
+//! event here), and the HTTP client (the normal one, or the `insecure_tls` one).
 //!
 //! Everything that can be wrong is found here, so a configure that fails changes nothing. Auth
 //! files are read once, here; their content and every extra header value are marked sensitive
@@ -19,6 +19,9 @@ use pilot_core::webhook_url::{Url, UrlPolicy};
 use pilot_core::WebhookSettings;
 use tracing::warn;
 
+use pilot_template::Template;
+
+use crate::batch::Delivery;
 use crate::client::{HttpClient, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
@@ -86,6 +89,8 @@ pub(crate) struct Config {
     /// at least 1. Durable mode ignores it (one at a time, in order).
     pub(crate) concurrency: usize,
     pub(crate) client: HttpClient,
+    /// The body template (`settings.template`), loaded and checked.
+    pub(crate) template: Option<Arc<Template>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -173,7 +178,9 @@ impl Config {
             );
         }
         let request_headers = client.request_headers(target.as_ref().ok(), &headers);
+        let template = load_template(&settings, &shown)?;
         Ok(Config {
+            template,
             client,
             request_headers,
             url,
@@ -190,8 +197,34 @@ impl Config {
     /// Whether `other` would deliver exactly like this one (same URL, settings and header
     /// values, auth file content included).
     pub(crate) fn same_as(&self, other: &Config) -> bool {
-        self.url == other.url && self.settings == other.settings && self.headers == other.headers
+        self.url == other.url
+            && self.settings == other.settings
+            && self.headers == other.headers
+            && self.template == other.template
     }
+
+    /// `delivery` with its body rendered by the template, if there is one.
+    pub(crate) fn render(&self, delivery: Delivery) -> Delivery {
+        delivery.rendered(self.template.as_deref(), &self.settings.template_vars)
+    }
+}
+
+/// The template `settings` name, loaded (a file is read now) and rendered against every
+/// sample event with the settings' variables: one that fails is refused.
+fn load_template(
+    settings: &WebhookSettings,
+    shown: &str,
+) -> Result<Option<Arc<Template>>, WebhookError> {
+    let Some(spec) = &settings.template else {
+        return Ok(None);
+    };
+    let refused = |e: pilot_template::TemplateError| WebhookError::Template {
+        url: shown.to_string(),
+        reason: e.to_string(),
+    };
+    let template = Template::load(spec).map_err(refused)?;
+    template.check(&settings.template_vars).map_err(refused)?;
+    Ok(Some(Arc::new(template)))
 }
 
 /// The `Authorization` header from the bearer token file or the basic auth file, if either.
