@@ -45,7 +45,10 @@ pub fn run(args: &RenderArgs) -> Result<Output, CliError> {
         args.event_id,
         args.event.clone(),
         args.node_id,
-        jiff::Timestamp::now(),
+        // Milliseconds, as the bus stamps events.
+        jiff::Timestamp::now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or_else(|_| jiff::Timestamp::now()),
         data,
         args.severity,
     );
