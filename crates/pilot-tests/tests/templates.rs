@@ -143,6 +143,17 @@ fn every_preset_posts_its_services_schema_signed_over_the_rendered_body() {
         assert_eq!(w["delivered"], 2, "{w}");
         accounting::check(&w).unwrap();
     }
+    let pd = endpoint(&env, "pagerduty");
+    assert_eq!(pd["settings"]["template"], "pagerduty");
+    assert_eq!(
+        pd["settings"]["template_vars"]["routing_key"], "***",
+        "masked in info"
+    );
+    let saved = env.config();
+    assert_eq!(
+        saved["webhooks"]["pagerduty"]["template_vars"]["routing_key"],
+        "R0UTING0KEY0000000000000000000000"
+    );
     // `webhook test` goes through the template too.
     let t = env
         .ctl_json(&["webhook", "test", "--name", "discord"])
@@ -392,4 +403,26 @@ fn set_webhook_takes_a_template_and_config_keeps_it() {
     ]);
     assert_eq!(run.error_code(), "invalid_argument");
     assert!(run.stderr.contains("--batch-max"), "{}", run.stderr);
+}
+
+#[test]
+fn the_daemon_checks_a_template_from_config_json_at_start() {
+    let env = Env::new();
+    let file = env.tmp.path().join("broken.j2");
+    std::fs::write(&file, "{{ fail('broken at start') }}").unwrap();
+    let config = serde_json::json!({
+        "webhooks": {"mine": {"url": "http://127.0.0.1:9/in", "template": file}}
+    });
+    env.write_config(&config.to_string());
+    let run = env.ctl_json(&["daemon", "start"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("broken at start") && run.stderr.contains("mine"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(&file, r#"{"e": {{ event | tojson }}}"#).unwrap();
+    env.start(&[]);
+    let w = endpoint(&env, "mine");
+    assert_eq!(w["settings"]["template"], file.to_str().unwrap(), "{w}");
 }
