@@ -1,5 +1,5 @@
 //! Per-webhook settings beyond the URL: filters (event patterns, minimum severity), durability,
-//! headers, auth, TLS, batching.
+//! headers, auth, TLS, batching, the body template.
 //!
 //! `pilotctl set-webhook URL [flags]` writes them to config.json under `webhook_settings`
 //! (replacing the whole object; `clear-webhook` removes it) and sends them to the daemon with
@@ -13,7 +13,8 @@
 //! carry control bytes or non-ASCII; `Authorization` may come from one place only (a header, an
 //! auth file, or the URL's `user:password`).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,14 @@ pub struct WebhookSettings {
     /// Requests in flight at once (unordered when above 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Render each request's body from this template (one event per request): a preset's name
+    /// (`slack`, `discord`, `teams`, `pagerduty`, `ntfy`) or the absolute path of a template
+    /// file. Rendered by `pilot-template`; see docs/templates.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Values the template sees as `vars.KEY` (`--template-var KEY=VALUE`); shown masked.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_vars: BTreeMap<String, String>,
     /// Durable mode: the spool's size limit in bytes (oldest dropped and counted past it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_spool_bytes: Option<u64>,
@@ -146,6 +155,10 @@ pub enum SettingsError {
     HalfClientIdentity,
     #[error("proxy {given:?}: {reason} (use `none`, or http://[user:password@]host:port)")]
     Proxy { given: String, reason: String },
+    #[error("template {given:?}: {reason}")]
+    Template { given: String, reason: &'static str },
+    #[error("template variable {key:?}: {reason}")]
+    TemplateVar { key: String, reason: &'static str },
 }
 
 impl WebhookSettings {
@@ -214,6 +227,70 @@ impl WebhookSettings {
             return Err(SettingsError::Zero {
                 what: "concurrency",
             });
+        }
+        self.validate_template()
+    }
+
+    /// Checks the template setting's form (that the preset exists, the file reads and the
+    /// template renders is `pilot-template`'s check): a preset-like name, or an absolute path
+    /// (a value with a `/` or a `.`); variables only with a template, with identifier keys and
+    /// values without control characters; no batching (a template renders one event per
+    /// request).
+    fn validate_template(&self) -> Result<(), SettingsError> {
+        let Some(given) = &self.template else {
+            return match self.template_vars.keys().next() {
+                Some(key) => Err(SettingsError::TemplateVar {
+                    key: key.clone(),
+                    reason: "is given without --template",
+                }),
+                None => Ok(()),
+            };
+        };
+        let bad = |reason| {
+            Err(SettingsError::Template {
+                given: given.chars().take(80).collect(),
+                reason,
+            })
+        };
+        if given.trim().is_empty() {
+            return bad("is empty: give a preset name or a file path");
+        }
+        if given.contains(['/', '.']) {
+            if !Path::new(given).is_absolute() {
+                return bad("a template file's path must be absolute");
+            }
+        } else if !given
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return bad(
+                "is neither a preset name (lowercase letters, digits, - and _) nor a file path",
+            );
+        }
+        if self.batch_max.is_some() {
+            return bad("renders one event per request, so it cannot be combined with batching (--batch-max)");
+        }
+        for (key, value) in &self.template_vars {
+            let mut chars = key.chars();
+            let ident = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let reason = if !ident {
+                Some("the key must be an identifier (letters, digits and _, not starting with a digit)")
+            } else if value.chars().any(char::is_control) {
+                Some("the value has a control character")
+            } else if value.len() > 4096 {
+                Some("the value is longer than 4096 bytes")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(SettingsError::TemplateVar {
+                    key: key.chars().take(40).collect(),
+                    reason,
+                });
+            }
         }
         Ok(())
     }
@@ -294,6 +371,9 @@ impl WebhookSettings {
             if !proxy.trim().eq_ignore_ascii_case("none") {
                 s.proxy = Some(crate::webhook_url::redact_str(proxy));
             }
+        }
+        for value in s.template_vars.values_mut() {
+            *value = "***".into();
         }
         s
     }
@@ -551,6 +631,53 @@ mod tests {
         assert!(validate_target(&url("http://u:p@h/"), &with(&["X-A: 1"])).is_ok());
         let host = with(&["Host: x"]);
         assert!(validate_target(&url("http://h/"), &host).is_err());
+    }
+
+    #[test]
+    fn templates_are_a_preset_name_or_an_absolute_path_without_batching() {
+        let with = |t: &str| WebhookSettings {
+            template: Some(t.into()),
+            ..Default::default()
+        };
+        assert!(with("slack").validate().is_ok());
+        assert!(with("/etc/pilot/alert.j2").validate().is_ok());
+        for (bad, want) in [
+            ("", "empty"),
+            ("./alert.j2", "absolute"),
+            ("alert.j2", "absolute"),
+            ("Slack", "preset name"),
+            ("sl ack", "preset name"),
+        ] {
+            let e = with(bad).validate().unwrap_err();
+            assert!(e.to_string().contains(want), "{bad:?}: {e}");
+        }
+        let batched = WebhookSettings {
+            batch_max: Some(5),
+            ..with("slack")
+        };
+        let e = batched.validate().unwrap_err();
+        assert!(e.to_string().contains("--batch-max"), "{e}");
+        let var = |k: &str, v: &str, t: Option<&str>| WebhookSettings {
+            template: t.map(str::to_string),
+            template_vars: [(k.to_string(), v.to_string())].into(),
+            ..Default::default()
+        };
+        assert!(var("routing_key", "R0", Some("pagerduty"))
+            .validate()
+            .is_ok());
+        let e = var("routing_key", "R0", None).validate().unwrap_err();
+        assert!(e.to_string().contains("without --template"), "{e}");
+        assert!(var("1x", "v", Some("slack")).validate().is_err());
+        assert!(var("a-b", "v", Some("slack")).validate().is_err());
+        assert!(var("k", "a b", Some("slack")).validate().is_ok());
+        assert!(var("k", "a\u{7}b", Some("slack")).validate().is_err());
+        let json = serde_json::to_value(var("routing_key", "R0", Some("pagerduty"))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"template": "pagerduty", "template_vars": {"routing_key": "R0"}})
+        );
+        let shown = var("routing_key", "R0", Some("pagerduty")).redacted();
+        assert_eq!(shown.template_vars["routing_key"], "***");
     }
 
     #[test]

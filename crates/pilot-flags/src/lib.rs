@@ -63,6 +63,24 @@ pub fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses `--template-var KEY=VALUE`.
+pub fn template_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err("must look like KEY=VALUE".into()),
+    }
+}
+
+/// A `--template` value as saved: a preset's name as given, a file path made absolute (a
+/// value with a `/` or a `.` is a path).
+pub fn template_spec(given: &str) -> String {
+    if given.contains(['/', '.']) {
+        absolute(Path::new(given)).display().to_string()
+    } else {
+        given.to_string()
+    }
+}
+
 /// `path` made absolute against the current directory (the daemon does not share it).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -223,6 +241,14 @@ pub struct SettingsArgs {
     /// `pilotctl webhook resume NAME` turns it back on.
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     pub disable_after: Option<Duration>,
+    /// Render each request's body from a template: a preset (slack, discord, teams,
+    /// pagerduty, ntfy) or a template file (one event per request; see docs/templates.md).
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "batch_max")]
+    pub template: Option<String>,
+    /// A value the template sees as `vars.KEY` (repeatable), e.g. `routing_key=...` for
+    /// pagerduty; replaces the saved ones when given.
+    #[arg(long = "template-var", value_name = "KEY=VALUE", value_parser = template_var)]
+    pub template_vars: Vec<(String, String)>,
 }
 
 /// Flags that remove a setting (`webhook update`). Each conflicts with the flag that sets it.
@@ -274,6 +300,9 @@ pub struct ClearArgs {
     /// backoff).
     #[arg(long, conflicts_with_all = ["max_spool_bytes", "discard_after", "max_backoff"])]
     pub no_spool_limits: bool,
+    /// Send pilot's own JSON body again (removes the template and its variables).
+    #[arg(long, conflicts_with_all = ["template", "template_vars"])]
+    pub no_template: bool,
 }
 
 impl SettingsArgs {
@@ -317,6 +346,12 @@ impl SettingsArgs {
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
             .or(base.rate_burst);
         base.min_severity = self.min_severity.or(base.min_severity);
+        if let Some(t) = &self.template {
+            base.template = Some(template_spec(t));
+        }
+        if !self.template_vars.is_empty() {
+            base.template_vars = self.template_vars.iter().cloned().collect();
+        }
         base
     }
 
@@ -372,6 +407,12 @@ impl SettingsArgs {
         }
         if let Some(v) = self.min_severity {
             push("--min-severity", v.as_str().into());
+        }
+        if let Some(t) = &self.template {
+            push("--template", template_spec(t).into());
+        }
+        for (k, v) in &self.template_vars {
+            push("--template-var", format!("{k}={v}").into());
         }
         if self.durable {
             out.push("--durable".into());
@@ -449,6 +490,10 @@ impl ClearArgs {
             base.max_spool_bytes = None;
             base.discard_after = None;
             base.max_backoff = None;
+        }
+        if self.no_template {
+            base.template = None;
+            base.template_vars.clear();
         }
         base
     }
@@ -536,6 +581,42 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn template_flags_set_and_clear_the_template() {
+        let cmd = parse(&[
+            "--template",
+            "pagerduty",
+            "--template-var",
+            "routing_key=a=b",
+            "--template-var",
+            "source=db1",
+        ])
+        .unwrap();
+        let got = cmd.set.apply(WebhookSettings::default());
+        assert_eq!(got.template.as_deref(), Some("pagerduty"));
+        assert_eq!(got.template_vars["routing_key"], "a=b");
+        assert_eq!(got.template_vars["source"], "db1");
+        let file = parse(&["--template", "alert.j2"])
+            .unwrap()
+            .set
+            .apply(got.clone());
+        let path = file.template.unwrap();
+        assert!(
+            Path::new(&path).is_absolute() && path.ends_with("alert.j2"),
+            "{path}"
+        );
+        assert_eq!(file.template_vars, got.template_vars, "kept when not given");
+        let cleared = parse(&["--no-template"]).unwrap().clear.apply(got);
+        assert!(cleared.template.is_none() && cleared.template_vars.is_empty());
+        assert!(parse(&["--template-var", "novalue"]).is_err());
+        assert!(parse(&["--no-template", "--template", "slack"]).is_err());
+        assert!(parse(&["--template", "slack", "--batch-max", "2"]).is_err());
+        let again =
+            Cmd::try_parse_from(std::iter::once(OsString::from("x")).chain(cmd.set.to_args()))
+                .unwrap();
+        assert_eq!(again.set, cmd.set);
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn cli_md_documents_every_command_and_flag() {
         &["webhook", "deliveries"],
         &["webhook", "test"],
         &["webhook", "redeliver"],
+        &["webhook", "render"],
         &["webhook", "add"],
         &["webhook", "list"],
         &["webhook", "show"],

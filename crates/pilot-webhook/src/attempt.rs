@@ -1,6 +1,8 @@
 //! One attempt to deliver one [`Delivery`]: the headers of this attempt (extra headers, auth,
 //! and the signatures with this attempt's timestamp), the POST, its latency, and its records in
-//! the delivery log. Shared by the worker and the `test` / `redeliver` tools.
+//! the delivery log. Shared by the worker and the `test` / `redeliver` tools. A delivery its
+//! template rendered carries the template's `Content-Type` and headers; one it could not
+//! render is never sent: its attempt is logged with the template's error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +96,16 @@ pub(crate) async fn send(
     delivery: &Delivery,
     attempt: u32,
 ) -> Attempt {
+    if let Some(error) = delivery.render_error() {
+        return unrendered(shared, config, delivery, attempt, error);
+    }
     let mut headers = config.request_headers.clone();
+    if let Some(head) = delivery.head() {
+        headers.insert(http::header::CONTENT_TYPE, head.content_type.clone());
+        for (name, value) in &head.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
     let at = jiff::Timestamp::now();
     let secrets = shared.secrets();
     let mut signed = false;
@@ -146,5 +157,41 @@ pub(crate) async fn send(
         result,
         latency,
         signed,
+    }
+}
+
+/// The attempt of a delivery its template could not render: nothing is sent; the delivery
+/// log records the template's error.
+fn unrendered(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+    error: &Arc<str>,
+) -> Attempt {
+    let e = DeliveryError::Template {
+        url: config.shown.to_string(),
+        detail: error.to_string(),
+    };
+    let logged: Arc<str> = e.to_string().into();
+    let at = jiff::Timestamp::now();
+    shared.log.push(delivery.items.iter().map(|item| Logged {
+        event_id: item.event_id,
+        event: item.event.clone(),
+        webhook_id: delivery.webhook_id.clone(),
+        url: config.shown.clone(),
+        attempt,
+        status: None,
+        latency_ms: 0.0,
+        error: Some(logged.clone()),
+        at,
+        ok: false,
+        batch: None,
+        payload: Some(item.payload.clone()),
+    }));
+    Attempt {
+        result: Err(e),
+        latency: Duration::ZERO,
+        signed: false,
     }
 }

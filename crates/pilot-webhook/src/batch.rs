@@ -8,11 +8,18 @@
 //! across daemon restarts, while the retries of one delivery keep theirs. The id is a field of
 //! the delivery: a durable store can give back the id an event was first sent with. Durable
 //! mode's ids are `msg_<node_id>_<event_id>` ([`durable_webhook_id`]), stored with each record.
+//!
+//! With a template ([`Delivery::rendered`]) the body is the template's rendering of the event,
+//! made once here when the delivery is built (so the rendered bytes are what is signed, sent
+//! and retried), with its `Content-Type` and headers ([`Head`]); an event the template cannot
+//! render makes a delivery that is never sent ([`Rendering::Failed`]).
 
 use std::sync::Arc;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use pilot_core::Event;
+use http::{HeaderName, HeaderValue};
+use pilot_core::{Event, Severity};
+use pilot_template::{Template, Vars};
 
 /// A new random instance id: 16 lowercase hex digits.
 pub fn new_instance_id() -> String {
@@ -114,6 +121,8 @@ pub(crate) struct Item {
     /// The event's name (shared with the delivery log's entries).
     pub(crate) event: Arc<str>,
     pub(crate) payload: Bytes,
+    /// The severity it was published with, when known (memory mode); else the catalog's.
+    pub(crate) severity: Option<Severity>,
 }
 
 impl Item {
@@ -123,7 +132,58 @@ impl Item {
             event_id: event.event_id,
             event: Arc::from(event.event.as_str()),
             payload: event.payload(),
+            severity: Some(event.severity),
         }
+    }
+
+    /// The event back from its payload (with its severity when known).
+    fn event(&self) -> Result<Event, String> {
+        let mut event: Event = serde_json::from_slice(&self.payload)
+            .map_err(|e| format!("the event's payload cannot be read: {e}"))?;
+        if let Some(s) = self.severity {
+            event.severity = s;
+        }
+        Ok(event)
+    }
+}
+
+/// What a template made of a delivery.
+#[derive(Debug, Clone)]
+pub(crate) enum Rendering {
+    /// The body is the rendering; these go with it.
+    Head(Arc<Head>),
+    /// The template could not render the event: the delivery is failed, never sent.
+    Failed(Arc<str>),
+}
+
+/// The `Content-Type` and extra headers a template set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) content_type: HeaderValue,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Head {
+    fn of(r: &pilot_template::Rendered) -> Result<Head, String> {
+        let content_type = HeaderValue::from_str(&r.content_type)
+            .map_err(|_| format!("Content-Type {:?} is not a header value", r.content_type))?;
+        let headers = r
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let bad = || format!("header {name:?} cannot be sent");
+                let mut value = HeaderValue::from_str(value).map_err(|_| bad())?;
+                value.set_sensitive(true);
+                Ok((
+                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?,
+                    value,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Head {
+            content_type,
+            headers,
+        })
     }
 }
 
@@ -138,6 +198,8 @@ pub(crate) struct Delivery {
     pub(crate) webhook_id: Arc<str>,
     /// Whether the body is a batch (`{"events":[...]}`).
     pub(crate) batched: bool,
+    /// What a template made of it (none: pilot's own body).
+    pub(crate) rendering: Option<Rendering>,
 }
 
 impl Delivery {
@@ -159,6 +221,7 @@ impl Delivery {
             body,
             webhook_id,
             batched,
+            rendering: None,
         }
     }
 
@@ -176,7 +239,51 @@ impl Delivery {
             webhook_id: with_id(instance, first, Some(last), shared),
             items,
             batched: true,
+            rendering: None,
         })
+    }
+
+    /// This delivery with its body rendered by `template` with `vars` (no template: as it
+    /// is). Rendered once, here: retries send the same bytes. A template renders one event per
+    /// request (settings refuse batching with one), so a delivery of several events, like an
+    /// event the template fails for, is [`Rendering::Failed`], never sent.
+    pub(crate) fn rendered(mut self, template: Option<&Template>, vars: &Vars) -> Self {
+        let Some(template) = template else {
+            return self;
+        };
+        let result = match self.items.as_slice() {
+            [item] => item.event().and_then(|event| {
+                let r = template
+                    .render(&event, &self.webhook_id, vars)
+                    .map_err(|e| e.to_string())?;
+                Ok((Head::of(&r)?, r.body))
+            }),
+            _ => Err("a template renders one event per request, not a batch".to_string()),
+        };
+        self.rendering = Some(match result {
+            Ok((head, body)) => {
+                self.body = Bytes::from(body);
+                Rendering::Head(Arc::new(head))
+            }
+            Err(e) => Rendering::Failed(format!("template {}: {e}", template.name()).into()),
+        });
+        self
+    }
+
+    /// Why the template could not render this delivery, if it could not.
+    pub(crate) fn render_error(&self) -> Option<&Arc<str>> {
+        match &self.rendering {
+            Some(Rendering::Failed(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The template's `Content-Type` and headers, if a template rendered it.
+    pub(crate) fn head(&self) -> Option<&Head> {
+        match &self.rendering {
+            Some(Rendering::Head(h)) => Some(h),
+            _ => None,
+        }
     }
 
     /// How many events the body carries.
@@ -266,5 +373,52 @@ mod tests {
         assert_eq!(&*one.webhook_id, "msg_abcd_1-1");
         assert!(one.body.starts_with(b"{\"events\":[{"));
         assert_eq!(&batch_body(&[])[..], b"{\"events\":[]}");
+    }
+
+    #[test]
+    fn a_template_renders_the_body_once_with_its_head() {
+        let t = Template::from_source(
+            "t",
+            r#"{% set headers = {"X-Sev": severity} %}{"id": {{ webhook_id | tojson }}, "k": {{ data.k | tojson }}}"#,
+        )
+        .unwrap();
+        let mut item = ev(4, "a.one");
+        item.severity = Some(Severity::Critical);
+        let d = Delivery::new(vec![item], false, "ab").unwrap();
+        let d = d.rendered(Some(&t), &Vars::new());
+        assert_eq!(&d.body[..], br#"{"id": "msg_ab_4", "k": "v"}"#);
+        let head = d.head().unwrap();
+        assert_eq!(head.content_type, "application/json");
+        assert_eq!(head.headers[0].0, "x-sev");
+        assert_eq!(
+            head.headers[0].1, "critical",
+            "the severity it was published with"
+        );
+        assert!(d.render_error().is_none());
+
+        let plain = Delivery::new(vec![ev(5, "a.b")], false, "ab").unwrap();
+        let same = plain.clone().rendered(None, &Vars::new());
+        assert_eq!(same.body, plain.body);
+        assert!(same.rendering.is_none());
+    }
+
+    #[test]
+    fn an_event_the_template_fails_for_is_a_failed_rendering() {
+        let t = Template::from_source("mine", r#"{"k": {{ fail("no k here") }}}"#).unwrap();
+        let d = Delivery::new(vec![ev(4, "a.one")], false, "ab")
+            .unwrap()
+            .rendered(Some(&t), &Vars::new());
+        let err = d.render_error().unwrap();
+        assert!(err.starts_with("template mine: "), "{err}");
+        assert!(err.contains("no k here"), "{err}");
+        assert!(d.head().is_none());
+        let ok = Template::from_source("t", "{}").unwrap();
+        let batch = Delivery::new(vec![ev(1, "a.b"), ev(2, "a.c")], false, "ab")
+            .unwrap()
+            .rendered(Some(&ok), &Vars::new());
+        assert!(batch
+            .render_error()
+            .unwrap()
+            .contains("one event per request"));
     }
 }

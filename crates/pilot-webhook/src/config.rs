@@ -1,7 +1,7 @@
 //! One webhook's configuration, resolved and checked before it takes effect ([`Config`]): the
 //! URL made ready for requests, the extra headers, the auth header read from its file, the
-//! filter, batching, concurrency, and the HTTP client (the normal one, or the `insecure_tls`
-//! one).
+//! filter, batching, concurrency, the body template (loaded and checked against every sample
+//! event here), and the HTTP client (the normal one, or the `insecure_tls` one).
 //!
 //! Everything that can be wrong is found here, so a configure that fails changes nothing. Auth
 //! files are read once, here; their content and every extra header value are marked sensitive
@@ -19,6 +19,9 @@ use pilot_core::webhook_url::{Url, UrlPolicy};
 use pilot_core::WebhookSettings;
 use tracing::warn;
 
+use pilot_template::Template;
+
+use crate::batch::Delivery;
 use crate::client::{HttpClient, ProxyChoice, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
@@ -90,6 +93,8 @@ pub(crate) struct Config {
     pub(crate) client: HttpClient,
     /// `settings.rate_limit`: spaces the sends of every delivery of this configuration.
     pub(crate) rate: Option<Arc<RateLimiter>>,
+    /// The body template (`settings.template`), loaded and checked.
+    pub(crate) template: Option<Arc<Template>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -210,8 +215,10 @@ impl Config {
         let rate = settings
             .rate_limit
             .map(|limit| Arc::new(RateLimiter::new(limit, settings.rate_burst.unwrap_or(1))));
+        let template = load_template(&settings, &shown)?;
         Ok(Config {
             rate,
+            template,
             client,
             request_headers,
             url,
@@ -228,8 +235,34 @@ impl Config {
     /// Whether `other` would deliver exactly like this one (same URL, settings and header
     /// values, auth file content included).
     pub(crate) fn same_as(&self, other: &Config) -> bool {
-        self.url == other.url && self.settings == other.settings && self.headers == other.headers
+        self.url == other.url
+            && self.settings == other.settings
+            && self.headers == other.headers
+            && self.template == other.template
     }
+
+    /// `delivery` with its body rendered by the template, if there is one.
+    pub(crate) fn render(&self, delivery: Delivery) -> Delivery {
+        delivery.rendered(self.template.as_deref(), &self.settings.template_vars)
+    }
+}
+
+/// The template `settings` name, loaded (a file is read now) and rendered against every
+/// sample event with the settings' variables: one that fails is refused.
+fn load_template(
+    settings: &WebhookSettings,
+    shown: &str,
+) -> Result<Option<Arc<Template>>, WebhookError> {
+    let Some(spec) = &settings.template else {
+        return Ok(None);
+    };
+    let refused = |e: pilot_template::TemplateError| WebhookError::Template {
+        url: shown.to_string(),
+        reason: e.to_string(),
+    };
+    let template = Template::load(spec).map_err(refused)?;
+    template.check(&settings.template_vars).map_err(refused)?;
+    Ok(Some(Arc::new(template)))
 }
 
 /// The `Authorization` header from the bearer token file or the basic auth file, if either.

@@ -127,6 +127,7 @@ impl Spooled {
                 event_id: record.event_id,
                 event: event.into(),
                 payload: record.payload,
+                severity: None,
             },
             webhook_id: record.webhook_id,
             attempts: record.attempts,
@@ -147,6 +148,7 @@ pub(crate) fn delivery_of(spooled: Vec<Spooled>, batched: bool) -> Option<Delive
             webhook_id: s.webhook_id.into(),
             items: vec![s.item],
             batched: false,
+            rendering: None,
         });
     }
     let webhook_id = format!("{}-{}", first.webhook_id, last.item.event_id).into();
@@ -156,6 +158,7 @@ pub(crate) fn delivery_of(spooled: Vec<Spooled>, batched: bool) -> Option<Delive
         webhook_id,
         items: spooled.into_iter().map(|s| s.item).collect(),
         batched: true,
+        rendering: None,
     })
 }
 
@@ -625,6 +628,7 @@ impl DurableWorker {
         let Some(delivery) = delivery_of(spooled, self.config.batch.is_some()) else {
             return Done::Next;
         };
+        let delivery = self.config.render(delivery);
         add(&self.shared.counters.durable_in_flight, n);
         let sender = self.sender.clone();
         let outcome = match sender

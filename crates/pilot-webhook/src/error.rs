@@ -25,6 +25,9 @@ pub enum WebhookError {
         name: String,
         reason: String,
     },
+    /// The body template cannot be loaded, or fails for a sample event.
+    #[error("webhook {url}: {reason}")]
+    Template { url: String, reason: String },
     /// An auth file cannot be read.
     #[error("webhook auth file {}: {source}", path.display())]
     AuthFile {
@@ -87,6 +90,9 @@ pub enum DeliveryError {
     /// The URL cannot be turned into a request.
     #[error("webhook URL {url} cannot be used: {detail}")]
     BadUrl { url: String, detail: String },
+    /// The body template failed for this event: nothing was sent.
+    #[error("not sent to {url}: {detail}")]
+    Template { url: String, detail: String },
 }
 
 impl DeliveryError {
@@ -97,7 +103,9 @@ impl DeliveryError {
             DeliveryError::Timeout { .. }
             | DeliveryError::Connect { .. }
             | DeliveryError::Request { .. } => true,
-            DeliveryError::Blocked { .. } | DeliveryError::BadUrl { .. } => false,
+            DeliveryError::Blocked { .. }
+            | DeliveryError::BadUrl { .. }
+            | DeliveryError::Template { .. } => false,
         }
     }
 

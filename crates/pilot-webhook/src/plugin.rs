@@ -824,6 +824,7 @@ impl WebhookPlugin {
             &self.shared.instance,
         );
         delivery.webhook_id = format!("msg_{}_test-{n}", self.shared.instance).into();
+        let delivery = config.render(delivery);
         let attempt = attempt::send(&self.shared, &config, &delivery, 1).await;
         self.shared.flush_log().await;
         info!(url = %config.shown, ok = attempt.result.is_ok(), "webhook test sent");
@@ -847,6 +848,7 @@ impl WebhookPlugin {
                     let spooled = Spooled::of(record);
                     let attempt_no = spooled.attempts.saturating_add(1);
                     if let Some(delivery) = durable::delivery_of(vec![spooled], batched) {
+                        let delivery = config.render(delivery);
                         let attempt =
                             attempt::send(&self.shared, &config, &delivery, attempt_no).await;
                         self.shared.flush_log().await;
@@ -869,11 +871,13 @@ impl WebhookPlugin {
             event_id,
             event: record.event.as_str().into(),
             payload,
+            severity: None,
         };
         let mut delivery = Delivery::one(item, batched, &self.shared.instance);
         if !batched && record.batch.is_none() {
             delivery.webhook_id = record.webhook_id.as_str().into();
         }
+        let delivery = config.render(delivery);
         let attempt_no = record.attempt.saturating_add(1);
         let attempt = attempt::send(&self.shared, &config, &delivery, attempt_no).await;
         self.shared.flush_log().await;

@@ -148,6 +148,16 @@ impl<T: Transport> Sender<T> {
         let id = &delivery.webhook_id;
         let options = &self.shared.options;
         let durable = matches!(policy, Policy::Unbounded { .. });
+        if delivery.render_error().is_some() {
+            // The template failed for this event: failed at once and logged, never sent. Not
+            // the endpoint's doing, so its circuit and health hear nothing of it.
+            let sent = crate::attempt::send(&self.shared, &self.config, delivery, 1).await;
+            if let Err(e) = &sent.result {
+                self.shared.counters.set_last_error(e.to_string());
+                self.gave_up(delivery, 1, e, durable);
+            }
+            return Outcome::Failed;
+        }
         let max_backoff = self.config.settings.max_backoff;
         let backoff = Backoff {
             base: options.backoff,

@@ -398,6 +398,11 @@ impl Ctx {
             // No items: nothing to count.
             return None;
         };
+        let delivery = self.config.render(delivery);
+        if delivery.render_error().is_some() {
+            // Never sent, so never the circuit's business (nor its probe).
+            return Some((delivery, Decision::Deliver));
+        }
         let decision = lock(&self.circuit).before_event(Instant::now());
         let id = &delivery.webhook_id;
         let shown = &self.config.shown;

@@ -198,6 +198,9 @@ pub enum WebhookCommand {
     Deliveries(DeliveriesArgs),
     /// Send a signed `webhook.test` event now and print how it went.
     Test(WebhookName),
+    /// Print what a template makes of an event (headers and body), without a daemon or a
+    /// receiver.
+    Render(RenderArgs),
     /// Send a past event again (while its payload is in the delivery log).
     Redeliver {
         /// The event's id (see `pilotctl webhook deliveries`).
@@ -288,6 +291,31 @@ pub struct DeliveriesArgs {
     /// How many (the newest; 0 for every one kept, up to 1000).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The template: a preset (slack, discord, teams, pagerduty, ntfy) or a template file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub template: String,
+    /// A value the template sees as `vars.KEY` (repeatable).
+    #[arg(long = "template-var", value_name = "KEY=VALUE", value_parser = pilot_flags::template_var)]
+    pub template_vars: Vec<(String, String)>,
+    /// Event name: lowercase dotted words, like `handshake.received`.
+    #[arg(value_name = "EVENT")]
+    pub event: String,
+    /// Event data: a JSON object, or `-` to read it from stdin.
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// The event's severity (default: the catalog's, info outside it).
+    #[arg(long, value_name = "LEVEL", value_parser = severity)]
+    pub severity: Option<Severity>,
+    /// The event's id (default 1).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub event_id: u64,
+    /// The node id stamped on the event (default 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub node_id: u32,
 }
 
 #[derive(Debug, Args)]

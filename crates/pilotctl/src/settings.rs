@@ -48,6 +48,7 @@ fn check_quietly(settings: &WebhookSettings) -> Result<(), CliError> {
         pilot_core::client_identity::read(cert, key)
             .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     }
+    check_template(settings)?;
     if let Some(path) = &settings.basic_auth_file {
         let text = read_small(path, "--basic-auth-file")?;
         let line = text.lines().next().unwrap_or_default();
@@ -59,6 +60,22 @@ fn check_quietly(settings: &WebhookSettings) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Loads the settings' template (a file is read) and renders it against a sample of every
+/// catalog event with the settings' variables: one that fails, or that makes invalid JSON for
+/// a JSON Content-Type, is refused with the sample event it failed for.
+fn check_template(settings: &WebhookSettings) -> Result<(), CliError> {
+    let Some(spec) = &settings.template else {
+        return Ok(());
+    };
+    let refused = |e: pilot_template::TemplateError| {
+        CliError::invalid_argument(format!("--template {spec}: {e}"))
+    };
+    pilot_template::Template::load(spec)
+        .map_err(refused)?
+        .check(&settings.template_vars)
+        .map_err(refused)
 }
 
 /// Whether the settings skip certificate checks (pilotctl then warns on stderr).

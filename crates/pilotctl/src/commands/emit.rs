@@ -69,7 +69,7 @@ async fn one(
     ))
 }
 
-fn read_stdin_data() -> Result<String, CliError> {
+pub(crate) fn read_stdin_data() -> Result<String, CliError> {
     let bytes = read_limited(io::stdin().lock(), MAX_DATA_BYTES + 1024)
         .map_err(|e| CliError::io(format!("cannot read event data from stdin: {e}")))?
         .ok_or_else(|| {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod generated;
 pub mod info;
 pub mod listen;
+pub mod render;
 pub mod secret;
 pub mod service;
 pub mod tools;
@@ -43,6 +44,7 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
         }
         Command::Webhook(WebhookCommand::Deliveries(args)) => deliveries::run(ctx, args).await,
         Command::Webhook(WebhookCommand::Test(w)) => tools::test(ctx, &w.name).await,
+        Command::Webhook(WebhookCommand::Render(args)) => render::run(args),
         Command::Webhook(WebhookCommand::Redeliver { event_id, webhook }) => {
             tools::redeliver(ctx, *event_id, &webhook.name).await
         }

@@ -310,6 +310,12 @@ pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
     if let Some(d) = s.disable_after {
         rows.push(("disable after", dur(d)));
     }
+    if let Some(t) = &s.template {
+        rows.push(("template", t.clone()));
+    }
+    for k in s.template_vars.keys() {
+        rows.push(("template var", format!("{k}=***")));
+    }
     if s.paused {
         rows.push(("paused", "yes".to_string()));
     }
