@@ -61,6 +61,9 @@ use redb::{
 };
 use tracing::warn;
 
+use crate::reserve::Reserve;
+
+mod reserve;
 mod spooler;
 
 pub use spooler::{
@@ -346,6 +349,8 @@ pub struct Spool {
     commits: AtomicU64,
     /// Why the latest write failed; cleared by the next one that succeeds.
     write_error: Mutex<Option<String>>,
+    /// Space kept to remove delivered records on a full disk.
+    reserve: Reserve,
 }
 
 impl std::fmt::Debug for Spool {
@@ -375,6 +380,7 @@ impl Spool {
             mirror: Mirror::default(),
             commits: AtomicU64::new(0),
             write_error: Mutex::new(None),
+            reserve: Reserve::beside(path),
         };
         match spool.init() {
             Ok(()) => {}
@@ -395,7 +401,24 @@ impl Spool {
             }
             Err(e) => return Err(e),
         }
+        spool.reserve.ensure();
         Ok(spool)
+    }
+
+    /// [`Spool::write`] for a removal: on a full disk the reserve is released and the removal
+    /// tried again (a copy-on-write commit needs free pages even to delete).
+    fn write_freeing<T>(
+        &self,
+        f: impl Fn(&WriteTransaction, &mut Meta) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        let result = match self.write(&f) {
+            Err(SpoolError::DiskFull { .. }) if self.reserve.release() => self.write(&f),
+            other => other,
+        };
+        if result.is_ok() {
+            self.reserve.ensure();
+        }
+        result
     }
 
     /// [`Spool::init`] without writing: the tables must exist (a file that was a spool).
@@ -648,7 +671,7 @@ impl Spool {
         if groups.iter().all(|g| g.is_empty()) && log_entries.is_empty() {
             return Ok(vec![0; groups.len()]);
         }
-        self.write(|tx, meta| {
+        self.write_freeing(|tx, meta| {
             let mut removed = Vec::with_capacity(groups.len());
             {
                 let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
@@ -729,7 +752,7 @@ impl Spool {
         if !any_due {
             return Ok(0);
         }
-        self.write(|tx, meta| {
+        self.write_freeing(|tx, meta| {
             let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut removed = 0;
             loop {
