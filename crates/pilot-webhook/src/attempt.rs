@@ -1,6 +1,8 @@
-//! One attempt to deliver one [`Delivery`]: the headers of this attempt (extra headers, auth,
-//! and the signatures with this attempt's timestamp), the POST, its latency, and its records in
-//! the delivery log. Shared by the worker and the `test` / `redeliver` tools.
+//! One attempt to deliver one [`Delivery`]: over HTTP ([`post`]: the headers of this attempt
+//! (extra headers, auth, and the signatures with this attempt's timestamp) and the POST) or to
+//! NATS JetStream ([`publish`], see [`crate::nats`]), its latency, and its records in the
+//! delivery log. [`send`] picks by the endpoint's URL. Shared by the transports and the `test` /
+//! `redeliver` tools.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use crate::batch::Delivery;
 use crate::config::Config;
 use crate::error::DeliveryError;
 use crate::log::Logged;
+use crate::nats::NatsTarget;
 use crate::shared::Shared;
 
 /// What `test` and `redeliver` report of their one attempt.
@@ -71,15 +74,9 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// [`send`] for the queue workers: the attempt's latency also goes into the stats'
-/// histogram (`test` and `redeliver` count nowhere but in the delivery log).
-pub(crate) async fn send_counted(
-    shared: &Shared,
-    config: &Config,
-    delivery: &Delivery,
-    attempt: u32,
-) -> Attempt {
-    let sent = send(shared, config, delivery, attempt).await;
+/// For the queue workers: the attempt's latency also goes into the stats' histogram (`test`
+/// and `redeliver` count nowhere but in the delivery log).
+pub(crate) fn counted(shared: &Shared, sent: Attempt) -> Attempt {
     shared
         .counters
         .latency
@@ -87,8 +84,49 @@ pub(crate) async fn send_counted(
     sent
 }
 
-/// Makes attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
+/// Makes attempt number `attempt` (1-based) of `delivery` with `config` over the endpoint's
+/// transport (by its URL: NATS or HTTP), and logs it.
 pub(crate) async fn send(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
+    match &config.nats {
+        Some(nats) => publish(shared, config, nats, delivery, attempt).await,
+        None => post(shared, config, delivery, attempt).await,
+    }
+}
+
+/// Publishes attempt number `attempt` of `delivery` to NATS JetStream, and logs it.
+pub(crate) async fn publish(
+    shared: &Shared,
+    config: &Config,
+    nats: &NatsTarget,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
+    let at = jiff::Timestamp::now();
+    let secrets = shared.secrets();
+    let started = Instant::now();
+    let timeout = shared.options.timeout;
+    let (result, signed) = nats
+        .publish(&secrets, delivery, timeout, shared.bus.node_id())
+        .await;
+    record(
+        shared,
+        config,
+        delivery,
+        attempt,
+        at,
+        started.elapsed(),
+        result,
+        signed,
+    )
+}
+
+/// POSTs attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
+pub(crate) async fn post(
     shared: &Shared,
     config: &Config,
     delivery: &Delivery,
@@ -122,7 +160,30 @@ pub(crate) async fn send(
         }
         Err(e) => Err(e.clone()),
     };
-    let latency = started.elapsed();
+    record(
+        shared,
+        config,
+        delivery,
+        attempt,
+        at,
+        started.elapsed(),
+        result,
+        signed,
+    )
+}
+
+/// Logs attempt number `attempt` of `delivery`, made at `at`, and makes its [`Attempt`].
+#[allow(clippy::too_many_arguments)]
+fn record(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+    at: jiff::Timestamp,
+    latency: Duration,
+    result: Result<StatusCode, DeliveryError>,
+    signed: bool,
+) -> Attempt {
     let status = status_of(&result);
     let error: Option<Arc<str>> = result.as_ref().err().map(|e| e.to_string().into());
     let batch = delivery.batched.then_some(delivery.len());

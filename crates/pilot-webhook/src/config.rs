@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::client::{HttpClient, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
+use crate::nats::NatsTarget;
 
 /// How long a batch waits to fill up when `batch_wait` is not set.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
@@ -86,6 +87,8 @@ pub(crate) struct Config {
     /// at least 1. Durable mode ignores it (one at a time, in order).
     pub(crate) concurrency: usize,
     pub(crate) client: HttpClient,
+    /// A NATS endpoint's target (`nats://`, `tls://` URLs); `None` for HTTP(S).
+    pub(crate) nats: Option<NatsTarget>,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +117,12 @@ impl Config {
             source: e.into(),
         })?;
         let client = clients.get(settings.insecure_tls, settings.deny_private);
+        let nats = if pilot_core::webhook_url::is_broker(&url) {
+            let shown: Arc<str> = shown.as_str().into();
+            Some(NatsTarget::new(&url, &settings, shown, client.policy())?)
+        } else {
+            None
+        };
         let target = Target::checked(&url, client.policy());
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
 
@@ -184,6 +193,7 @@ impl Config {
             filter,
             batch,
             concurrency,
+            nats,
         })
     }
 

@@ -35,6 +35,9 @@ pub enum WebhookError {
     /// An auth file's content cannot be used (its content is never shown).
     #[error("webhook auth file {}: {reason}", path.display())]
     AuthFileContent { path: PathBuf, reason: String },
+    /// A NATS endpoint's URL or settings cannot be used.
+    #[error("NATS endpoint {url}: {reason}")]
+    Nats { url: String, reason: String },
     /// `test` or `redeliver` without a webhook.
     #[error("no webhook is set")]
     NoWebhook,

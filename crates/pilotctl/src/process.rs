@@ -274,6 +274,7 @@ mod tests {
                     concurrency: Some(2),
                     disable_after: None,
                     min_severity: None,
+                    ..Default::default()
                 },
                 metrics_addr: Some("127.0.0.1:9464".into()),
             },
