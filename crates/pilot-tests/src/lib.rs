@@ -12,6 +12,7 @@ pub mod env;
 pub mod external;
 pub mod faulty;
 pub mod metrics;
+pub mod nats;
 pub mod raw;
 pub mod receiver;
 pub mod sig;
