@@ -70,11 +70,51 @@ impl NatsServer {
 
     /// A server with `extra` appended to its config file (accounts, users, permissions).
     pub fn with_config(extra: &str) -> NatsServer {
+        Self::on_port(free_port(), extra)
+    }
+
+    /// `n` servers clustered on loopback (cluster `pilot-test`, servers `n1`, `n2`, ...), each
+    /// with its own store; returns once every one accepts clients.
+    pub fn cluster(n: usize) -> Vec<NatsServer> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let all: Vec<String> = routes
+            .iter()
+            .map(|p| format!("\"nats://127.0.0.1:{p}\""))
+            .collect();
+        routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let extra = format!(
+                    "server_name: n{}\ncluster {{ name: pilot-test, listen: 127.0.0.1:{route}, \
+                     routes: [{}] }}\n",
+                    i + 1,
+                    all.join(", ")
+                );
+                Self::on_port(free_port(), &extra)
+            })
+            .collect()
+    }
+
+    /// The server's name in a cluster (`n1`...), from its config.
+    pub fn name(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("server_name: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Whether the server process is running.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn on_port(port: u16, extra: &str) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("pilot-nats-")
             .tempdir()
             .expect("nats temp dir");
-        let port = free_port();
         let store = dir.path().join("store");
         let config = dir.path().join("nats.conf");
         let text = format!(
@@ -150,14 +190,40 @@ impl NatsServer {
 
     /// Creates stream `name` for `subjects` (the test's own setup, not pilot's).
     pub fn create_stream(&self, name: &str, subjects: &[&str]) {
+        self.create_replicated_stream(name, subjects, 1);
+    }
+
+    /// Creates stream `name` for `subjects` with `replicas` replicas (a cluster's).
+    pub fn create_replicated_stream(&self, name: &str, subjects: &[&str], replicas: usize) {
         let config = async_nats::jetstream::stream::Config {
             name: name.into(),
             subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            num_replicas: replicas,
             ..Default::default()
         };
-        self.block_on(async move |js| {
-            js.create_stream(config).await.expect("create stream");
+        // A new cluster elects its JetStream leader first: retry for a while.
+        let result = self.block_on(async move |js| {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match js.create_stream(config.clone()).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if tokio::time::Instant::now() > deadline => return Err(e.to_string()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
         });
+        if let Err(e) = result {
+            panic!("create stream {name}: {e}\n{}", self.log());
+        }
+    }
+
+    /// The name of stream `name`'s leader in a cluster, if known now.
+    pub fn stream_leader(&self, name: &str) -> Option<String> {
+        self.block_on(async move |js| {
+            let mut s = js.get_stream(name).await.ok()?;
+            let info = s.info().await.ok()?;
+            info.cluster.as_ref()?.leader.clone()
+        })
     }
 
     /// How many messages stream `name` holds (0 when it does not exist).
