@@ -102,14 +102,14 @@ fn items(name: String, data: Box<RawValue>, count: u64) -> impl Iterator<Item = 
     })
 }
 
-async fn connect(socket: &std::path::Path) -> Result<Client> {
+pub(crate) async fn connect(socket: &std::path::Path) -> Result<Client> {
     Client::connect(socket)
         .await
         .with_context(|| format!("connect to the daemon at {}", socket.display()))
 }
 
 /// Emits every item; fails unless all of them were published.
-async fn emit_all(
+pub(crate) async fn emit_all(
     client: &mut Client,
     name: String,
     data: Box<RawValue>,
@@ -142,7 +142,7 @@ pub async fn emit(feed: &Feed) -> Result<Value> {
     }))
 }
 
-fn rate(count: u64, secs: f64) -> f64 {
+pub(crate) fn rate(count: u64, secs: f64) -> f64 {
     if secs > 0.0 {
         count as f64 / secs
     } else {

@@ -15,12 +15,15 @@
 //! - `payload`: the exact POST body the daemon sends for the benchmark event (for `wrk`).
 //! - `status`: one read of nginx `stub_status` (exactly one request), once nginx answers.
 //! - `free-port`: a free TCP port on 127.0.0.1.
+//! - `nats-stream`, `nats-baseline`, `nats-deliver`: NATS JetStream endpoints against a local
+//!   server, and a plain async-nats publisher as their baseline (see `nats.rs`).
 //! - `soak`: minutes at a steady rate against a receiver that flaps, sampling the daemon's RSS,
 //!   descriptors, counters and latency (`scripts/soak`).
 
 mod flap;
 mod latency;
 mod load;
+mod nats;
 mod nginx;
 mod soak;
 mod stats;
@@ -81,6 +84,12 @@ enum Command {
     FreePort,
     /// Emit at a steady rate against a flapping receiver; sample RSS, fds, counters, latency.
     Soak(soak::SoakArgs),
+    /// (Re)create the benchmark stream, empty.
+    NatsStream(nats::StreamArgs),
+    /// A plain async-nats JetStream publisher with a window of acks: the baseline.
+    NatsBaseline(nats::BaselineArgs),
+    /// Emit N events and time until the stream holds them all.
+    NatsDeliver(nats::DeliverArgs),
 }
 
 /// Which daemon, and the event sent.
@@ -183,6 +192,9 @@ async fn run(command: Command) -> Result<serde_json::Value> {
             }))
         }
         Command::Soak(args) => soak::run(&args).await,
+        Command::NatsStream(args) => nats::stream(&args).await,
+        Command::NatsBaseline(args) => nats::baseline(&args).await,
+        Command::NatsDeliver(args) => nats::deliver(&args).await,
         Command::FreePort => {
             let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
             Ok(serde_json::json!({ "port": l.local_addr()?.port() }))

@@ -149,8 +149,8 @@ pub fn check_entry(name: &str, value: &Value) -> Result<EndpointConfig, String> 
         return Err(r#"expected an object like {"url": "http://localhost:8080/events"}"#.into());
     }
     let entry: EndpointConfig = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    crate::webhook_url::validate(&entry.url).map_err(|e| e.to_string())?;
-    entry.settings.validate().map_err(|e| e.to_string())?;
+    let url = crate::webhook_url::validate(&entry.url).map_err(|e| e.to_string())?;
+    crate::webhook_settings::validate_target(&url, &entry.settings).map_err(|e| e.to_string())?;
     Ok(entry)
 }
 

@@ -112,7 +112,10 @@ pub fn webhook_url(data: &[u8]) {
 pub fn check_url(input: &str) {
     match webhook_url::validate(input) {
         Ok(url) => {
-            assert!(matches!(url.scheme(), "http" | "https"), "{url}");
+            assert!(
+                matches!(url.scheme(), "http" | "https" | "nats" | "tls"),
+                "{url}"
+            );
             match url.host().expect("an accepted URL has a host") {
                 url::Host::Domain(d) => {
                     assert!(!d.is_empty());
@@ -132,6 +135,7 @@ pub fn check_url(input: &str) {
             UrlError::Parse { url, .. }
             | UrlError::Scheme { url, .. }
             | UrlError::NoHost { url }
+            | UrlError::Broker { url, .. }
             | UrlError::Blocked { url, .. },
         ) => assert_eq!(url, input),
     }

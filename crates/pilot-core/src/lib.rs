@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod severity;
 pub mod size;
 pub mod small_file;
+pub mod subject;
 pub mod webhook_settings;
 pub mod webhook_url;
 

@@ -1,5 +1,7 @@
 //! Per-webhook settings beyond the URL: filters (event patterns, minimum severity), durability,
-//! headers, auth, TLS, batching, the body template.
+//! headers, auth, TLS, batching, the body template; for a NATS endpoint (`nats://`,
+//! `tls://`) the subject template, `create_stream`, and the paths of its credential and TLS
+//! files (only paths are stored: the files are read when the endpoint is configured).
 //!
 //! `pilotctl set-webhook URL [flags]` writes them to config.json under `webhook_settings`
 //! (replacing the whole object; `clear-webhook` removes it) and sends them to the daemon with
@@ -103,6 +105,33 @@ pub struct WebhookSettings {
     /// mode it is spooled and drains in order on resume).
     #[serde(skip_serializing_if = "is_false")]
     pub paused: bool,
+    /// NATS: the subject template (default [`crate::subject::DEFAULT_SUBJECT`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// NATS: create a stream of this name for the subject's prefix when no stream takes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_stream: Option<String>,
+    /// NATS: a `.creds` file (user JWT and NKey seed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS: a file holding the auth token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_token_file: Option<PathBuf>,
+    /// NATS: a file holding an NKey seed (`SU...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS: a file holding `user:password`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_user_file: Option<PathBuf>,
+    /// NATS over TLS: the CA certificates (PEM) to trust instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_ca_file: Option<PathBuf>,
+    /// NATS over TLS: the client certificate (PEM), with `nats_key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_cert_file: Option<PathBuf>,
+    /// NATS over TLS: the client certificate's private key (PEM), with `nats_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_key_file: Option<PathBuf>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -159,6 +188,26 @@ pub enum SettingsError {
     Template { given: String, reason: &'static str },
     #[error("template variable {key:?}: {reason}")]
     TemplateVar { key: String, reason: &'static str },
+    #[error(transparent)]
+    Subject(#[from] crate::subject::SubjectError),
+    #[error("{0}")]
+    Stream(String),
+    #[error("give at most one NATS credential ({first} and {second} are both set)")]
+    TwoNatsAuths {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("--nats-cert-file and --nats-key-file go together (give both or neither)")]
+    CertWithoutKey,
+    #[error("{flag} is for NATS endpoints (nats:// or tls:// URLs), not for {scheme}://")]
+    NatsOnly { flag: &'static str, scheme: String },
+    #[error("{flag} is for HTTP(S) webhooks, not for a NATS endpoint")]
+    HttpOnly { flag: &'static str },
+    #[error(
+        "--create-stream needs a subject template that starts with a fixed token (the stream \
+         would take every subject otherwise): {template:?}"
+    )]
+    StreamFilter { template: String },
 }
 
 impl WebhookSettings {
@@ -228,6 +277,22 @@ impl WebhookSettings {
                 what: "concurrency",
             });
         }
+        let template = self.subject_template()?;
+        if let Some(name) = &self.create_stream {
+            crate::subject::check_stream_name(name).map_err(SettingsError::Stream)?;
+            if template.stream_filter().is_none() {
+                return Err(SettingsError::StreamFilter {
+                    template: template.to_string(),
+                });
+            }
+        }
+        let auths = self.nats_auths();
+        if let [first, second, ..] = auths[..] {
+            return Err(SettingsError::TwoNatsAuths { first, second });
+        }
+        if self.nats_cert_file.is_some() != self.nats_key_file.is_some() {
+            return Err(SettingsError::CertWithoutKey);
+        }
         self.validate_template()
     }
 
@@ -293,6 +358,56 @@ impl WebhookSettings {
             }
         }
         Ok(())
+    }
+
+    /// The NATS subject template: `subject`, or the default.
+    pub fn subject_template(
+        &self,
+    ) -> Result<crate::subject::SubjectTemplate, crate::subject::SubjectError> {
+        self.subject
+            .as_deref()
+            .unwrap_or(crate::subject::DEFAULT_SUBJECT)
+            .parse()
+    }
+
+    /// The NATS credential flags that are set.
+    fn nats_auths(&self) -> Vec<&'static str> {
+        [
+            ("--nats-creds", self.nats_creds.is_some()),
+            ("--nats-token-file", self.nats_token_file.is_some()),
+            ("--nats-nkey-file", self.nats_nkey_file.is_some()),
+            ("--nats-user-file", self.nats_user_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
+    /// The set flags that only a NATS endpoint uses.
+    fn nats_only(&self) -> Option<&'static str> {
+        let tls = [
+            ("--subject", self.subject.is_some()),
+            ("--create-stream", self.create_stream.is_some()),
+            ("--nats-ca-file", self.nats_ca_file.is_some()),
+            ("--nats-cert-file", self.nats_cert_file.is_some()),
+        ];
+        self.nats_auths()
+            .first()
+            .copied()
+            .or_else(|| tls.into_iter().find_map(|(flag, set)| set.then_some(flag)))
+    }
+
+    /// The set flags that only an HTTP(S) webhook uses.
+    fn http_only(&self) -> Option<&'static str> {
+        if !self.headers.is_empty() {
+            Some("--header")
+        } else if let Some(flag) = self.auth_file() {
+            Some(flag)
+        } else if self.insecure_tls {
+            Some("--insecure-tls")
+        } else {
+            None
+        }
     }
 
     /// Which auth file is set, if one is (its flag's name).
@@ -384,6 +499,16 @@ impl WebhookSettings {
 /// file.
 pub fn validate_target(url: &url::Url, settings: &WebhookSettings) -> Result<(), SettingsError> {
     settings.validate()?;
+    if crate::webhook_url::is_broker(url) {
+        if let Some(flag) = settings.http_only() {
+            return Err(SettingsError::HttpOnly { flag });
+        }
+    } else if let Some(flag) = settings.nats_only() {
+        return Err(SettingsError::NatsOnly {
+            flag,
+            scheme: url.scheme().into(),
+        });
+    }
     let userinfo = !url.username().is_empty() || url.password().is_some();
     if userinfo {
         if settings.has_authorization_header() {

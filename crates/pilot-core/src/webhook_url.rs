@@ -1,6 +1,11 @@
 //! The webhook URL policy (SSRF guard), in one place for the CLI, the daemon and the plugin.
 //!
-//! A webhook URL must be http or https with a host. [`UrlPolicy`] decides which hosts and
+//! A webhook URL must be http or https with a host, or a NATS JetStream address:
+//! `nats://HOST[:PORT]` (`tls://` for TLS), several servers comma-separated
+//! (`nats://a:4222,b:4222`; stored as the first server with the others in the fragment,
+//! `nats://a:4222#b:4222`, which [`redact`] shows comma-separated again; see
+//! [`broker_servers`]). Every broker host passes the same address policy; a broker URL carries
+//! no user, password, path or query (credentials come from files, never from config.json). [`UrlPolicy`] decides which hosts and
 //! addresses it may reach; the same value is applied when a URL is given (parse time:
 //! [`UrlPolicy::validate`]) and again to every address a hostname resolves to when the plugin
 //! connects ([`UrlPolicy::check_ip`], [`UrlPolicy::check_hostname`]; DNS rebinding).
@@ -116,6 +121,12 @@ impl UrlPolicy {
     /// Parses and checks a webhook URL.
     pub fn validate(&self, input: &str) -> Result<Url, UrlError> {
         let trimmed = input.trim();
+        if let Some((scheme, rest)) = trimmed.split_once("://") {
+            let scheme = scheme.to_ascii_lowercase();
+            if is_broker_scheme(&scheme) {
+                return self.validate_broker(input, &scheme, rest);
+            }
+        }
         let url = Url::parse(trimmed).map_err(|e| UrlError::Parse {
             url: input.into(),
             reason: e.to_string(),
@@ -147,6 +158,75 @@ impl UrlPolicy {
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)).map_err(blocked)?,
         }
         Ok(url)
+    }
+
+    /// A NATS URL: `rest` is `server[,server...]` (or the stored form `server#server,...`),
+    /// each server `host[:port]`, every host checked like a webhook's.
+    fn validate_broker(&self, input: &str, scheme: &str, rest: &str) -> Result<Url, UrlError> {
+        let bad = |reason: &str| UrlError::Broker {
+            url: input.into(),
+            reason: reason.into(),
+        };
+        if rest.contains('@') {
+            return Err(bad(
+                "a NATS URL carries no user or password; give them in a file \
+                 (--nats-user-file, --nats-token-file, --nats-nkey-file or --nats-creds)",
+            ));
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest).replace('#', ",");
+        if rest.contains(['/', '?']) {
+            return Err(bad(
+                "a NATS URL has no path or query: nats://HOST:PORT[,HOST:PORT...]",
+            ));
+        }
+        let mut servers = Vec::new();
+        for server in rest.split(',').map(str::trim) {
+            if server.is_empty() {
+                return Err(UrlError::NoHost { url: input.into() });
+            }
+            let one = Url::parse(&format!("{scheme}://{server}")).map_err(|e| UrlError::Parse {
+                url: input.into(),
+                reason: format!("server {server:?}: {e}"),
+                suggestion: None,
+            })?;
+            let blocked = |reason: String| UrlError::Blocked {
+                url: input.into(),
+                reason,
+            };
+            match one.host() {
+                None => return Err(UrlError::NoHost { url: input.into() }),
+                Some(url::Host::Domain(d)) => {
+                    if d.is_empty() {
+                        return Err(UrlError::NoHost { url: input.into() });
+                    }
+                    // A non-special scheme keeps an IPv4 literal as an opaque host.
+                    match d.parse::<IpAddr>() {
+                        Ok(ip) => self.check_ip(ip).map_err(blocked)?,
+                        Err(_) => self.check_hostname(d).map_err(blocked)?,
+                    }
+                }
+                Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)).map_err(blocked)?,
+                Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)).map_err(blocked)?,
+            }
+            let host = one.host_str().unwrap_or_default();
+            servers.push(match one.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            });
+        }
+        let (first, others) = servers
+            .split_first()
+            .ok_or_else(|| UrlError::NoHost { url: input.into() })?;
+        let text = if others.is_empty() {
+            format!("{scheme}://{first}")
+        } else {
+            format!("{scheme}://{first}#{}", others.join(","))
+        };
+        Url::parse(&text).map_err(|e| UrlError::Parse {
+            url: input.into(),
+            reason: e.to_string(),
+            suggestion: None,
+        })
     }
 
     /// Refuses cloud-metadata hostnames (case-insensitive, trailing dot ignored), and with
@@ -347,6 +427,8 @@ pub enum UrlError {
         scheme: String,
         suggestion: Option<String>,
     },
+    #[error("invalid NATS URL {:?}: {reason}", masked(url))]
+    Broker { url: String, reason: String },
     #[error("invalid webhook URL {:?}: it has no host", masked(url))]
     NoHost { url: String },
     #[error("webhook URL {:?} is blocked: {reason}", masked(url))]
@@ -356,6 +438,15 @@ pub enum UrlError {
 /// The URL as given, unless it has a password or query values to hide (error messages reach
 /// pilot.log): then [`redact`]ed.
 fn masked(given: &str) -> String {
+    if let Some((scheme, rest)) = given.trim().split_once("://") {
+        if is_broker_scheme(&scheme.to_ascii_lowercase()) {
+            // A user:password in a NATS URL is refused; never echoed.
+            return match rest.rsplit_once('@') {
+                Some((_, hosts)) => format!("{scheme}://***@{hosts}"),
+                None => given.to_string(),
+            };
+        }
+    }
     match Url::parse(given.trim()) {
         Ok(u) if u.password().is_some() || u.query().is_some_and(|q| q.contains('=')) => redact(&u),
         _ => given.to_string(),
@@ -384,6 +475,10 @@ fn suggest(input: &str) -> Option<String> {
 /// The URL as logs and `info` show it: a password replaced by `***`, and every query value by
 /// `***` (tokens are often passed as `?token=...`). The config file keeps the URL as given.
 pub fn redact(url: &Url) -> String {
+    if is_broker(url) {
+        // Broker URLs carry no password or query; the other servers are shown comma-separated.
+        return url.as_str().replacen('#', ",", 1);
+    }
     let mut shown = url.clone();
     if shown.password().is_some() && shown.set_password(Some("***")).is_err() {
         return "<webhook URL>".into();
@@ -405,11 +500,44 @@ pub fn redact(url: &Url) -> String {
 /// hold anything: `user:pw@host` parses as scheme `user`).
 pub fn redact_str(url: &str) -> String {
     match Url::parse(url.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => redact(&u),
+        Ok(u) if matches!(u.scheme(), "http" | "https") || is_broker(&u) => redact(&u),
         Ok(_) => "<webhook URL>".into(),
         Err(_) if url.is_empty() => String::new(),
         Err(_) => "<webhook URL>".into(),
     }
+}
+
+/// Whether `scheme` names a NATS JetStream endpoint (`nats`, or `tls` for NATS over TLS).
+pub fn is_broker_scheme(scheme: &str) -> bool {
+    matches!(scheme, "nats" | "tls")
+}
+
+/// Whether `url` is a NATS JetStream endpoint rather than an HTTP(S) webhook.
+pub fn is_broker(url: &Url) -> bool {
+    is_broker_scheme(url.scheme())
+}
+
+/// The servers of a NATS URL, each `scheme://host[:port]` (the first from the URL's host, the
+/// others from its fragment, as [`UrlPolicy::validate`] stores them); empty for other URLs.
+pub fn broker_servers(url: &Url) -> Vec<String> {
+    if !is_broker(url) {
+        return Vec::new();
+    }
+    let scheme = url.scheme();
+    let mut first = url.host_str().unwrap_or_default().to_string();
+    if let Some(port) = url.port() {
+        first = format!("{first}:{port}");
+    }
+    std::iter::once(first)
+        .chain(
+            url.fragment()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        )
+        .map(|s| format!("{scheme}://{s}"))
+        .collect()
 }
 
 /// Parses and checks a webhook URL with the default policy ([`UrlPolicy::validate`]).
@@ -430,6 +558,47 @@ pub fn check_ip(ip: IpAddr) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_urls_pass_the_same_policy_and_keep_every_server() {
+        let u = validate("nats://127.0.0.1:4222").unwrap();
+        assert_eq!(broker_servers(&u), ["nats://127.0.0.1:4222"]);
+        assert_eq!(redact(&u), "nats://127.0.0.1:4222");
+        let u = validate(" NATS://10.0.0.5:4222,10.0.0.6:4223 ,[::1]:4224/").unwrap();
+        assert_eq!(u.as_str(), "nats://10.0.0.5:4222#10.0.0.6:4223,[::1]:4224");
+        assert_eq!(
+            broker_servers(&u),
+            [
+                "nats://10.0.0.5:4222",
+                "nats://10.0.0.6:4223",
+                "nats://[::1]:4224"
+            ]
+        );
+        assert_eq!(redact(&u), "nats://10.0.0.5:4222,10.0.0.6:4223,[::1]:4224");
+        assert_eq!(
+            validate(u.as_str()),
+            Ok(u.clone()),
+            "the stored form round-trips"
+        );
+        assert_eq!(redact_str(u.as_str()), redact(&u));
+        let t = validate("tls://nats.example.com").unwrap();
+        assert_eq!(broker_servers(&t), ["tls://nats.example.com"]);
+        for (bad, want) in [
+            ("nats://169.254.169.254:4222", "blocked"),
+            ("nats://a:4222,metadata.google.internal:4222", "blocked"),
+            ("nats://bob:pw@a:4222", "no user or password"),
+            ("nats://a:4222/subject", "no path"),
+            ("nats://a:4222,,b:1", "no host"),
+            ("nats://a:99999", "invalid"),
+        ] {
+            let err = validate(bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
+        let deny = UrlPolicy::DENY_PRIVATE;
+        assert!(deny.validate("nats://127.0.0.1:4222").is_err());
+        assert!(deny.validate("nats://localhost:4222").is_err());
+    }
 
     /// The verdict on a URL: allowed, blocked by the SSRF policy, or not a webhook URL.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,6 +81,19 @@ pub fn template_spec(given: &str) -> String {
     }
 }
 
+/// Checks a NATS subject template (`--subject`) with pilot's one check, keeping it as given.
+pub fn subject(s: &str) -> Result<String, String> {
+    s.parse::<pilot_core::subject::SubjectTemplate>()
+        .map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// Checks a JetStream stream name (`--create-stream`).
+pub fn stream_name(s: &str) -> Result<String, String> {
+    pilot_core::subject::check_stream_name(s)?;
+    Ok(s.to_string())
+}
+
 /// `path` made absolute against the current directory (the daemon does not share it).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -249,6 +262,35 @@ pub struct SettingsArgs {
     /// pagerduty; replaces the saved ones when given.
     #[arg(long = "template-var", value_name = "KEY=VALUE", value_parser = template_var)]
     pub template_vars: Vec<(String, String)>,
+    /// NATS: the subject template, with {event}, {node_id}, {category} (default
+    /// `pilot.{node_id}.{event}`).
+    #[arg(long, value_name = "TEMPLATE", value_parser = subject)]
+    pub subject: Option<String>,
+    /// NATS: create a JetStream stream of this name for the subject's prefix when no stream
+    /// takes it (otherwise pilot never changes the broker's configuration).
+    #[arg(long, value_name = "NAME", value_parser = stream_name)]
+    pub create_stream: Option<String>,
+    /// NATS: authenticate with this `.creds` file (user JWT and NKey seed).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["nats_token_file", "nats_nkey_file", "nats_user_file"])]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS: authenticate with the token in this file.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["nats_nkey_file", "nats_user_file"])]
+    pub nats_token_file: Option<PathBuf>,
+    /// NATS: authenticate with the NKey seed in this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "nats_user_file")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS: authenticate with `user:password` from this file.
+    #[arg(long, value_name = "PATH")]
+    pub nats_user_file: Option<PathBuf>,
+    /// NATS over TLS: trust the CA certificates (PEM) in this file.
+    #[arg(long, value_name = "PATH")]
+    pub nats_ca_file: Option<PathBuf>,
+    /// NATS over TLS: present this client certificate (PEM; with --nats-key-file).
+    #[arg(long, value_name = "PATH", requires = "nats_key_file")]
+    pub nats_cert_file: Option<PathBuf>,
+    /// NATS over TLS: the client certificate's private key (PEM; with --nats-cert-file).
+    #[arg(long, value_name = "PATH", requires = "nats_cert_file")]
+    pub nats_key_file: Option<PathBuf>,
 }
 
 /// Flags that remove a setting (`webhook update`). Each conflicts with the flag that sets it.
@@ -303,6 +345,18 @@ pub struct ClearArgs {
     /// Send pilot's own JSON body again (removes the template and its variables).
     #[arg(long, conflicts_with_all = ["template", "template_vars"])]
     pub no_template: bool,
+    /// NATS: the default subject template again.
+    #[arg(long, conflicts_with = "subject")]
+    pub no_subject: bool,
+    /// NATS: never create a stream.
+    #[arg(long, conflicts_with = "create_stream")]
+    pub no_create_stream: bool,
+    /// NATS: remove the credential file (creds, token, NKey or user file).
+    #[arg(long, conflicts_with_all = ["nats_creds", "nats_token_file", "nats_nkey_file", "nats_user_file"])]
+    pub no_nats_auth: bool,
+    /// NATS: remove the CA file and the client certificate.
+    #[arg(long, conflicts_with_all = ["nats_ca_file", "nats_cert_file", "nats_key_file"])]
+    pub no_nats_tls: bool,
 }
 
 impl SettingsArgs {
@@ -351,6 +405,24 @@ impl SettingsArgs {
         }
         if !self.template_vars.is_empty() {
             base.template_vars = self.template_vars.iter().cloned().collect();
+        }
+        base.subject = self.subject.clone().or(base.subject);
+        base.create_stream = self.create_stream.clone().or(base.create_stream);
+        let abs = |p: &Option<PathBuf>| p.as_deref().map(absolute);
+        if self.nats_creds.is_some()
+            || self.nats_token_file.is_some()
+            || self.nats_nkey_file.is_some()
+            || self.nats_user_file.is_some()
+        {
+            base.nats_creds = abs(&self.nats_creds);
+            base.nats_token_file = abs(&self.nats_token_file);
+            base.nats_nkey_file = abs(&self.nats_nkey_file);
+            base.nats_user_file = abs(&self.nats_user_file);
+        }
+        base.nats_ca_file = abs(&self.nats_ca_file).or(base.nats_ca_file);
+        if self.nats_cert_file.is_some() || self.nats_key_file.is_some() {
+            base.nats_cert_file = abs(&self.nats_cert_file);
+            base.nats_key_file = abs(&self.nats_key_file);
         }
         base
     }
@@ -413,6 +485,26 @@ impl SettingsArgs {
         }
         for (k, v) in &self.template_vars {
             push("--template-var", format!("{k}={v}").into());
+        }
+        if let Some(v) = &self.subject {
+            push("--subject", v.into());
+        }
+        if let Some(v) = &self.create_stream {
+            push("--create-stream", v.into());
+        }
+        let files = [
+            ("--nats-creds", &self.nats_creds),
+            ("--nats-token-file", &self.nats_token_file),
+            ("--nats-nkey-file", &self.nats_nkey_file),
+            ("--nats-user-file", &self.nats_user_file),
+            ("--nats-ca-file", &self.nats_ca_file),
+            ("--nats-cert-file", &self.nats_cert_file),
+            ("--nats-key-file", &self.nats_key_file),
+        ];
+        for (flag, path) in files {
+            if let Some(p) = path {
+                push(flag, absolute(p).into());
+            }
         }
         if self.durable {
             out.push("--durable".into());
@@ -494,6 +586,23 @@ impl ClearArgs {
         if self.no_template {
             base.template = None;
             base.template_vars.clear();
+        }
+        if self.no_subject {
+            base.subject = None;
+        }
+        if self.no_create_stream {
+            base.create_stream = None;
+        }
+        if self.no_nats_auth {
+            base.nats_creds = None;
+            base.nats_token_file = None;
+            base.nats_nkey_file = None;
+            base.nats_user_file = None;
+        }
+        if self.no_nats_tls {
+            base.nats_ca_file = None;
+            base.nats_cert_file = None;
+            base.nats_key_file = None;
         }
         base
     }

@@ -13,6 +13,7 @@ pub mod external;
 pub mod faulty;
 pub mod metrics;
 pub mod mtls;
+pub mod nats;
 pub mod proxy;
 pub mod raw;
 pub mod receiver;

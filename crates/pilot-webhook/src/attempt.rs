@@ -1,8 +1,10 @@
-//! One attempt to deliver one [`Delivery`]: the headers of this attempt (extra headers, auth,
-//! and the signatures with this attempt's timestamp), the POST, its latency, and its records in
-//! the delivery log. Shared by the worker and the `test` / `redeliver` tools. A delivery its
-//! template rendered carries the template's `Content-Type` and headers; one it could not
-//! render is never sent: its attempt is logged with the template's error.
+//! One attempt to deliver one [`Delivery`]: over HTTP ([`post`]: the headers of this attempt
+//! (extra headers, auth, and the signatures with this attempt's timestamp) and the POST) or to
+//! NATS JetStream ([`publish`], see [`crate::nats`]), its latency, and its records in the
+//! delivery log. [`send`] picks by the endpoint's URL. Shared by the transports and the `test` /
+//! `redeliver` tools. A delivery its template rendered carries the template's `Content-Type`
+//! and headers; one it could not render is never sent: its attempt is logged with the
+//! template's error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use crate::batch::Delivery;
 use crate::config::Config;
 use crate::error::DeliveryError;
 use crate::log::Logged;
+use crate::nats::NatsTarget;
 use crate::shared::Shared;
 
 /// What `test` and `redeliver` report of their one attempt.
@@ -73,15 +76,9 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// [`send`] for the queue workers: the attempt's latency also goes into the stats'
-/// histogram (`test` and `redeliver` count nowhere but in the delivery log).
-pub(crate) async fn send_counted(
-    shared: &Shared,
-    config: &Config,
-    delivery: &Delivery,
-    attempt: u32,
-) -> Attempt {
-    let sent = send(shared, config, delivery, attempt).await;
+/// For the queue workers: the attempt's latency also goes into the stats' histogram (`test`
+/// and `redeliver` count nowhere but in the delivery log).
+pub(crate) fn counted(shared: &Shared, sent: Attempt) -> Attempt {
     shared
         .counters
         .latency
@@ -89,7 +86,8 @@ pub(crate) async fn send_counted(
     sent
 }
 
-/// Makes attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
+/// Makes attempt number `attempt` (1-based) of `delivery` with `config` over the endpoint's
+/// transport (by its URL: NATS or HTTP), and logs it.
 pub(crate) async fn send(
     shared: &Shared,
     config: &Config,
@@ -99,6 +97,46 @@ pub(crate) async fn send(
     if let Some(error) = delivery.render_error() {
         return unrendered(shared, config, delivery, attempt, error);
     }
+    match &config.nats {
+        Some(nats) => publish(shared, config, nats, delivery, attempt).await,
+        None => post(shared, config, delivery, attempt).await,
+    }
+}
+
+/// Publishes attempt number `attempt` of `delivery` to NATS JetStream, and logs it.
+pub(crate) async fn publish(
+    shared: &Shared,
+    config: &Config,
+    nats: &NatsTarget,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
+    let at = jiff::Timestamp::now();
+    let secrets = shared.secrets();
+    let started = Instant::now();
+    let timeout = shared.options.timeout;
+    let (result, signed) = nats
+        .publish(&secrets, delivery, timeout, shared.bus.node_id())
+        .await;
+    record(
+        shared,
+        config,
+        delivery,
+        attempt,
+        at,
+        started.elapsed(),
+        result,
+        signed,
+    )
+}
+
+/// POSTs attempt number `attempt` (1-based) of `delivery` with `config`, and logs it.
+pub(crate) async fn post(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+) -> Attempt {
     let mut headers = config.request_headers.clone();
     if let Some(head) = delivery.head() {
         headers.insert(http::header::CONTENT_TYPE, head.content_type.clone());
@@ -133,7 +171,30 @@ pub(crate) async fn send(
         }
         Err(e) => Err(e.clone()),
     };
-    let latency = started.elapsed();
+    record(
+        shared,
+        config,
+        delivery,
+        attempt,
+        at,
+        started.elapsed(),
+        result,
+        signed,
+    )
+}
+
+/// Logs attempt number `attempt` of `delivery`, made at `at`, and makes its [`Attempt`].
+#[allow(clippy::too_many_arguments)]
+fn record(
+    shared: &Shared,
+    config: &Config,
+    delivery: &Delivery,
+    attempt: u32,
+    at: jiff::Timestamp,
+    latency: Duration,
+    result: Result<StatusCode, DeliveryError>,
+    signed: bool,
+) -> Attempt {
     let status = status_of(&result);
     let error: Option<Arc<str>> = result.as_ref().err().map(|e| e.to_string().into());
     let batch = delivery.batched.then_some(delivery.len());

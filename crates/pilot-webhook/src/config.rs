@@ -25,6 +25,7 @@ use crate::batch::Delivery;
 use crate::client::{HttpClient, ProxyChoice, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
 use crate::filter::Filter;
+use crate::nats::NatsTarget;
 use crate::rate::RateLimiter;
 use crate::tls::{with_client_identity, ClientIdentity};
 
@@ -95,6 +96,8 @@ pub(crate) struct Config {
     pub(crate) rate: Option<Arc<RateLimiter>>,
     /// The body template (`settings.template`), loaded and checked.
     pub(crate) template: Option<Arc<Template>>,
+    /// A NATS endpoint's target (`nats://`, `tls://` URLs); `None` for HTTP(S).
+    pub(crate) nats: Option<NatsTarget>,
 }
 
 impl std::fmt::Debug for Config {
@@ -152,6 +155,12 @@ impl Config {
                 client.with_proxy(choice)
             }
             None => client,
+        };
+        let nats = if pilot_core::webhook_url::is_broker(&url) {
+            let shown: Arc<str> = shown.as_str().into();
+            Some(NatsTarget::new(&url, &settings, shown, client.policy())?)
+        } else {
+            None
         };
         let target = Target::checked(&url, client.policy());
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
@@ -229,6 +238,7 @@ impl Config {
             filter,
             batch,
             concurrency,
+            nats,
         })
     }
 

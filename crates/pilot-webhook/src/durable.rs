@@ -90,7 +90,7 @@ use crate::sender::{Hooks, Outcome, Policy, Sender, Wait};
 use crate::shared::Shared;
 use crate::stats::{add, sub, Counters};
 use crate::store::{blocking, SpoolLog, Store};
-use crate::transport::Http;
+use crate::transport::Endpoint;
 use pilot_spool::{SpoolError, SpoolRecord};
 
 /// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
@@ -316,7 +316,7 @@ pub(crate) struct DurableWorker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Arc<Store>,
     /// Sends each delivery (retries, circuit, 410), calling this worker back between attempts.
-    pub(crate) sender: Arc<Sender<Http>>,
+    pub(crate) sender: Arc<Sender<Endpoint>>,
     pub(crate) disabled: Arc<Disabled>,
     /// Cancelled to stop now: a request in flight is abandoned, its records stay.
     pub(crate) abort: CancellationToken,

@@ -41,6 +41,9 @@ pub enum WebhookError {
     /// The client certificate or key (mutual TLS) cannot be used (the key is never shown).
     #[error("webhook {url}: {reason}")]
     ClientIdentity { url: String, reason: String },
+    /// A NATS endpoint's URL or settings cannot be used.
+    #[error("NATS endpoint {url}: {reason}")]
+    Nats { url: String, reason: String },
     /// `test` or `redeliver` without a webhook.
     #[error("no webhook is set")]
     NoWebhook,

@@ -51,6 +51,7 @@ mod error;
 mod filter;
 mod health;
 mod log;
+mod nats;
 mod options;
 mod plugin;
 mod rate;

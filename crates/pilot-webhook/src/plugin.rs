@@ -40,7 +40,7 @@ use crate::sign::Secrets;
 use crate::stats::Stats;
 use crate::store::{self, Store};
 use crate::supervise;
-use crate::transport::Http;
+use crate::transport::Endpoint;
 use crate::worker::{Handover, Worker};
 use pilot_spool::{run_spooler_counted, Spool};
 
@@ -359,7 +359,7 @@ impl WebhookPlugin {
             task.handle
         });
         let settler = Settler::new(&store, self.shared.counters.clone());
-        let transport = Http::new(self.shared.clone(), config.clone());
+        let transport = Endpoint::new(self.shared.clone(), config.clone());
         let sender = Sender::new(
             transport,
             self.shared.clone(),

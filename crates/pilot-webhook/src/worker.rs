@@ -53,7 +53,7 @@ use crate::retry::deadline_after;
 use crate::sender::{Outcome, Policy, Sender, Sleep};
 use crate::shared::Shared;
 use crate::stats::{add, bump, sub as sub_counter};
-use crate::transport::Http;
+use crate::transport::Endpoint;
 
 /// A wait longer than any test or daemon lives (the batch timer while no batch is filling).
 const FAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
@@ -178,7 +178,7 @@ struct Ctx {
     shared: Arc<Shared>,
     circuit: SharedCircuit,
     handover: Arc<Handover>,
-    sender: Sender<Http>,
+    sender: Sender<Endpoint>,
 }
 
 impl Worker {
@@ -193,7 +193,7 @@ impl Worker {
             abort,
             handover,
         } = self;
-        let transport = Http::new(shared.clone(), config.clone());
+        let transport = Endpoint::new(shared.clone(), config.clone());
         let ctx = Ctx {
             sender: Sender::new(transport, shared.clone(), config.clone(), circuit.clone()),
             config,

@@ -90,9 +90,12 @@ pub async fn add(ctx: &Context, args: &AddArgs) -> Result<Output, CliError> {
              or change it with `pilotctl webhook update default`",
         ));
     }
-    pilot_core::webhook_url::validate(&args.url)?;
+    let parsed = pilot_core::webhook_url::validate(&args.url)?;
     let url = args.url.trim().to_string();
     let webhook_settings = settings::from_flags(&args.settings)?;
+    // The settings with their URL (NATS-only and HTTP-only flags), as the daemon checks them.
+    pilot_core::webhook_settings::validate_target(&parsed, &webhook_settings)
+        .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     let change = secret::change_from_flags(&args.secret)?;
     settings::warn_insecure(&webhook_settings);
     let home = ctx.home()?;
@@ -229,6 +232,9 @@ pub async fn update(ctx: &Context, args: &UpdateArgs) -> Result<Output, CliError
         .map_or(old.url.clone(), |u| u.trim().to_string());
     let new_settings = args.settings.apply(args.clear.apply(old.settings.clone()));
     settings::check(&new_settings)?;
+    let parsed = pilot_core::webhook_url::validate(&url)?;
+    pilot_core::webhook_settings::validate_target(&parsed, &new_settings)
+        .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     settings::warn_insecure(&new_settings);
     let entry = EndpointConfig {
         url,
