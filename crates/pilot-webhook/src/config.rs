@@ -24,6 +24,7 @@ use pilot_template::Template;
 use crate::batch::Delivery;
 use crate::client::{HttpClient, ProxyChoice, Target};
 use crate::error::{redact, DeliveryError, WebhookError};
+use crate::files::content_error;
 use crate::filter::Filter;
 use crate::nats::NatsTarget;
 use crate::rate::RateLimiter;
@@ -31,9 +32,6 @@ use crate::tls::{with_client_identity, ClientIdentity};
 
 /// How long a batch waits to fill up when `batch_wait` is not set.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
-
-/// The largest auth file read.
-const MAX_AUTH_FILE: u64 = 64 * 1024;
 
 /// Batching: up to `max` events per request, waiting at most `wait` after the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,13 +276,13 @@ fn load_template(
 /// The `Authorization` header from the bearer token file or the basic auth file, if either.
 fn auth_header(settings: &WebhookSettings) -> Result<Option<HeaderValue>, WebhookError> {
     let value = if let Some(path) = &settings.bearer_token_file {
-        let token = read_auth_file(path)?;
+        let token = crate::files::read_credential(path, "a webhook auth file")?;
         if token.chars().any(char::is_whitespace) {
             return Err(content_error(path, "must hold one token without spaces"));
         }
         format!("Bearer {token}")
     } else if let Some(path) = &settings.basic_auth_file {
-        let credentials = read_auth_file(path)?;
+        let credentials = crate::files::read_credential(path, "a webhook auth file")?;
         if !credentials.contains(':') {
             return Err(content_error(path, "must hold user:password"));
         }
@@ -304,46 +302,6 @@ fn auth_header(settings: &WebhookSettings) -> Result<Option<HeaderValue>, Webhoo
         .map_err(|_| content_error(path, "holds characters a header cannot carry"))?;
     value.set_sensitive(true);
     Ok(Some(value))
-}
-
-fn content_error(path: &Path, reason: &str) -> WebhookError {
-    WebhookError::AuthFileContent {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-/// An auth file's content, trimmed; an error if unreadable, not a regular file (a FIFO, a
-/// directory, a device: refused without blocking), too large, not UTF-8 or empty. A file
-/// others may read is used, with a warning.
-fn read_auth_file(path: &Path) -> Result<String, WebhookError> {
-    use pilot_core::small_file::{self, SmallFileError};
-    let file = small_file::read(path, MAX_AUTH_FILE).map_err(|e| match e {
-        SmallFileError::Io { source, .. } => WebhookError::AuthFile {
-            path: path.to_path_buf(),
-            source,
-        },
-        SmallFileError::TooLarge { .. } => content_error(path, "is larger than 64 KiB"),
-        SmallFileError::NotRegular { kind, .. } => {
-            content_error(path, &format!("is {kind}, not a regular file"))
-        }
-        SmallFileError::NotUtf8 { .. } => content_error(path, "is not UTF-8 text"),
-    })?;
-    if file.is_shared() {
-        tracing::warn!(
-            file = %path.display(),
-            mode = format!("{:o}", file.mode),
-            "a webhook auth file is readable by others; make it owner-only (chmod 600)"
-        );
-    }
-    let text = file
-        .text(path)
-        .map_err(|_| content_error(path, "is not UTF-8 text"))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(content_error(path, "is empty"));
-    }
-    Ok(text.to_string())
 }
 
 #[cfg(test)]

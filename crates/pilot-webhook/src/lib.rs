@@ -48,6 +48,7 @@ mod client;
 mod config;
 pub mod durable;
 mod error;
+mod files;
 mod filter;
 mod health;
 mod log;

@@ -23,7 +23,7 @@
 //!   the endpoint is configured, kept in memory only, and never logged or shown.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,10 +39,8 @@ use tracing::{info, warn};
 
 use crate::batch::{Delivery, Item};
 use crate::error::{DeliveryError, WebhookError};
+use crate::files::content_error;
 use crate::sign::Secrets;
-
-/// The largest credential file read.
-const MAX_CREDENTIAL_FILE: u64 = 64 * 1024;
 
 /// How a NATS endpoint authenticates. The secrets are held here only; `Debug` hides them.
 enum Auth {
@@ -117,21 +115,24 @@ impl NatsTarget {
             servers.push(addr);
         }
         let auth = if let Some(path) = &settings.nats_token_file {
-            Auth::Token(read_secret(path)?)
+            Auth::Token(crate::files::read_credential(
+                path,
+                "a NATS credential file",
+            )?)
         } else if let Some(path) = &settings.nats_user_file {
-            let text = read_secret(path)?;
+            let text = crate::files::read_credential(path, "a NATS credential file")?;
             let (user, password) = text
                 .split_once(':')
                 .ok_or_else(|| content_error(path, "must hold user:password"))?;
             Auth::User(user.to_string(), password.to_string())
         } else if let Some(path) = &settings.nats_nkey_file {
-            let seed = read_secret(path)?;
+            let seed = crate::files::read_credential(path, "a NATS credential file")?;
             if !seed.starts_with('S') || seed.chars().any(char::is_whitespace) {
                 return Err(content_error(path, "must hold one NKey seed (SU...)"));
             }
             Auth::NKey(seed)
         } else if let Some(path) = &settings.nats_creds {
-            let creds = read_secret(path)?;
+            let creds = crate::files::read_credential(path, "a NATS credential file")?;
             // Checked now (JWT and seed present), used at every connect.
             ConnectOptions::with_credentials(&creds).map_err(|_| {
                 content_error(
@@ -458,44 +459,6 @@ fn messages(delivery: &Delivery) -> Vec<(&Item, String, Bytes)> {
             )
         })
         .collect()
-}
-
-fn content_error(path: &Path, reason: &str) -> WebhookError {
-    WebhookError::AuthFileContent {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-/// A credential file's content, trimmed (errors name the file, never its content).
-fn read_secret(path: &Path) -> Result<String, WebhookError> {
-    use pilot_core::small_file::{self, SmallFileError};
-    let file = small_file::read(path, MAX_CREDENTIAL_FILE).map_err(|e| match e {
-        SmallFileError::Io { source, .. } => WebhookError::AuthFile {
-            path: path.to_path_buf(),
-            source,
-        },
-        SmallFileError::TooLarge { .. } => content_error(path, "is larger than 64 KiB"),
-        SmallFileError::NotRegular { kind, .. } => {
-            content_error(path, &format!("is {kind}, not a regular file"))
-        }
-        SmallFileError::NotUtf8 { .. } => content_error(path, "is not UTF-8 text"),
-    })?;
-    if file.is_shared() {
-        warn!(
-            file = %path.display(),
-            mode = format!("{:o}", file.mode),
-            "a NATS credential file is readable by others; make it owner-only (chmod 600)"
-        );
-    }
-    let text = file
-        .text(path)
-        .map_err(|_| content_error(path, "is not UTF-8 text"))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(content_error(path, "is empty"));
-    }
-    Ok(text.to_string())
 }
 
 #[cfg(test)]
