@@ -86,6 +86,10 @@ pub struct WebhookSettings {
     /// proxy; unset: the daemon's environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// A file holding `user:password` for the proxy (`Proxy-Authorization: Basic`), instead of
+    /// credentials in the proxy URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_auth_file: Option<PathBuf>,
     /// A PEM certificate (chain) presented to receivers that ask for one (mutual TLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert: Option<PathBuf>,
@@ -216,6 +220,17 @@ impl WebhookSettings {
         self.filters()?;
         if let Some(proxy) = &self.proxy {
             check_proxy(proxy)?;
+        }
+        if self.proxy_auth_file.is_some()
+            && self
+                .proxy
+                .as_deref()
+                .is_none_or(|p| p.trim().eq_ignore_ascii_case("none"))
+        {
+            return Err(SettingsError::Proxy {
+                given: "none".into(),
+                reason: "--proxy-auth-file needs a --proxy URL".into(),
+            });
         }
         if self.rate_burst == Some(0) {
             return Err(SettingsError::Zero { what: "rate burst" });

@@ -228,6 +228,9 @@ pub struct SettingsArgs {
     /// or `none` for no proxy; default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY.
     #[arg(long, value_name = "URL|none")]
     pub proxy: Option<String>,
+    /// With --proxy URL: `user:password` for the proxy from this file (never logged).
+    #[arg(long, value_name = "PATH", requires = "proxy")]
+    pub proxy_auth_file: Option<PathBuf>,
     /// Present this PEM certificate (chain) to receivers that ask for one (mutual TLS).
     #[arg(long, value_name = "PATH", requires = "client_key")]
     pub client_cert: Option<PathBuf>,
@@ -375,6 +378,7 @@ impl SettingsArgs {
         base.deny_private |= self.deny_private;
         if let Some(proxy) = &self.proxy {
             base.proxy = Some(proxy.trim().to_string());
+            base.proxy_auth_file = self.proxy_auth_file.as_deref().map(absolute);
         }
         if self.client_cert.is_some() {
             base.client_cert = self.client_cert.as_deref().map(absolute);
@@ -519,6 +523,10 @@ impl SettingsArgs {
             out.push("--proxy".into());
             out.push(proxy.into());
         }
+        if let Some(path) = &self.proxy_auth_file {
+            out.push("--proxy-auth-file".into());
+            out.push(absolute(path).into());
+        }
         if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
             out.push("--client-cert".into());
             out.push(absolute(cert).into());
@@ -559,6 +567,7 @@ impl ClearArgs {
         }
         if self.no_proxy {
             base.proxy = None;
+            base.proxy_auth_file = None;
         }
         if self.no_client_cert {
             base.client_cert = None;

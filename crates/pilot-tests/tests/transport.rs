@@ -220,6 +220,18 @@ fn webhooks_go_through_the_environments_proxy_or_their_own_and_no_proxy_is_honou
             own_proxy.url().trim_start_matches("http://")
         ),
     ]);
+    let auth_file = env.tmp.path().join("proxy-auth");
+    std::fs::write(&auth_file, "other:pw2\n").unwrap();
+    add(&[
+        "own2",
+        &via_own.url(),
+        "--events",
+        "p.*",
+        "--proxy",
+        &own_proxy.url(),
+        "--proxy-auth-file",
+        auth_file.to_str().unwrap(),
+    ]);
     add(&[
         "direct",
         &format!("http://localhost:{direct_port}/events"),
@@ -264,11 +276,20 @@ fn webhooks_go_through_the_environments_proxy_or_their_own_and_no_proxy_is_honou
         !env_targets.iter().any(|t| t.starts_with("localhost")),
         "NO_PROXY ignored: {env_targets:?}"
     );
-    let own = own_proxy.tunnels();
-    assert_eq!(own.len(), 1, "{own:?}");
+    via_own.wait_for(2, Duration::from_secs(20));
+    let mut auths: Vec<Option<String>> = own_proxy
+        .tunnels()
+        .into_iter()
+        .map(|t| t.authorization)
+        .collect();
+    auths.sort();
+    // From the proxy URL's userinfo, and from --proxy-auth-file.
     assert_eq!(
-        own[0].authorization.as_deref(),
-        Some("Basic cGlsb3Q6czNjcmV0")
+        auths,
+        [
+            Some("Basic b3RoZXI6cHcy".to_string()),
+            Some("Basic cGlsb3Q6czNjcmV0".to_string())
+        ]
     );
     // The proxy's password never reaches the log or info.
     assert!(
@@ -285,6 +306,10 @@ fn webhooks_go_through_the_environments_proxy_or_their_own_and_no_proxy_is_honou
     let before = env_proxy.tunnels().len();
     env.emit("p.two", None);
     via_env.wait_for(2, Duration::from_secs(20));
+    assert!(
+        !env.log().contains("pw2"),
+        "the proxy auth file's password was logged"
+    );
     assert_eq!(
         env_proxy.tunnels().len(),
         before,

@@ -185,12 +185,21 @@ impl ProxyChoice {
 
     /// A webhook's `--proxy` value: `none`, or an `http://[user:password@]host:port` URL
     /// (checked by `WebhookSettings::validate`).
-    pub(crate) fn from_setting(value: &str) -> Result<Self, String> {
+    pub(crate) fn from_setting(value: &str, credentials: Option<&str>) -> Result<Self, String> {
         if value.trim().eq_ignore_ascii_case("none") {
             return Ok(ProxyChoice::Direct);
         }
         let url = Url::parse(value.trim()).map_err(|e| format!("proxy URL: {e}"))?;
-        let auth = basic_auth(&url);
+        let auth = match credentials {
+            Some(user_password) => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+                    .map_err(|_| "the proxy credentials hold characters a header cannot carry")?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => basic_auth(&url),
+        };
         let mut bare = url.clone();
         let _ = bare.set_username("");
         let _ = bare.set_password(None);

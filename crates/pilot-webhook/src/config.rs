@@ -142,13 +142,25 @@ impl Config {
         };
         let client = match &settings.proxy {
             Some(proxy) => {
+                let credentials = match &settings.proxy_auth_file {
+                    Some(path) => {
+                        let text = crate::files::read_credential(path, "a proxy auth file")?;
+                        if !text.contains(':') {
+                            return Err(content_error(path, "must hold user:password"));
+                        }
+                        Some(text)
+                    }
+                    None => None,
+                };
                 let choice =
-                    ProxyChoice::from_setting(proxy).map_err(|reason| WebhookError::Settings {
-                        url: shown.clone(),
-                        source: pilot_core::webhook_settings::SettingsError::Proxy {
-                            given: pilot_core::webhook_url::redact_str(proxy),
-                            reason,
-                        },
+                    ProxyChoice::from_setting(proxy, credentials.as_deref()).map_err(|reason| {
+                        WebhookError::Settings {
+                            url: shown.clone(),
+                            source: pilot_core::webhook_settings::SettingsError::Proxy {
+                                given: pilot_core::webhook_url::redact_str(proxy),
+                                reason,
+                            },
+                        }
                     })?;
                 client.with_proxy(choice)
             }

@@ -49,6 +49,15 @@ fn check_quietly(settings: &WebhookSettings) -> Result<(), CliError> {
             .map_err(|e| CliError::invalid_argument(e.to_string()))?;
     }
     check_template(settings)?;
+    if let Some(path) = &settings.proxy_auth_file {
+        let text = read_small(path, "--proxy-auth-file")?;
+        if !text.lines().next().unwrap_or_default().contains(':') {
+            return Err(CliError::invalid_argument(format!(
+                "--proxy-auth-file {}: the file must hold user:password on its first line",
+                path.display()
+            )));
+        }
+    }
     if let Some(path) = &settings.basic_auth_file {
         let text = read_small(path, "--basic-auth-file")?;
         let line = text.lines().next().unwrap_or_default();
