@@ -474,3 +474,102 @@ fn bad_urls_and_templates_are_refused_at_add() {
         "nats://127.0.0.1:4222,127.0.0.1:4223"
     );
 }
+
+#[test]
+fn a_tls_endpoint_verifies_the_server_with_its_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let tmp = tempfile::tempdir().unwrap();
+    // A CA, a server certificate it signs for 127.0.0.1, and an unrelated CA.
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let (good, other) = (ca("pilot test CA"), ca("another CA"));
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &good)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good_ca = write("ca.pem", good.pem());
+    let other_ca = write("other-ca.pem", other.pem());
+    let cert = write("server.pem", server.pem());
+    let key = write("server.key", server_key.serialize_pem());
+    // TLS for pilot; the test's own reader may still connect in the clear.
+    let nats = NatsServer::with_config(&format!(
+        "tls {{ cert_file: {cert:?}, key_file: {key:?} }}\nallow_non_tls: true\n"
+    ));
+    nats.create_stream("SECURE", &["secure.>"]);
+    let env = Env::new();
+    env.start(&FAST);
+    let url = nats.url().replace("nats://", "tls://");
+    ok(
+        &env,
+        &[
+            "webhook",
+            "add",
+            "secure",
+            &url,
+            "--events",
+            "t.*",
+            "--subject",
+            "secure.{event}",
+            "--nats-ca-file",
+            &good_ca,
+        ],
+    );
+    ok(
+        &env,
+        &[
+            "webhook",
+            "add",
+            "wrongca",
+            &url,
+            "--events",
+            "t.*",
+            "--subject",
+            "secure.{event}",
+            "--nats-ca-file",
+            &other_ca,
+        ],
+    );
+    for i in 0..3 {
+        env.emit("t.x", Some(&format!("{{\"i\":{i}}}")));
+    }
+    assert!(
+        wait_until(WAIT, || nats.count("SECURE") == 3),
+        "{} messages; log:\n{}",
+        nats.count("SECURE"),
+        env.log()
+    );
+    let msgs = nats.messages("SECURE");
+    assert!(msgs.iter().all(|m| m.subject == "secure.t.x"), "{msgs:?}");
+    // The endpoint that trusts another CA refuses the server: nothing from it reached the
+    // stream, and its error says why.
+    let endpoint = |name: &str| {
+        env.info()["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert!(wait_until(WAIT, || endpoint("wrongca")["last_error"].is_string()));
+    let w = endpoint("wrongca");
+    assert_eq!(w["delivered"], 0, "{w}");
+    let error = w["last_error"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("cert") || error.contains("tls") || error.contains("issuer"),
+        "{w}"
+    );
+    assert_eq!(endpoint("secure")["delivered"], 3);
+}
