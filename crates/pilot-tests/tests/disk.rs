@@ -399,8 +399,9 @@ fn a_daemon_restarted_on_a_full_disk_delivers_what_its_spool_holds() {
         env.info(),
         env.log()
     );
+    // (The log reaches its file through the log writer thread: wait for the line.)
     assert!(
-        env.log().contains("released the spool's reserve"),
+        wait_until(WAIT, || env.log().contains("released the spool's reserve")),
         "{}",
         env.log()
     );

@@ -291,7 +291,11 @@ fn create_stream_makes_the_missing_stream_once() {
     assert!(msgs
         .iter()
         .any(|m| m.subject == "fleet.a.b" && m.json()["event_id"] == id));
-    assert!(env.log().contains("NATS stream created"), "{}", env.log());
+    assert!(
+        wait_until(WAIT, || env.log().contains("NATS stream created")),
+        "{}",
+        env.log()
+    );
 }
 
 #[test]
