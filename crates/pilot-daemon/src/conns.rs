@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// connections, the spool, the log) when clients crowd the limit.
 pub const RESERVE: u64 = 32;
 
+/// When the connections alone are this far below the soft limit, the process is taken to be
+/// far from it (its other descriptors, webhook connections and files, are fewer than this).
+const FAR_FROM_LIMIT: u64 = 4096;
+
 /// One connection's entry.
 #[derive(Debug)]
 struct Entry {
@@ -89,7 +93,15 @@ impl Conns {
     /// Makes room when the process is within [`RESERVE`] descriptors of its soft limit:
     /// closes the connection idle the longest (never `except`, the one just accepted).
     pub fn make_room(&self, except: u64) {
-        let (Some(open), Some(limit)) = (open_fds(), soft_limit()) else {
+        let Some(limit) = soft_limit() else {
+            return;
+        };
+        // Far from the limit (the usual case, once it is raised to the hard one): no need to
+        // count the open descriptors on every accept.
+        if (self.len() as u64).saturating_add(FAR_FROM_LIMIT) < limit {
+            return;
+        }
+        let Some(open) = open_fds() else {
             return;
         };
         if open.saturating_add(RESERVE) >= limit && self.close_oldest_idle(except) {

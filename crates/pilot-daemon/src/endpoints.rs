@@ -182,6 +182,18 @@ impl Endpoints {
         spool: Option<Arc<Spool>>,
     ) -> Result<(), EndpointError> {
         pilot_core::endpoint::validate_name(name)?;
+        self.create(name, url, settings, spool)
+    }
+
+    /// Starts the new endpoint `name` with `url` and `settings` and adds it, within the limit;
+    /// on an error nothing is added (the plugin, never configured, stops when dropped).
+    fn create(
+        &self,
+        name: &str,
+        url: Url,
+        settings: WebhookSettings,
+        spool: Option<Arc<Spool>>,
+    ) -> Result<(), EndpointError> {
         if self.lock().len() >= self.max {
             return Err(EndpointError::Limit { max: self.max });
         }
@@ -235,19 +247,7 @@ impl Endpoints {
                 endpoint.secrets.install(secrets);
             }
             None if !create => return Err(EndpointError::NotFound { name: name.into() }),
-            None => {
-                if self.lock().len() >= self.max {
-                    return Err(EndpointError::Limit { max: self.max });
-                }
-                self.ensure_dir(name)?;
-                let endpoint = self.start(name, None)?;
-                if let Err(source) = endpoint.plugin.configure(Some((url, settings))) {
-                    endpoint.stop.cancel();
-                    endpoint.plugin.shutdown().await;
-                    return Err(webhook(source));
-                }
-                self.lock().insert(name.to_string(), endpoint);
-            }
+            None => self.create(name, url, settings, None)?,
         }
         Ok(())
     }
@@ -273,28 +273,25 @@ impl Endpoints {
         let Some(endpoint) = self.lock().get(name).cloned() else {
             return Ok((false, 0));
         };
-        let stats = endpoint.plugin.stats();
-        let pending = stats.accounting.pending;
-        let durable_backlog = stats.spool.as_ref().map_or(0, |s| s.depth);
         if name == DEFAULT {
             self.clear_default()?;
             return Ok((true, 0));
         }
+        let stats = endpoint.plugin.stats();
+        let spooled = stats.spool.as_ref().map_or(0, |s| s.depth);
+        let discarded = stats.accounting.pending.max(spooled);
         let durable = stats.settings.as_ref().is_some_and(|s| s.durable);
-        if (durable || durable_backlog > 0) && pending.max(durable_backlog) > 0 && !force {
+        if (durable || spooled > 0) && discarded > 0 && !force {
             return Err(EndpointError::Backlog {
                 name: name.into(),
-                pending: pending.max(durable_backlog),
+                pending: discarded,
             });
         }
         self.lock().remove(name);
         endpoint.stop.cancel();
         endpoint.plugin.configure(None).ok();
         endpoint.plugin.shutdown().await;
-        let discarded = pending.max(durable_backlog);
-        let spool = endpoint.plugin.spool();
         drop(endpoint);
-        drop(spool);
         let dir = self.home.endpoint_dir(name);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

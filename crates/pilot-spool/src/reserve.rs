@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, warn};
@@ -23,6 +23,8 @@ const RETRY_SECS: u64 = 30;
 #[derive(Debug)]
 pub(crate) struct Reserve {
     path: PathBuf,
+    /// Whether the reserve is known to be on disk (no look at the file system then).
+    present: AtomicBool,
     /// When the reserve was last found missing and not written (seconds since the epoch).
     last_try: AtomicU64,
 }
@@ -33,6 +35,7 @@ impl Reserve {
         name.push(".reserve");
         Reserve {
             path: PathBuf::from(name),
+            present: AtomicBool::new(false),
             last_try: AtomicU64::new(0),
         }
     }
@@ -40,7 +43,11 @@ impl Reserve {
     /// Writes the reserve when it is missing and the file system has at least four times its
     /// size free (never eating the last of the space itself); at most every [`RETRY_SECS`].
     pub(crate) fn ensure(&self) {
+        if self.present.load(Ordering::Relaxed) {
+            return;
+        }
         if self.path.exists() {
+            self.present.store(true, Ordering::Relaxed);
             return;
         }
         let now = SystemTime::now()
@@ -69,7 +76,10 @@ impl Reserve {
                 f.sync_all()
             });
         match written {
-            Ok(()) => self.last_try.store(0, Ordering::Relaxed),
+            Ok(()) => {
+                self.present.store(true, Ordering::Relaxed);
+                self.last_try.store(0, Ordering::Relaxed);
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&self.path);
                 debug!(path = %self.path.display(), error = %e, "the spool's reserve could not be written");
@@ -79,6 +89,7 @@ impl Reserve {
 
     /// Deletes the reserve to make room; whether there was one.
     pub(crate) fn release(&self) -> bool {
+        self.present.store(false, Ordering::Relaxed);
         match std::fs::remove_file(&self.path) {
             Ok(()) => {
                 warn!(

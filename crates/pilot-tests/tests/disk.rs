@@ -227,21 +227,7 @@ fn full_disk(env: &Env, space: Space) {
 
     // Everything acknowledged arrives, in order.
     let rx = Receiver::on_port(port);
-    let delivered = || -> Vec<u64> {
-        rx.received()
-            .iter()
-            .flat_map(|r| r.events())
-            .filter(|e| e["event"] == "test.disk")
-            .map(|e| e["event_id"].as_u64().unwrap())
-            .collect()
-    };
-    let all = wait_until(WAIT, || {
-        let got = delivered();
-        acked.iter().all(|id| got.contains(id))
-    });
-    let got = delivered();
-    let lost: Vec<&u64> = acked.iter().filter(|id| !got.contains(id)).collect();
-    assert!(all, "acknowledged but never delivered: {lost:?}");
+    let got = wait_delivered(&rx, &acked, "");
     let mut first = got.clone();
     first.dedup();
     assert!(
@@ -371,25 +357,8 @@ fn a_daemon_restarted_on_a_full_disk_delivers_what_its_spool_holds() {
 
     // The receiver comes up: everything acknowledged arrives, and the spool empties.
     let rx = Receiver::on_port(port);
-    let delivered = || -> Vec<u64> {
-        rx.received()
-            .iter()
-            .flat_map(|r| r.events())
-            .filter(|e| e["event"] == "test.disk")
-            .map(|e| e["event_id"].as_u64().unwrap())
-            .collect()
-    };
-    let all = wait_until(WAIT, || {
-        let got = delivered();
-        acked.iter().all(|id| got.contains(id))
-    });
-    let got = delivered();
-    let lost: Vec<&u64> = acked.iter().filter(|id| !got.contains(id)).collect();
-    assert!(
-        all,
-        "acknowledged but never delivered: {lost:?}\nlog:\n{}",
-        env.log()
-    );
+    let delivered = || disk_events(&rx);
+    wait_delivered(&rx, &acked, &env.log());
     // A copy-on-write commit needs free pages even to delete: the spool releases its reserve
     // (`<spool>.reserve`, written while there was room) so the delivered events are removed
     // while the disk is still full, freeing pages inside the spool for new events.
@@ -415,4 +384,27 @@ fn a_daemon_restarted_on_a_full_disk_delivers_what_its_spool_holds() {
     accounting::wait_balanced(&env, WAIT);
     env.stop();
     drop(space);
+}
+
+/// The event ids of the `test.disk` events `rx` received, in arrival order.
+fn disk_events(rx: &Receiver) -> Vec<u64> {
+    rx.received()
+        .iter()
+        .flat_map(|r| r.events())
+        .filter(|e| e["event"] == "test.disk")
+        .map(|e| e["event_id"].as_u64().unwrap())
+        .collect()
+}
+
+/// Waits until `rx` has received every id of `acked`; panics naming the missing ones (and
+/// `context`). Returns what it received.
+fn wait_delivered(rx: &Receiver, acked: &[u64], context: &str) -> Vec<u64> {
+    let all = wait_until(WAIT, || {
+        let got = disk_events(rx);
+        acked.iter().all(|id| got.contains(id))
+    });
+    let got = disk_events(rx);
+    let lost: Vec<&u64> = acked.iter().filter(|id| !got.contains(id)).collect();
+    assert!(all, "acknowledged but never delivered: {lost:?}\n{context}");
+    got
 }
