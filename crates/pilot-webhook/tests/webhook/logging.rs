@@ -29,6 +29,9 @@ async fn secrets_tokens_and_passwords_are_never_logged() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's thread may have cached a callsite as uninteresting before this scoped
+    // subscriber existed: ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
 
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
