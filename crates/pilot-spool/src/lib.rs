@@ -63,9 +63,14 @@ use tracing::warn;
 
 use crate::reserve::Reserve;
 
+pub mod archive;
 mod reserve;
 mod spooler;
 
+pub use archive::{
+    Archive, ArchiveError, ArchiveLimits, ArchivedEvent, PutOutcome, Query, Shelf, ShelfStats,
+    ARCHIVE_FILE,
+};
 pub use spooler::{
     run_spooler, run_spooler_counted, RecordId, SpoolerCounters, SpoolerFault, SpoolerReport,
     SPOOLER_BATCH,
