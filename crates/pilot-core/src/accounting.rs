@@ -2,6 +2,11 @@
 //! went. `emitted = delivered + failed + dropped + skipped + filtered + pending`, and whether
 //! the two sides are equal. One type, shared by the webhook plugin's stats, the control
 //! protocol's `info` and pilotctl.
+//!
+//! Beside the equation, `dead_lettered` says how many of the events given up on (`failed +
+//! dropped + skipped`) were handed to the dead-letter archive: never more than those, and equal
+//! to them whenever every give-up could be kept (an archive inbox that overflowed, or an event
+//! dropped by a full spool, is counted in the first and not in the second).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,8 @@ pub struct Accounting {
     pub filtered: u64,
     /// Still to be settled: queued, in flight, on the way into the spool, or spooled.
     pub pending: u64,
+    /// Of `failed + dropped + skipped`, the events handed to the dead-letter archive.
+    pub dead_lettered: u64,
     /// Whether the two sides are equal (always, unless events are lost track of).
     pub balanced: bool,
 }
@@ -58,8 +65,24 @@ impl Accounting {
             skipped,
             filtered,
             pending,
+            dead_lettered: 0,
             balanced: settled == emitted,
         }
+    }
+
+    /// With `dead_lettered`, checked against the events given up on: `balanced` stays true
+    /// only if it is not more than `failed + dropped + skipped`.
+    pub fn with_dead_lettered(mut self, dead_lettered: u64) -> Accounting {
+        self.dead_lettered = dead_lettered;
+        self.balanced &= dead_lettered <= self.given_up();
+        self
+    }
+
+    /// The events given up on: `failed + dropped + skipped`.
+    pub fn given_up(&self) -> u64 {
+        self.failed
+            .saturating_add(self.dropped)
+            .saturating_add(self.skipped)
     }
 }
 
@@ -75,6 +98,7 @@ impl Accounting {
                 skipped: t.skipped + a.skipped,
                 filtered: t.filtered + a.filtered,
                 pending: t.pending + a.pending,
+                dead_lettered: t.dead_lettered + a.dead_lettered,
                 balanced: t.balanced && a.balanced,
             })
     }
@@ -94,6 +118,14 @@ mod tests {
         assert_eq!((both.emitted, both.pending, both.balanced), (20, 4, true));
         assert!(!Accounting::sum([&a, &off]).balanced);
         assert!(Accounting::sum([]).balanced);
+        let kept = Accounting::new(10, 4, 1, 1, 1, 1, 2).with_dead_lettered(3);
+        assert!(kept.balanced && kept.given_up() == 3);
+        assert!(
+            !Accounting::new(10, 4, 1, 1, 1, 1, 2)
+                .with_dead_lettered(4)
+                .balanced
+        );
+        assert_eq!(Accounting::sum([&kept, &kept]).dead_lettered, 6);
         let back: Accounting =
             serde_json::from_str(r#"{"emitted":3,"delivered":3,"balanced":true}"#).unwrap();
         assert_eq!(back, Accounting::new(3, 3, 0, 0, 0, 0, 0));

@@ -45,6 +45,10 @@ pub struct SubscriberCounters {
     pub dropped: AtomicU64,
     /// Events the subscription handed to its consumer (every receive method counts).
     pub received: AtomicU64,
+    /// Where the events that did not fit the buffer go, when the subscriber wants them back
+    /// (the webhook plugin keeps them as dead letters): offered without waiting, and still
+    /// counted in `dropped` whether or not this had room.
+    pub overflow: std::sync::OnceLock<mpsc::Sender<Arc<Event>>>,
 }
 
 /// What `pilotctl info` shows of one subscriber.
@@ -176,9 +180,12 @@ impl Bus {
             sub.counters.queued.fetch_add(1, Ordering::Relaxed);
             match sub.tx.try_send(event.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(mpsc::error::TrySendError::Full(event)) => {
                     sub.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    if let Some(overflow) = sub.counters.overflow.get() {
+                        let _ = overflow.try_send(event);
+                    }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     sub.counters.queued.fetch_sub(1, Ordering::Relaxed);
@@ -879,6 +886,28 @@ mod tests {
         let s = infos.iter().find(|i| i.label == "slow").unwrap();
         assert_eq!((s.dropped, s.buffered, s.capacity), (8, 2, 2));
         assert!(fast.try_recv().is_some());
+    }
+
+    #[tokio::test]
+    async fn what_does_not_fit_goes_to_the_overflow_while_it_has_room() {
+        let bus = Bus::new(0);
+        let counters = Arc::new(SubscriberCounters::default());
+        let (tx, mut rx) = mpsc::channel(3);
+        counters.overflow.set(tx).unwrap();
+        let _sub = bus.subscribe_with("slow", all(), 2, counters.clone());
+        for _ in 0..10 {
+            bus.publish("a.b", None);
+        }
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);
+        let mut ids = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            ids.push(e.event_id);
+        }
+        assert_eq!(
+            ids,
+            [3, 4, 5],
+            "the first drops, as many as the overflow holds"
+        );
     }
 
     #[tokio::test]

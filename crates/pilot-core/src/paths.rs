@@ -73,6 +73,10 @@ impl PilotHome {
     pub fn spool_file(&self) -> PathBuf {
         self.dir.join("webhook-spool.redb")
     }
+    /// The archive of every endpoint's dead letters, retained deliveries and queued replays.
+    pub fn archive_file(&self) -> PathBuf {
+        self.dir.join("archive.redb")
+    }
     /// The directory of the named endpoint `name` (not `default`): its secrets and spool.
     pub fn endpoint_dir(&self, name: &str) -> PathBuf {
         self.dir.join("webhooks").join(name)

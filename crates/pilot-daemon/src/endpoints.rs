@@ -291,6 +291,10 @@ impl Endpoints {
         endpoint.stop.cancel();
         endpoint.plugin.configure(None).ok();
         endpoint.plugin.shutdown().await;
+        if spooled > 0 {
+            let kept = endpoint.plugin.archive_backlog().await;
+            tracing::info!(webhook = %name, kept, "the removed webhook's backlog is kept as dead letters");
+        }
         drop(endpoint);
         let dir = self.home.endpoint_dir(name);
         if let Err(e) = std::fs::remove_dir_all(&dir) {

@@ -5,6 +5,7 @@
 //! stderr that cannot be written (a full disk, `/dev/full`) loses lines, counted, and changes
 //! nothing else.
 
+mod archive;
 mod cli;
 mod conns;
 mod endpoints;

@@ -53,10 +53,15 @@ fn start_endpoints(
         Some(last) => Bus::starting_after(settings.node_id, last),
         None => Bus::new(settings.node_id),
     };
+    let archive_path = home.archive_file();
+    let archive = pilot_webhook::Archive::open(&archive_path)
+        .with_context(|| format!("dead-letter archive {}", archive_path.display()))?;
+    let mut options = settings.webhook_options.clone();
+    options.archive = Some(Arc::new(archive));
     let endpoints = Endpoints::new(
         bus.clone(),
         home.clone(),
-        settings.webhook_options.clone(),
+        options,
         settings.max_webhooks,
         stop,
         default_spool,

@@ -84,11 +84,11 @@ async fn flush(conn: &mut Conn) -> io::Result<()> {
     SinkExt::<Bytes>::flush(conn).await
 }
 
-fn ok<T: Serialize>(data: &T) -> Bytes {
+pub(crate) fn ok<T: Serialize>(data: &T) -> Bytes {
     frame::encode(&OkReply::new(data))
 }
 
-fn err(code: ErrorCode, message: &str) -> Bytes {
+pub(crate) fn err(code: ErrorCode, message: &str) -> Bytes {
     frame::encode(&ErrorReply::new(code, message))
 }
 
@@ -333,6 +333,19 @@ async fn handle(daemon: &Daemon, request: Request) -> (Bytes, Option<u64>) {
                 Err(e) => endpoint_error(&e),
             }
         }
+        Request::DeadLetters { name, selection } => {
+            crate::archive::dead_letters(daemon, name, selection).await
+        }
+        Request::PurgeDeadLetters { name, selection } => {
+            crate::archive::purge(daemon, name, selection).await
+        }
+        Request::Replay {
+            name,
+            to,
+            selection,
+            dead_letters_only,
+            dry_run,
+        } => crate::archive::replay(daemon, name, to, selection, dead_letters_only, dry_run).await,
         Request::PauseWebhook { name } => pause(daemon, name, true),
         Request::ResumeWebhook { name } => pause(daemon, name, false),
         Request::Emit { .. } => err(ErrorCode::Internal, "emit is handled elsewhere"),
@@ -429,6 +442,11 @@ fn emit(
 }
 
 /// The endpoint `name` (`default` when not given), or the error reply.
+/// The endpoint `name`, or the error reply.
+pub(crate) fn endpoint_reply(daemon: &Daemon, name: &str) -> Result<Endpoint, Bytes> {
+    endpoint(daemon, Some(name))
+}
+
 fn endpoint(daemon: &Daemon, name: Option<&str>) -> Result<Endpoint, Bytes> {
     daemon
         .endpoints

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
 use pilot_ipc::protocol::{
-    Accounting, BusStatus, EndpointStatus, InfoReply, SpoolStatus, WebhookOptionsInfo,
+    Accounting, BusStatus, EndpointStatus, InfoReply, SpoolStatus, ArchiveStatus, ReplayStatus, WebhookOptionsInfo,
     WebhookStatus,
 };
 use pilot_webhook::WebhookPlugin;
@@ -182,5 +182,25 @@ fn webhook_status(plugin: &WebhookPlugin, s: pilot_webhook::Stats) -> WebhookSta
             expired: sp.expired,
             write_error: sp.write_error,
         }),
+        dead_letters: s.dead_letters.map(shelf_status),
+        retained: s.retained.map(shelf_status),
+        replay: ReplayStatus {
+            pending: s.replay.pending,
+            delivered: s.replay.delivered,
+            failed: s.replay.failed,
+            filtered: s.replay.filtered,
+        },
+        archive_write_errors: s.archive_write_errors,
+    }
+}
+
+fn shelf_status(s: pilot_webhook::ShelfInfo) -> ArchiveStatus {
+    ArchiveStatus {
+        count: s.count,
+        bytes: s.bytes,
+        max_bytes: s.max_bytes,
+        retention: pilot_core::duration::format(s.retention),
+        evicted_size: s.evicted_size,
+        evicted_age: s.evicted_age,
     }
 }

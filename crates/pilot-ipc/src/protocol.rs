@@ -104,6 +104,58 @@ pub enum Request {
     PauseWebhook { name: String },
     /// Send again to the webhook `name`: un-pause it, and re-enable it if it was disabled.
     ResumeWebhook { name: String },
+    /// The dead letters of the webhook `name` (every endpoint's when none) that `selection`
+    /// selects, lowest event id first.
+    DeadLetters {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default)]
+        selection: Selection,
+    },
+    /// Remove the dead letters `selection` selects (of `name`, every endpoint's when none).
+    PurgeDeadLetters {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default)]
+        selection: Selection,
+    },
+    /// Queue the dead letters and retained events of `name` that `selection` selects for
+    /// delivery again, to `name` or to the webhook `to` (re-signed with its secrets).
+    Replay {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default)]
+        selection: Selection,
+        /// Only dead letters, not retained deliveries.
+        #[serde(default)]
+        dead_letters_only: bool,
+        /// Select and count, change nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
+}
+
+/// Which archived events `dead_letters`, `purge_dead_letters` and `replay` select. Every
+/// condition given must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Selection {
+    /// The event's timestamp at or after this, unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// The event's timestamp before this, unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// The dead letter's reason (`failed`, `circuit_open`, `queue_full`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Event name patterns (`handshake.*`); any may match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// At most this many, lowest event ids first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 impl Request {
@@ -166,6 +218,9 @@ pub const REQUEST_TYPES: &[&str] = &[
     "remove_webhook",
     "pause_webhook",
     "resume_webhook",
+    "dead_letters",
+    "purge_dead_letters",
+    "replay",
 ];
 
 /// A message from the daemon.
@@ -206,6 +261,10 @@ struct RequestWire {
     event_id: Option<u64>,
     name: Option<String>,
     force: Option<bool>,
+    selection: Option<Selection>,
+    to: Option<String>,
+    dead_letters_only: Option<bool>,
+    dry_run: Option<bool>,
 }
 
 fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, String> {
@@ -267,6 +326,21 @@ impl TryFrom<RequestWire> for Request {
             },
             "resume_webhook" => Request::ResumeWebhook {
                 name: required(w.name, k, "name")?,
+            },
+            "dead_letters" => Request::DeadLetters {
+                name: w.name,
+                selection: w.selection.unwrap_or_default(),
+            },
+            "purge_dead_letters" => Request::PurgeDeadLetters {
+                name: w.name,
+                selection: w.selection.unwrap_or_default(),
+            },
+            "replay" => Request::Replay {
+                name: required(w.name, k, "name")?,
+                to: w.to,
+                selection: w.selection.unwrap_or_default(),
+                dead_letters_only: w.dead_letters_only.unwrap_or(false),
+                dry_run: w.dry_run.unwrap_or(false),
             },
             other => return Err(format!("unknown request type {other:?}")),
         })
@@ -564,6 +638,90 @@ pub struct WebhookStatus {
     /// `None` only from a daemon too old to send it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accounting: Option<Accounting>,
+    /// The endpoint's dead letters in the archive (`None` from a daemon without one).
+    pub dead_letters: Option<ArchiveStatus>,
+    /// Its retained deliveries (`None` unless it retains).
+    pub retained: Option<ArchiveStatus>,
+    /// Its replays: queued, and settled since the daemon started.
+    pub replay: ReplayStatus,
+    /// Archive writes that failed (their events are not kept).
+    pub archive_write_errors: u64,
+}
+
+/// One shelf of an endpoint's archive (dead letters, retained deliveries) in `info`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ArchiveStatus {
+    /// Events held and their stored bytes.
+    pub count: u64,
+    pub bytes: u64,
+    /// The bounds: bytes, and how long an entry is kept (`7d`).
+    pub max_bytes: u64,
+    pub retention: String,
+    /// Events dropped (oldest first) to stay within `max_bytes`, and for age.
+    pub evicted_size: u64,
+    pub evicted_age: u64,
+}
+
+/// An endpoint's replays in `info`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ReplayStatus {
+    /// Queued on disk, not settled yet.
+    pub pending: u64,
+    /// Settled since the daemon started: delivered, failed again, left out by the filters.
+    pub delivered: u64,
+    pub failed: u64,
+    pub filtered: u64,
+}
+
+/// One dead letter, as `dead_letters` lists it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadLetterInfo {
+    /// The endpoint that gave up on it.
+    pub name: String,
+    pub event_id: u64,
+    pub event: String,
+    /// The event's timestamp and when it was dead-lettered (RFC 3339).
+    pub timestamp: String,
+    pub dead_lettered_at: String,
+    pub webhook_id: String,
+    pub reason: String,
+    pub error: Option<String>,
+    pub attempts: u32,
+    /// The event's payload, as it would be POSTed.
+    pub payload: Option<Box<RawValue>>,
+}
+
+/// The answer to `dead_letters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadLettersReply {
+    pub dead_letters: Vec<DeadLetterInfo>,
+}
+
+/// The answer to `purge_dead_letters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PurgeReply {
+    pub purged: u64,
+}
+
+/// The answer to `replay`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ReplayReply {
+    /// Where the events come from and go to.
+    pub name: String,
+    pub to: String,
+    /// How many were selected (and queued, unless `dry_run`), and their event ids' range.
+    pub selected: u64,
+    pub first_event_id: Option<u64>,
+    pub last_event_id: Option<u64>,
+    pub dry_run: bool,
+    /// The target's replay counters just after queueing (for following its progress).
+    pub replay: ReplayStatus,
 }
 
 /// The durable spool part of `info`.

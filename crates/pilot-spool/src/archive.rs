@@ -104,8 +104,8 @@ pub struct Query {
     pub until_ms: Option<u64>,
     /// The reason equals this.
     pub reason: Option<String>,
-    /// The event's name matches one of these patterns.
-    pub events: Option<Pattern>,
+    /// The event's name matches one of these patterns (none given: any name).
+    pub events: Vec<Pattern>,
     /// At most this many (the lowest event ids first).
     pub limit: Option<usize>,
 }

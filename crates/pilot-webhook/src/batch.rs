@@ -123,6 +123,8 @@ pub(crate) struct Item {
     pub(crate) payload: Bytes,
     /// The severity it was published with, when known (memory mode); else the catalog's.
     pub(crate) severity: Option<Severity>,
+    /// When the bus published it (durable mode: accepted it), unix milliseconds.
+    pub(crate) at_ms: u64,
 }
 
 impl Item {
@@ -133,6 +135,7 @@ impl Item {
             event: Arc::from(event.event.as_str()),
             payload: event.payload(),
             severity: Some(event.severity),
+            at_ms: u64::try_from(event.timestamp.as_millisecond()).unwrap_or(0),
         }
     }
 

@@ -85,13 +85,14 @@ use tracing::{debug, error, info, warn};
 use crate::batch::{batch_body, Delivery, Item};
 use crate::config::Config;
 use crate::health::{publish_disabled, Disabled};
+use crate::keeper::{entries, Reason};
 use crate::retry::deadline_after;
 use crate::sender::{Hooks, Outcome, Policy, Sender, Wait};
 use crate::shared::Shared;
 use crate::stats::{add, sub, Counters};
 use crate::store::{blocking, SpoolLog, Store};
 use crate::transport::Endpoint;
-use pilot_spool::{SpoolError, SpoolRecord};
+use pilot_spool::{ArchivedEvent, Shelf, SpoolError, SpoolRecord};
 
 /// Records read ahead of the cursor in one spool read (beyond a batch's size): the worker
 /// delivers from memory and reads the spool once per this many records, not once per
@@ -128,6 +129,7 @@ impl Spooled {
                 event: event.into(),
                 payload: record.payload,
                 severity: None,
+                at_ms: record.accepted_at_ms,
             },
             webhook_id: record.webhook_id,
             attempts: record.attempts,
@@ -189,6 +191,10 @@ struct Settled {
     filtered: Vec<u64>,
     /// How many of them count as in flight until the commit (the delivered and failed ones).
     in_flight: u64,
+    /// The dead letters of the failed ones and (with `retain`) the delivered ones to keep,
+    /// written to the archive in the same blocking call, before the removal.
+    dead: Vec<ArchivedEvent>,
+    retained: Vec<ArchivedEvent>,
 }
 
 impl Settled {
@@ -201,10 +207,13 @@ impl Settled {
         self.failed.extend(other.failed);
         self.filtered.extend(other.filtered);
         self.in_flight += other.in_flight;
+        self.dead.extend(other.dead);
+        self.retained.extend(other.retained);
     }
 }
 
-type Commit = JoinHandle<Result<Vec<u64>, SpoolError>>;
+/// A commit's removals by group, and how many dead letters it archived.
+type Commit = JoinHandle<(Result<Vec<u64>, SpoolError>, u64)>;
 
 /// Removes settled records from the spool in group commits, one commit at a time, while the
 /// worker goes on delivering: one fsync covers every delivery made during the previous one.
@@ -212,15 +221,17 @@ type Commit = JoinHandle<Result<Vec<u64>, SpoolError>>;
 pub(crate) struct Settler {
     log: Arc<SpoolLog>,
     counters: Arc<Counters>,
+    shared: Arc<Shared>,
     queued: Settled,
     running: Option<(Commit, Settled)>,
 }
 
 impl Settler {
-    pub(crate) fn new(store: &Store, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(store: &Store, shared: Arc<Shared>) -> Self {
         Self {
             log: store.log.clone(),
-            counters,
+            counters: shared.counters.clone(),
+            shared,
             queued: Settled::default(),
             running: None,
         }
@@ -241,16 +252,23 @@ impl Settler {
     }
 
     fn spawn(&mut self) {
-        let batch = std::mem::take(&mut self.queued);
+        let mut batch = std::mem::take(&mut self.queued);
         let log = self.log.clone();
         let groups = [
             batch.delivered.clone(),
             batch.failed.clone(),
             batch.filtered.clone(),
         ];
+        let dead = std::mem::take(&mut batch.dead);
+        let retained = std::mem::take(&mut batch.retained);
+        let shared = self.shared.clone();
         let handle = tokio::task::spawn_blocking(move || {
+            // Archived first: a crash in between keeps the events in the spool (sent again,
+            // archived again under the same key), never loses them.
+            let kept = shared.keeper.put_now(Shelf::Dead, &dead);
+            shared.keeper.put_now(Shelf::Retained, &retained);
             let [d, f, x] = &groups;
-            log.remove_groups(&[d, f, x])
+            (log.remove_groups(&[d, f, x]), kept)
         });
         self.running = Some((handle, batch));
     }
@@ -261,9 +279,9 @@ impl Settler {
         let Some((handle, batch)) = self.running.take() else {
             return true;
         };
-        let result = match handle.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("webhook spool call crashed: {e}")),
+        let (result, kept) = match handle.await {
+            Ok((r, kept)) => (r.map_err(|e| e.to_string()), kept),
+            Err(e) => (Err(format!("webhook spool call crashed: {e}")), 0),
         };
         match result {
             Ok(removed) => {
@@ -276,6 +294,8 @@ impl Settler {
                 add(&c.failed, n(1));
                 add(&c.filtered, n(2));
                 sub(&c.durable_in_flight, batch.in_flight);
+                // After `failed`, so never ahead of it.
+                add(&c.dead_lettered, kept.min(n(1)));
                 true
             }
             Err(e) => {
@@ -635,26 +655,40 @@ impl DurableWorker {
             .deliver(&delivery, Policy::Unbounded { attempts }, self)
             .await
         {
-            Outcome::Delivered => Ok(true),
-            Outcome::Failed => Ok(false),
+            Outcome::Delivered => Ok(None),
+            Outcome::Failed(f) => Ok(Some(f)),
             Outcome::Gone(reason) => Err(Done::Gone(reason)),
             Outcome::Held => Err(Done::Next),
             Outcome::Stopped => Err(Done::Stop),
         };
         let settled = match outcome {
-            Ok(delivered) => {
+            Ok(failure) => {
                 let last = ids.iter().chain(&filtered).copied().max();
                 self.cursor = last.or(self.cursor);
-                let (delivered, failed) = if delivered {
-                    (ids, Vec::new())
-                } else {
-                    (Vec::new(), ids)
-                };
-                Settled {
-                    delivered,
-                    failed,
-                    filtered,
-                    in_flight: n,
+                let node = self.shared.bus.node_id();
+                let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
+                let keeper = &self.shared.keeper;
+                match failure {
+                    None => Settled {
+                        retained: keeper.retained_entries(&delivery.items, &id),
+                        delivered: ids,
+                        filtered,
+                        in_flight: n,
+                        ..Settled::default()
+                    },
+                    Some(f) => Settled {
+                        dead: entries(
+                            &delivery.items,
+                            &id,
+                            Reason::Failed.as_str(),
+                            Some(&f.error),
+                            f.attempts,
+                        ),
+                        failed: ids,
+                        filtered,
+                        in_flight: n,
+                        ..Settled::default()
+                    },
                 }
             }
             Err(done) => {

@@ -51,11 +51,13 @@ mod error;
 mod files;
 mod filter;
 mod health;
+mod keeper;
 mod log;
 mod nats;
 mod options;
 mod plugin;
 mod rate;
+mod replay;
 pub mod retry;
 mod sender;
 mod shared;
@@ -72,6 +74,7 @@ pub use batch::durable_webhook_id;
 pub use circuit::CircuitState;
 pub use config::DEFAULT_BATCH_WAIT;
 pub use error::{redact as redact_url, DeliveryError, WebhookError};
+pub use keeper::Reason as DeadLetterReason;
 pub use log::{DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 pub use options::WebhookOptions;
 pub use pilot_core::webhook_url::{
@@ -79,12 +82,15 @@ pub use pilot_core::webhook_url::{
 };
 pub use pilot_core::WebhookSettings;
 pub use pilot_spool::{
-    run_spooler, AppendOutcome, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats,
-    SpoolerFault, SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
+    run_spooler, AppendOutcome, Archive, ArchiveError, ArchiveLimits, ArchivedEvent, Query, Shelf,
+    ShelfStats, Spool, SpoolError, SpoolLimits, SpoolRecord, SpoolStats, SpoolerFault,
+    SpoolerReport, SPOOLER_BATCH, SPOOL_FILE,
 };
 pub use plugin::{WebhookPlugin, BUS_LABEL};
 pub use sender::DEFAULT_MAX_BACKOFF;
-pub use stats::{Accounting, AttemptLatency, LatencyHistogram, SpoolInfo, Stats};
+pub use stats::{
+    Accounting, AttemptLatency, LatencyHistogram, ReplayInfo, ShelfInfo, SpoolInfo, Stats,
+};
 pub use store::{open_existing_spool, open_spool, spool_limits};
 
 /// The integration tests' HTTP receiver, shared with the unit tests.

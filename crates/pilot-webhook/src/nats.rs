@@ -471,6 +471,7 @@ mod tests {
             event: Arc::from("a.b"),
             payload: Bytes::from(format!("{{\"event_id\":{id}}}")),
             severity: None,
+            at_ms: 0,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct WebhookOptions {
     /// `deny_private_networks`; a webhook's own `deny_private` refuses them for that one).
     /// Default false.
     pub deny_private_networks: bool,
+    /// The daemon's archive of dead letters, retained deliveries and queued replays (shared by
+    /// every endpoint; compared by identity). None: nothing is kept.
+    pub archive: Option<Arc<pilot_spool::Archive>>,
 }
 
 impl PartialEq for WebhookOptions {
@@ -67,6 +70,11 @@ impl PartialEq for WebhookOptions {
             && self.spool_path == other.spool_path
             && self.name == other.name
             && self.deny_private_networks == other.deny_private_networks
+            && match (&self.archive, &other.archive) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -87,6 +95,7 @@ impl Default for WebhookOptions {
             spool_path: None,
             spool: None,
             deny_private_networks: false,
+            archive: None,
         }
     }
 }

@@ -31,13 +31,15 @@ use crate::config::{Clients, Config};
 use crate::durable::{self, DurableWorker, Settler, Spooled};
 use crate::error::{redact, WebhookError};
 use crate::health::{Disabled, Health};
+use crate::keeper::Keeper;
 use crate::log::{DeliveryLog, DeliveryLogSink, DeliveryRecord, LOG_CAPACITY};
 use crate::options::WebhookOptions;
+use crate::replay::{Lane, Target};
 use crate::retry::deadline_after;
 use crate::sender::Sender;
 use crate::shared::Shared;
 use crate::sign::Secrets;
-use crate::stats::Stats;
+use crate::stats::{ShelfInfo, Stats};
 use crate::store::{self, Store};
 use crate::supervise;
 use crate::transport::Endpoint;
@@ -113,6 +115,8 @@ struct State {
 /// The webhook plugin: delivers bus events to the webhook in force. `Send + Sync`.
 pub struct WebhookPlugin {
     shared: Arc<Shared>,
+    /// Delivers the replays queued for this endpoint.
+    lane: Lane,
     clients: Clients,
     runtime: Handle,
     state: Mutex<State>,
@@ -175,10 +179,21 @@ impl WebhookPlugin {
         let instance = batch::new_instance_id();
         debug!(%instance, "webhook plugin instance");
         let given_spool = options.spool.clone();
+        let counters: Arc<crate::stats::Counters> = Arc::default();
+        let keeper = Keeper::start(
+            &options.name,
+            options.archive.clone(),
+            counters.clone(),
+            &instance,
+            &Handle::current(),
+        );
+        if let Some(overflow) = keeper.overflow() {
+            let _ = counters.bus.overflow.set(overflow);
+        }
         let shared = Shared {
             bus,
             options: options.normalized(),
-            counters: Arc::default(),
+            counters,
             secrets: RwLock::default(),
             log: DeliveryLog::new(LOG_CAPACITY),
             instance,
@@ -187,12 +202,15 @@ impl WebhookPlugin {
             opening: Mutex::new(()),
             notify: Arc::new(Notify::new()),
             health: Health::default(),
+            keeper,
         };
         if let Some(spool) = given_spool {
             shared.install(spool);
         }
+        let shared = Arc::new(shared);
         WebhookPlugin {
-            shared: Arc::new(shared),
+            lane: Lane::start(shared.clone(), &Handle::current()),
+            shared,
             clients: Clients::new(client),
             runtime: Handle::current(),
             state: Mutex::default(),
@@ -358,7 +376,7 @@ impl WebhookPlugin {
             task.stop.cancel();
             task.handle
         });
-        let settler = Settler::new(&store, self.shared.counters.clone());
+        let settler = Settler::new(&store, self.shared.clone());
         let transport = Endpoint::new(self.shared.clone(), config.clone());
         let sender = Sender::new(
             transport,
@@ -457,6 +475,9 @@ impl WebhookPlugin {
         // Pausing is applied on its own, without rebuilding the worker.
         let paused = target.as_ref().is_some_and(|(_, s)| s.paused);
         let target = target.map(|(url, settings)| (url, settings.unpaused()));
+        if let Some((_, settings)) = &target {
+            self.shared.keeper.configure(settings);
+        }
         let config = match target {
             Some((url, settings)) => Some(Arc::new(Config::build(url, settings, &self.clients)?)),
             None => None,
@@ -503,13 +524,72 @@ impl WebhookPlugin {
             if let Some(old) = old {
                 self.clear(&mut state, old);
             }
+            self.lane.follow(None);
             return Ok(());
         };
         match store {
             None => self.to_memory(&mut state, old, new),
             Some(store) => self.to_durable(&mut state, old, new, store),
         }
+        self.lane.follow(state.current.as_ref().map(|a| Target {
+            config: a.config.clone(),
+            circuit: a.circuit.clone(),
+            disabled: a.disabled.clone(),
+        }));
         Ok(())
+    }
+
+    /// Keeps every event still in the spool as a dead letter (`removed`): called when the
+    /// endpoint is removed with its backlog. How many were kept.
+    pub async fn archive_backlog(&self) -> u64 {
+        let Some(store) = self.shared.store().cloned() else {
+            return 0;
+        };
+        let shared = self.shared.clone();
+        let result = store::blocking(move || {
+            let node = shared.bus.node_id();
+            let mut kept = 0;
+            let mut after = None;
+            loop {
+                let records = store.spool.peek(after, 1024)?;
+                let Some(last) = records.last() else {
+                    return Ok(kept);
+                };
+                after = Some(last.event_id);
+                let items: Vec<Item> = records
+                    .into_iter()
+                    .map(|r| Spooled::of(r).item)
+                    .collect();
+                let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
+                let entries = crate::keeper::entries(
+                    &items,
+                    &id,
+                    crate::keeper::Reason::Removed.as_str(),
+                    None,
+                    0,
+                );
+                kept += shared.keeper.put_now(pilot_spool::Shelf::Dead, &entries);
+            }
+        })
+        .await;
+        match result {
+            Ok(kept) => kept,
+            Err(e) => {
+                warn!(webhook = %self.shared.options.name, error = %e, "the spool's backlog could not be kept as dead letters");
+                0
+            }
+        }
+    }
+
+    /// Says replays were queued for this endpoint in the archive: its replay lane delivers
+    /// them (see [`crate::replay`]).
+    pub fn wake_replays(&self) {
+        self.lane.wake();
+    }
+
+    /// The archive this endpoint keeps its dead letters in, if any.
+    pub fn archive(&self) -> Option<Arc<pilot_spool::Archive>> {
+        self.shared.keeper.archive().cloned()
     }
 
     /// Clears the webhook in force.
@@ -752,6 +832,7 @@ impl WebhookPlugin {
         stats.paused = self.shared.health.is_paused();
         stats.signing = !secrets.is_empty();
         stats.signatures = secrets.len();
+        self.archive_stats(&mut stats);
         let state = self.lock();
         if let Some(active) = &state.current {
             stats.url = Some(active.config.shown.to_string());
@@ -769,6 +850,38 @@ impl WebhookPlugin {
             }
         }
         stats
+    }
+
+    /// The archive's part of `stats`.
+    fn archive_stats(&self, stats: &mut Stats) {
+        let keeper = &self.shared.keeper;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = &self.shared.counters;
+        stats.replay.delivered = load(&counters.replay_delivered);
+        stats.replay.failed = load(&counters.replay_failed);
+        stats.replay.filtered = load(&counters.replay_filtered);
+        stats.archive_write_errors = keeper.write_errors();
+        let Some(archive) = keeper.archive() else {
+            return;
+        };
+        let name = &self.shared.options.name;
+        stats.replay.pending = archive.replay_depth(name);
+        let bounds = keeper.bounds();
+        let shelf = |shelf, limits: pilot_spool::ArchiveLimits| {
+            let s = archive.stats(shelf, name);
+            ShelfInfo {
+                count: s.count,
+                bytes: s.bytes,
+                max_bytes: limits.max_bytes,
+                retention: limits.max_age,
+                evicted_size: s.evicted_size,
+                evicted_age: s.evicted_age,
+            }
+        };
+        stats.dead_letters = Some(shelf(pilot_spool::Shelf::Dead, bounds.dead));
+        stats.retained = bounds
+            .retained
+            .map(|limits| shelf(pilot_spool::Shelf::Retained, limits));
     }
 
     /// The newest `limit` delivery attempts (every kept one for 0), only failed ones if asked,
@@ -872,6 +985,7 @@ impl WebhookPlugin {
             event: record.event.as_str().into(),
             payload,
             severity: None,
+            at_ms: 0,
         };
         let mut delivery = Delivery::one(item, batched, &self.shared.instance);
         if !batched && record.batch.is_none() {
@@ -893,6 +1007,7 @@ impl WebhookPlugin {
     /// spool within `drain_timeout`; what is left stays in the spool for the next start (not
     /// dropped). The delivery log's last entries are written.
     pub async fn shutdown(&self) {
+        self.lane.stop();
         let (current, retiring, spooler, durable) = {
             let mut state = self.lock();
             state.shut_down = true;
@@ -941,6 +1056,7 @@ impl WebhookPlugin {
             finish(r.abort, r.task, deadline).await;
         }
         self.shared.flush_log().await;
+        self.shared.keeper.flush().await;
         let store = self.shared.store();
         let stats = self.shared.counters.snapshot(store.map(|s| &*s.spool));
         info!(

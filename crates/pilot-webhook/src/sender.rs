@@ -51,7 +51,7 @@ pub(crate) enum Outcome {
     /// A 2xx.
     Delivered,
     /// Failed for good: every attempt (bounded), or a failure that is not retried.
-    Failed,
+    Failed(Failure),
     /// 410 Gone or `disable_after`: the endpoint is to be disabled, for this reason.
     Gone(String),
     /// Ended without a verdict, its events kept for later (durable: paused, or expiry removed
@@ -59,6 +59,15 @@ pub(crate) enum Outcome {
     Held,
     /// Stopped or aborted before a verdict (durable); its events are kept.
     Stopped,
+}
+
+/// How a delivery failed for good: what its dead letters keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// Attempts made.
+    pub(crate) attempts: u32,
+    /// The last attempt's error.
+    pub(crate) error: String,
 }
 
 /// How a wait between attempts ended.
@@ -152,11 +161,15 @@ impl<T: Transport> Sender<T> {
             // The template failed for this event: failed at once and logged, never sent. Not
             // the endpoint's doing, so its circuit and health hear nothing of it.
             let sent = crate::attempt::send(&self.shared, &self.config, delivery, 1).await;
-            if let Err(e) = &sent.result {
-                self.shared.counters.set_last_error(e.to_string());
-                self.gave_up(delivery, 1, e, durable);
-            }
-            return Outcome::Failed;
+            let error = match &sent.result {
+                Err(e) => {
+                    self.shared.counters.set_last_error(e.to_string());
+                    self.gave_up(delivery, 1, e, durable);
+                    e.to_string()
+                }
+                Ok(_) => String::from("the template could not render the event"),
+            };
+            return Outcome::Failed(Failure { attempts: 1, error });
         }
         let max_backoff = self.config.settings.max_backoff;
         let backoff = Backoff {
@@ -260,7 +273,10 @@ impl<T: Transport> Sender<T> {
             if !e.is_retryable() || (!durable && attempt >= round) {
                 self.gave_up(delivery, attempt, &e, durable);
                 self.circuit_failure(probe, durable);
-                return Outcome::Failed;
+                return Outcome::Failed(Failure {
+                    attempts: attempt,
+                    error: e.to_string(),
+                });
             }
             hooks.retried(delivery, attempt).await;
             if durable {

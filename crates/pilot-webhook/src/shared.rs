@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use crate::health::Health;
+use crate::keeper::Keeper;
 use crate::log::{DeliveryLog, DeliveryLogSink};
 use crate::options::WebhookOptions;
 use crate::sign::Secrets;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) notify: Arc<Notify>,
     /// Paused or not, and how long every attempt has failed.
     pub(crate) health: Health,
+    /// Hands dead letters and retained deliveries to the archive.
+    pub(crate) keeper: Keeper,
 }
 
 impl Shared {

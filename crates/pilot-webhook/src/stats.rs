@@ -160,6 +160,37 @@ pub struct Stats {
     /// Why the endpoint is failed (a task ended unexpectedly), until it is resumed or
     /// configured again; durable emits are refused (`not_durable`) meanwhile.
     pub failure: Option<String>,
+    /// The endpoint's dead letters in the archive (none without an archive).
+    pub dead_letters: Option<ShelfInfo>,
+    /// Its retained deliveries (none unless it retains).
+    pub retained: Option<ShelfInfo>,
+    /// Its replays.
+    pub replay: ReplayInfo,
+    /// Archive writes that failed (their events are not kept).
+    pub archive_write_errors: u64,
+}
+
+/// One shelf of an endpoint's archive, as `info` shows it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ShelfInfo {
+    /// Entries held and their stored bytes.
+    pub count: u64,
+    pub bytes: u64,
+    /// The bounds in force.
+    pub max_bytes: u64,
+    pub retention: Duration,
+    /// Entries dropped (oldest first) for size, and for age (lifetime).
+    pub evicted_size: u64,
+    pub evicted_age: u64,
+}
+
+/// An endpoint's replays: queued (on disk), and settled since the plugin started.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ReplayInfo {
+    pub pending: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub filtered: u64,
 }
 
 /// The upper bounds, in nanoseconds, of the attempt latency histogram's buckets: from a
@@ -316,6 +347,14 @@ pub(crate) struct Counters {
     pub(crate) latency: LatencyRecorder,
     /// Tasks of the plugin (spooler, workers) that ended unexpectedly (see `crate::supervise`).
     pub(crate) task_failures: AtomicU64,
+    /// Events given up on and handed to the dead-letter archive (see `crate::keeper`). Always
+    /// added after the counter that gave them up, so never ahead of it.
+    pub(crate) dead_lettered: AtomicU64,
+    /// Replays delivered, failed again, and left out by the filters (see `crate::replay`);
+    /// outside the accounting, like `test` and `redeliver`.
+    pub(crate) replay_delivered: AtomicU64,
+    pub(crate) replay_failed: AtomicU64,
+    pub(crate) replay_filtered: AtomicU64,
     /// Why the endpoint is failed (a task of it ended unexpectedly), until it is restarted.
     failure: Mutex<Option<String>>,
     last_error: Mutex<Option<(String, jiff::Timestamp)>>,
@@ -392,6 +431,8 @@ impl Counters {
         // No event moves between buckets while this is held (the bus's counters may: each is
         // read once and counts on both sides).
         let exclusive = self.spooler.exclusive();
+        // Read first: it never runs ahead of the give-ups read after it.
+        let dead_lettered = load(&self.dead_lettered);
         let delivered = load(&self.delivered);
         let failed = load(&self.failed);
         let circuit_skips = load(&self.circuit_skips);
@@ -453,7 +494,8 @@ impl Counters {
                 circuit_skips,
                 filtered,
                 queue_depth + in_flight,
-            ),
+            )
+            .with_dead_lettered(dead_lettered),
             latency: self.latency.snapshot(),
             task_failures: load(&self.task_failures),
             failure: self.failure(),

@@ -49,6 +49,7 @@ use crate::batch::{Delivery, Item};
 use crate::circuit::{lock, Decision, SharedCircuit};
 use crate::config::Config;
 use crate::health::{publish_disabled, Disabled};
+use crate::keeper::Reason;
 use crate::retry::deadline_after;
 use crate::sender::{Outcome, Policy, Sender, Sleep};
 use crate::shared::Shared;
@@ -143,8 +144,8 @@ impl Handover {
 #[derive(Debug)]
 struct Done {
     outcome: Outcome,
-    /// How many events the unit carried.
-    events: u64,
+    /// What the unit carried.
+    delivery: Delivery,
     /// Whether it was the circuit's probe.
     probe: bool,
 }
@@ -205,7 +206,7 @@ impl Worker {
         let end = ctx.deliver_all(&mut sub, &mut inbox, &abort).await;
         let counters = &ctx.shared.counters;
         sub.detach();
-        let mut left = 0;
+        let mut left = Vec::new();
         let held: Vec<Arc<Event>> = inbox.drain().collect();
         for event in held
             .into_iter()
@@ -214,12 +215,13 @@ impl Worker {
             if ctx.handover.beyond(event.event_id) {
                 sub_counter(&counters.bus.queued, 1);
             } else {
-                left += 1;
+                left.push(Item::of(&event));
             }
         }
-        if left > 0 {
-            counters.discard(left);
-            warn!(url = %ctx.config.shown, dropped = left, "webhook stopped with events still queued; they are dropped");
+        if !left.is_empty() {
+            counters.discard(left.len() as u64);
+            ctx.dead(&left, Reason::Stopped, None, 0);
+            warn!(url = %ctx.config.shown, dropped = left.len(), "webhook stopped with events still queued; they are dropped (kept as dead letters)");
         }
         if let End::Gone(reason) = end {
             ctx.disable(&disabled, reason);
@@ -326,9 +328,13 @@ impl Ctx {
         };
         let abandoned = running_events + batch.len() as u64;
         if abandoned > 0 {
-            let _moving = counters.moving();
-            add(&counters.dropped, abandoned);
-            sub_counter(&counters.in_flight, abandoned);
+            {
+                let _moving = counters.moving();
+                add(&counters.dropped, abandoned);
+                sub_counter(&counters.in_flight, abandoned);
+            }
+            // The batch being filled is kept; the units in flight went with their futures.
+            self.dead(&batch, Reason::Aborted, None, 0);
             debug!(
                 url = %self.config.shown,
                 units = usize::from(slot.is_some()) + running.len(),
@@ -342,7 +348,8 @@ impl Ctx {
     /// Counts a completed unit (and takes it off `running_events`, and `probing` when it was
     /// the probe); the reason when it got a 410 Gone.
     fn settle(&self, done: Done, running_events: &mut u64, probing: &mut bool) -> Option<String> {
-        *running_events = running_events.saturating_sub(done.events);
+        let events = done.delivery.len() as u64;
+        *running_events = running_events.saturating_sub(events);
         *probing &= !done.probe;
         let counters = &self.shared.counters;
         // A bounded delivery always ends with a verdict (`Held` and `Stopped` are durable
@@ -353,12 +360,29 @@ impl Ctx {
         };
         {
             let _moving = counters.moving();
-            add(counter, done.events);
-            sub_counter(&counters.in_flight, done.events);
+            add(counter, events);
+            sub_counter(&counters.in_flight, events);
         }
+        let items = &done.delivery.items;
+        let id = |item: &Item| self.webhook_id(&done.delivery, item);
         match done.outcome {
-            Outcome::Gone(reason) => Some(reason),
-            _ => None,
+            Outcome::Delivered => {
+                self.shared.keeper.delivered(items, &id);
+                None
+            }
+            Outcome::Failed(f) => {
+                self.shared
+                    .keeper
+                    .dead(items, &id, Reason::Failed, Some(&f.error), f.attempts);
+                None
+            }
+            Outcome::Gone(reason) => {
+                self.shared
+                    .keeper
+                    .dead(items, &id, Reason::Failed, Some(&reason), 1);
+                Some(reason)
+            }
+            Outcome::Held | Outcome::Stopped => None,
         }
     }
 
@@ -375,6 +399,7 @@ impl Ctx {
         if allowed && self.shared.health.is_paused() {
             counters.discard(1);
             bump(&counters.dropped_paused);
+            self.dead(&[Item::of(event)], Reason::Paused, None, 0);
             return false;
         }
         let _moving = counters.moving();
@@ -409,9 +434,15 @@ impl Ctx {
         match decision {
             Decision::Skip => {
                 debug!(webhook_id = %id, events = n, url = %shown, "webhook circuit open; skipped");
-                let _moving = counters.moving();
-                add(&counters.circuit_skips, n);
-                sub_counter(&counters.in_flight, n);
+                {
+                    let _moving = counters.moving();
+                    add(&counters.circuit_skips, n);
+                    sub_counter(&counters.in_flight, n);
+                }
+                let id = |item: &Item| self.webhook_id(&delivery, item);
+                self.shared
+                    .keeper
+                    .dead(&delivery.items, &id, Reason::CircuitOpen, None, 0);
                 return None;
             }
             Decision::Probe => {
@@ -432,9 +463,26 @@ impl Ctx {
             .await;
         Done {
             outcome,
-            events: delivery.len() as u64,
+            delivery,
             probe,
         }
+    }
+
+    /// The `webhook-id` an item of `delivery` is kept with: the delivery's own for a single
+    /// event, else the one the event would have alone (a batch's id covers several).
+    fn webhook_id(&self, delivery: &Delivery, item: &Item) -> String {
+        if delivery.items.len() == 1 && !delivery.batched {
+            delivery.webhook_id.to_string()
+        } else {
+            crate::batch::single_id(&self.shared.instance, item.event_id)
+        }
+    }
+
+    /// Keeps `items` (never sent, or not as one delivery) as dead letters with their own ids,
+    /// after the caller counted them given up.
+    fn dead(&self, items: &[Item], reason: Reason, error: Option<&str>, attempts: u32) {
+        let id = |item: &Item| crate::batch::single_id(&self.shared.instance, item.event_id);
+        self.shared.keeper.dead(items, &id, reason, error, attempts);
     }
 
     /// Marks the webhook disabled and says so on the bus (this worker is already detached, so

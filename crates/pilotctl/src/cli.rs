@@ -201,6 +201,10 @@ pub enum WebhookCommand {
     /// Print what a template makes of an event (headers and body), without a daemon or a
     /// receiver.
     Render(RenderArgs),
+    /// List the events webhooks gave up on (`purge` removes them).
+    DeadLetters(DeadLettersArgs),
+    /// Send dead letters and retained events again, through the webhook's pipeline.
+    Replay(ReplayArgs),
     /// Send a past event again (while its payload is in the delivery log).
     Redeliver {
         /// The event's id (see `pilotctl webhook deliveries`).
@@ -291,6 +295,75 @@ pub struct DeliveriesArgs {
     /// How many (the newest; 0 for every one kept, up to 1000).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
+}
+
+/// Which archived events a command selects.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Events at or after this time: RFC 3339 (`2026-12-05T10:00:00Z`) or a duration ago
+    /// (`2h`).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Events before this time (same forms as --since).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only events whose name matches one of these patterns (`handshake.*`; repeat or
+    /// separate with commas).
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub action: Option<DeadLettersAction>,
+    #[command(flatten)]
+    pub filter: DeadLetterFilter,
+}
+
+/// The dead letters a list or a purge selects.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DeadLetterFilter {
+    /// Only this webhook's (default: every webhook's, removed ones included).
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Only those given up for this reason: failed, circuit_open, queue_full, paused,
+    /// stopped, aborted, removed, replay_failed.
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+    /// At most this many, oldest first (a list shows 100 unless told).
+    #[arg(long, value_name = "K")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// Remove the selected dead letters.
+    Purge(DeadLetterFilter),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The webhook whose dead letters and retained events are replayed.
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Send them to this webhook instead, signed with its secret.
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
+    /// Only dead letters (not retained deliveries).
+    #[arg(long)]
+    pub dead_letters_only: bool,
+    /// Say what would be replayed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait until every replayed event is settled (a progress bar on a terminal); exit
+    /// non-zero if any failed again.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub mod code {
     pub const NOT_FOUND: &str = "not_found";
     pub const LIMIT_REACHED: &str = "limit_reached";
     pub const BACKLOG: &str = "backlog";
+    pub const REPLAY_FAILED: &str = "replay_failed";
 }
 
 /// A failed command: a stable machine code and a message for people.

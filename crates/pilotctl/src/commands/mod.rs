@@ -1,5 +1,6 @@
 //! The commands: one module each, and the dispatch from a parsed command line to them.
 
+pub mod archive;
 pub mod catalog;
 pub mod config;
 pub mod daemon;
@@ -43,6 +44,8 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
             secret::rotate_cmd(ctx, *grace, &webhook.name).await
         }
         Command::Webhook(WebhookCommand::Deliveries(args)) => deliveries::run(ctx, args).await,
+        Command::Webhook(WebhookCommand::DeadLetters(args)) => archive::dead_letters(ctx, args).await,
+        Command::Webhook(WebhookCommand::Replay(args)) => archive::replay(ctx, args).await,
         Command::Webhook(WebhookCommand::Test(w)) => tools::test(ctx, &w.name).await,
         Command::Webhook(WebhookCommand::Render(args)) => render::run(args),
         Command::Webhook(WebhookCommand::Redeliver { event_id, webhook }) => {

@@ -1,0 +1,462 @@
+//! The keeper: hands what an endpoint gives up on (dead letters) and, with `retain`, what it
+//! delivers to the archive ([`pilot_spool::Archive`]), so nothing an endpoint drops is gone.
+//!
+//! Handing over never waits: entries go into a bounded inbox, and one writer task per endpoint
+//! commits them in groups (one transaction per group), applies the endpoint's bounds (size at
+//! every write, age every quarter of the retention) and answers [`Keeper::flush`] once what
+//! was handed before it is written. Events the bus could not queue (queue full) come to the
+//! same task through the subscription's overflow channel. An inbox that is full (the archive
+//! cannot keep up, or its disk fails) loses the entries: the accounting shows it
+//! (`dead_lettered` below `failed + dropped + skipped`), and a failed write is logged and
+//! counted in [`Keeper::write_errors`].
+//!
+//! Without an archive (a plugin embedded without one) nothing is kept and nothing is counted
+//! as dead-lettered.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use pilot_core::{Event, WebhookSettings};
+use pilot_spool::{Archive, ArchiveLimits, ArchivedEvent, Shelf};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::batch::{self, Item};
+use crate::stats::{add, Counters};
+
+/// Messages the inbox holds (each carries the events of one give-up or one delivery).
+const INBOX: usize = 4096;
+/// Events the bus's overflow channel holds (queue-full drops on their way to the archive).
+const OVERFLOW: usize = 16 * 1024;
+/// The most events written in one transaction.
+const GROUP: usize = 1024;
+/// How often the age bounds are applied at most / at least.
+const EXPIRE_MIN: Duration = Duration::from_millis(50);
+const EXPIRE_MAX: Duration = Duration::from_secs(60);
+
+/// Why an endpoint gave up on an event: the dead letter's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Every attempt failed, or a failure that is not retried (4xx, blocked address, template).
+    Failed,
+    /// Skipped while the circuit was open.
+    CircuitOpen,
+    /// The endpoint's queue was full.
+    QueueFull,
+    /// Arrived while the endpoint was paused (in memory mode).
+    Paused,
+    /// Still queued when the endpoint stopped (cleared, removed, shut down, disabled).
+    Stopped,
+    /// In flight when delivery was aborted (a drain past its bound).
+    Aborted,
+    /// In the spool when the endpoint was removed with `--force`.
+    Removed,
+    /// Replayed and failed again.
+    ReplayFailed,
+}
+
+impl Reason {
+    /// Every reason, as the CLI accepts them.
+    pub const ALL: [Reason; 8] = [
+        Reason::Failed,
+        Reason::CircuitOpen,
+        Reason::QueueFull,
+        Reason::Paused,
+        Reason::Stopped,
+        Reason::Aborted,
+        Reason::Removed,
+        Reason::ReplayFailed,
+    ];
+
+    /// The reason as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Failed => "failed",
+            Reason::CircuitOpen => "circuit_open",
+            Reason::QueueFull => "queue_full",
+            Reason::Paused => "paused",
+            Reason::Stopped => "stopped",
+            Reason::Aborted => "aborted",
+            Reason::Removed => "removed",
+            Reason::ReplayFailed => "replay_failed",
+        }
+    }
+
+    /// The reason named `s`, if any.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The bounds of an endpoint's two shelves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pub(crate) dead: ArchiveLimits,
+    /// `None`: delivered events are not retained.
+    pub(crate) retained: Option<ArchiveLimits>,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            dead: ArchiveLimits::default(),
+            retained: None,
+        }
+    }
+}
+
+impl Bounds {
+    /// The bounds `settings` ask for.
+    pub(crate) fn of(settings: &WebhookSettings) -> Bounds {
+        let _ = settings;
+        Bounds::default()
+    }
+
+    /// How often the age bounds are applied: a quarter of the shortest retention.
+    fn expire_every(&self) -> Duration {
+        let shortest = self
+            .retained
+            .map_or(self.dead.max_age, |r| r.max_age.min(self.dead.max_age));
+        (shortest / 4).clamp(EXPIRE_MIN, EXPIRE_MAX)
+    }
+
+    fn of_shelf(&self, shelf: Shelf) -> Option<ArchiveLimits> {
+        match shelf {
+            Shelf::Dead => Some(self.dead),
+            Shelf::Retained => self.retained,
+        }
+    }
+}
+
+enum Msg {
+    Put(Shelf, Vec<ArchivedEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// One endpoint's keeper (see the module docs).
+pub(crate) struct Keeper {
+    name: String,
+    archive: Option<Arc<Archive>>,
+    tx: Option<mpsc::Sender<Msg>>,
+    overflow: Option<mpsc::Sender<Arc<Event>>>,
+    bounds: Arc<RwLock<Bounds>>,
+    write_errors: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("name", &self.name)
+            .field("archive", &self.archive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keeper {
+    /// The keeper of endpoint `name` (its writer task on `runtime`); with no archive, one that
+    /// keeps nothing. `instance` makes the `webhook-id` of a queue-full event (never sent).
+    pub(crate) fn start(
+        name: &str,
+        archive: Option<Arc<Archive>>,
+        counters: Arc<Counters>,
+        instance: &str,
+        runtime: &Handle,
+    ) -> Keeper {
+        let bounds = Arc::new(RwLock::new(Bounds::default()));
+        let write_errors = Arc::new(AtomicU64::new(0));
+        let mut keeper = Keeper {
+            name: name.to_string(),
+            archive: archive.clone(),
+            tx: None,
+            overflow: None,
+            bounds: bounds.clone(),
+            write_errors: write_errors.clone(),
+            counters: counters.clone(),
+        };
+        if let Some(archive) = archive {
+            let (tx, rx) = mpsc::channel(INBOX);
+            let (otx, orx) = mpsc::channel(OVERFLOW);
+            let writer = Writer {
+                name: name.to_string(),
+                archive,
+                bounds,
+                write_errors,
+                counters,
+                instance: instance.to_string(),
+            };
+            runtime.spawn(writer.run(rx, orx));
+            keeper.tx = Some(tx);
+            keeper.overflow = Some(otx);
+        }
+        keeper
+    }
+
+    /// The channel the bus sends queue-full events to (none without an archive).
+    pub(crate) fn overflow(&self) -> Option<mpsc::Sender<Arc<Event>>> {
+        self.overflow.clone()
+    }
+
+    /// The archive, if the endpoint has one.
+    pub(crate) fn archive(&self) -> Option<&Arc<Archive>> {
+        self.archive.as_ref()
+    }
+
+    /// Applies the bounds `settings` ask for from now on.
+    pub(crate) fn configure(&self, settings: &WebhookSettings) {
+        *self.bounds.write().unwrap_or_else(|p| p.into_inner()) = Bounds::of(settings);
+    }
+
+    pub(crate) fn bounds(&self) -> Bounds {
+        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Archive writes that failed (their entries are lost).
+    pub(crate) fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Hands `items` over as dead letters, after the caller counted them as failed, dropped
+    /// or skipped; counts what was handed as `dead_lettered`. `webhook_id` gives each item's
+    /// id. Never waits.
+    pub(crate) fn dead(
+        &self,
+        items: &[Item],
+        webhook_id: &dyn Fn(&Item) -> String,
+        reason: Reason,
+        error: Option<&str>,
+        attempts: u32,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let entries = entries(items, webhook_id, reason.as_str(), error, attempts);
+        if self.send(Shelf::Dead, entries) {
+            add(&self.counters.dead_lettered, items.len() as u64);
+        }
+    }
+
+    /// Hands delivered `items` over for retention, when the endpoint retains.
+    pub(crate) fn delivered(&self, items: &[Item], webhook_id: &dyn Fn(&Item) -> String) {
+        if items.is_empty() || self.bounds().retained.is_none() {
+            return;
+        }
+        let entries = entries(items, webhook_id, "delivered", None, 0);
+        self.send(Shelf::Retained, entries);
+    }
+
+    /// The entries to retain of delivered `items`: none unless the endpoint retains.
+    pub(crate) fn retained_entries(
+        &self,
+        items: &[Item],
+        webhook_id: &dyn Fn(&Item) -> String,
+    ) -> Vec<ArchivedEvent> {
+        if self.tx.is_none() || self.bounds().retained.is_none() {
+            return Vec::new();
+        }
+        entries(items, webhook_id, "delivered", None, 0)
+    }
+
+    /// Writes `entries` to `shelf` now (a blocking call: durable mode's settler archives
+    /// before it removes from the spool); how many were written. Failures are logged and
+    /// counted.
+    pub(crate) fn put_now(&self, shelf: Shelf, entries: &[ArchivedEvent]) -> u64 {
+        let (Some(archive), Some(limits)) = (&self.archive, self.bounds().of_shelf(shelf)) else {
+            return 0;
+        };
+        if entries.is_empty() {
+            return 0;
+        }
+        match archive.put(shelf, &self.name, entries, limits) {
+            Ok(_) => entries.len() as u64,
+            Err(e) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook = %self.name, events = entries.len(), error = %e, "events could not be archived");
+                0
+            }
+        }
+    }
+
+    fn send(&self, shelf: Shelf, entries: Vec<ArchivedEvent>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.try_send(Msg::Put(shelf, entries)) {
+            Ok(()) => true,
+            Err(_) => {
+                warn!(webhook = %self.name, "dead-letter archive inbox full; events not kept");
+                false
+            }
+        }
+    }
+
+    /// Waits until what was handed over before this call is written (or failed).
+    pub(crate) async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The archive entries of `items`.
+pub(crate) fn entries(
+    items: &[Item],
+    webhook_id: &dyn Fn(&Item) -> String,
+    reason: &str,
+    error: Option<&str>,
+    attempts: u32,
+) -> Vec<ArchivedEvent> {
+    let now = now_ms();
+    items
+        .iter()
+        .map(|item| ArchivedEvent {
+            event_id: item.event_id,
+            event: item.event.to_string(),
+            event_ms: item.at_ms,
+            kept_ms: now,
+            webhook_id: webhook_id(item),
+            reason: reason.to_string(),
+            error: error.map(str::to_string),
+            attempts,
+            payload: item.payload.clone(),
+        })
+        .collect()
+}
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
+}
+
+/// The writer task of one endpoint's keeper.
+struct Writer {
+    name: String,
+    archive: Arc<Archive>,
+    bounds: Arc<RwLock<Bounds>>,
+    write_errors: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    instance: String,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Msg>, mut overflow: mpsc::Receiver<Arc<Event>>) {
+        let mut expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
+        let mut overflow_open = true;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    let mut dead = Vec::new();
+                    let mut retained = Vec::new();
+                    let mut flushes = Vec::new();
+                    let mut next = Some(msg);
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Msg::Put(Shelf::Dead, e) => dead.extend(e),
+                            Msg::Put(Shelf::Retained, e) => retained.extend(e),
+                            Msg::Flush(done) => flushes.push(done),
+                        }
+                        if dead.len() + retained.len() < GROUP {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    // Queue-full events handed before a flush are part of what it waits for.
+                    if !flushes.is_empty() {
+                        while let Ok(event) = overflow.try_recv() {
+                            dead.push(self.queue_full(&event));
+                        }
+                    }
+                    self.write(Shelf::Dead, dead).await;
+                    self.write(Shelf::Retained, retained).await;
+                    for done in flushes {
+                        let _ = done.send(());
+                    }
+                }
+                event = overflow.recv(), if overflow_open => {
+                    let Some(event) = event else {
+                        overflow_open = false;
+                        continue;
+                    };
+                    let mut dead = vec![self.queue_full(&event)];
+                    while dead.len() < GROUP {
+                        let Ok(event) = overflow.try_recv() else { break };
+                        dead.push(self.queue_full(&event));
+                    }
+                    self.write(Shelf::Dead, dead).await;
+                }
+                () = tokio::time::sleep_until(expire_at) => {
+                    self.expire().await;
+                    expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
+                }
+            }
+        }
+    }
+
+    fn bounds(&self) -> Bounds {
+        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The dead letter of an event the queue had no room for (counted as dead-lettered now:
+    /// the bus counted it dropped before it sent it here).
+    fn queue_full(&self, event: &Event) -> ArchivedEvent {
+        add(&self.counters.dead_lettered, 1);
+        let item = Item::of(event);
+        ArchivedEvent {
+            event_id: item.event_id,
+            event: item.event.to_string(),
+            event_ms: item.at_ms,
+            kept_ms: now_ms(),
+            webhook_id: batch::single_id(&self.instance, item.event_id),
+            reason: Reason::QueueFull.as_str().to_string(),
+            error: None,
+            attempts: 0,
+            payload: item.payload,
+        }
+    }
+
+    async fn write(&self, shelf: Shelf, entries: Vec<ArchivedEvent>) {
+        if entries.is_empty() {
+            return;
+        }
+        let Some(limits) = self.bounds().of_shelf(shelf) else {
+            return;
+        };
+        let archive = self.archive.clone();
+        let name = self.name.clone();
+        let n = entries.len();
+        let result =
+            tokio::task::spawn_blocking(move || archive.put(shelf, &name, &entries, limits)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook = %self.name, events = n, error = %e, "events could not be archived");
+            }
+            Err(e) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook = %self.name, events = n, error = %e, "the archive write did not finish");
+            }
+        }
+    }
+
+    async fn expire(&self) {
+        let bounds = self.bounds();
+        for shelf in [Shelf::Dead, Shelf::Retained] {
+            let Some(limits) = bounds.of_shelf(shelf) else {
+                continue;
+            };
+            let archive = self.archive.clone();
+            let name = self.name.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                archive.expire(shelf, &name, limits.max_age, now_ms())
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook = %self.name, error = %e, "archive expiry failed");
+            }
+        }
+    }
+}
