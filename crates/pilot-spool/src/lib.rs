@@ -220,41 +220,38 @@ impl SpoolError {
 
     fn io(path: &Path, source: io::Error) -> Self {
         let path = path.to_path_buf();
-        // ENOSPC, EDQUOT, EROFS: matched by number too, for kinds std maps to `Other`.
-        match (source.kind(), source.raw_os_error()) {
-            (io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded, _)
-            | (_, Some(28 | 122)) => SpoolError::DiskFull { path, source },
-            (io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied, _)
-            | (_, Some(30)) => SpoolError::ReadOnly { path, source },
-            _ => SpoolError::Io { path, source },
+        match IoClass::of(&source) {
+            IoClass::DiskFull => SpoolError::DiskFull { path, source },
+            IoClass::ReadOnly => SpoolError::ReadOnly { path, source },
+            IoClass::Other => SpoolError::Io { path, source },
         }
     }
 
     fn redb(path: &Path, e: impl Into<redb::Error>) -> Self {
-        match e.into() {
-            redb::Error::Io(source) => Self::io(path, source),
-            redb::Error::Corrupted(detail) => SpoolError::Corrupt {
+        Self::fault(path, RedbFault::of(e.into()))
+    }
+
+    fn fault(path: &Path, fault: RedbFault) -> Self {
+        match fault {
+            RedbFault::Io(source) => Self::io(path, source),
+            RedbFault::Corrupt(detail) => SpoolError::Corrupt {
                 path: path.to_path_buf(),
                 detail,
             },
-            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
-                SpoolError::Locked {
-                    path: path.to_path_buf(),
-                }
-            }
-            redb::Error::TableTypeMismatch { .. } | redb::Error::UpgradeRequired(_) => {
-                SpoolError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: "not a pilot webhook spool".into(),
-                }
-            }
-            redb::Error::PreviousIo => SpoolError::Storage {
+            RedbFault::Locked => SpoolError::Locked {
+                path: path.to_path_buf(),
+            },
+            RedbFault::NotOurs => SpoolError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "not a pilot webhook spool".into(),
+            },
+            RedbFault::PreviousIo => SpoolError::Storage {
                 path: path.to_path_buf(),
                 detail: "an earlier write failed; the spool is reopened on the next write".into(),
             },
-            other => SpoolError::Storage {
+            RedbFault::Other(detail) => SpoolError::Storage {
                 path: path.to_path_buf(),
-                detail: other.to_string(),
+                detail,
             },
         }
     }
@@ -374,7 +371,7 @@ impl Spool {
     /// counters restored. A file that is not a valid spool is an error naming it, and is left
     /// untouched. The parent directory must exist.
     pub fn open(path: &Path, limits: SpoolLimits) -> Result<Spool, SpoolError> {
-        prepare_file(path)?;
+        prepare_file(path).map_err(|e| SpoolError::io(path, e))?;
         let db = open_db(path)?;
         let spool = Spool {
             path: path.to_path_buf(),
@@ -932,10 +929,64 @@ impl Spool {
     }
 }
 
+/// What an I/O error means to the spool and the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoClass {
+    /// No space left (ENOSPC) or over quota (EDQUOT).
+    DiskFull,
+    /// A read-only file system (EROFS) or no permission.
+    ReadOnly,
+    Other,
+}
+
+impl IoClass {
+    pub(crate) fn of(e: &io::Error) -> IoClass {
+        // ENOSPC, EDQUOT, EROFS: matched by number too, for kinds std maps to `Other`.
+        match (e.kind(), e.raw_os_error()) {
+            (io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded, _)
+            | (_, Some(28 | 122)) => IoClass::DiskFull,
+            (io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied, _)
+            | (_, Some(30)) => IoClass::ReadOnly,
+            _ => IoClass::Other,
+        }
+    }
+}
+
+/// What a redb error means to the spool and the archive (each words it in its own error type).
+#[derive(Debug)]
+pub(crate) enum RedbFault {
+    Io(io::Error),
+    /// The file is damaged or not a redb database; the detail says how.
+    Corrupt(String),
+    /// Another process (or another handle in this one) has the file open.
+    Locked,
+    /// A redb database, but its tables are not the ones this code expects.
+    NotOurs,
+    /// An earlier write failed: redb refuses to write until the database is reopened.
+    PreviousIo,
+    Other(String),
+}
+
+impl RedbFault {
+    pub(crate) fn of(e: redb::Error) -> RedbFault {
+        match e {
+            redb::Error::Io(source) => RedbFault::Io(source),
+            redb::Error::Corrupted(detail) => RedbFault::Corrupt(detail),
+            redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
+                RedbFault::Locked
+            }
+            redb::Error::TableTypeMismatch { .. } | redb::Error::UpgradeRequired(_) => {
+                RedbFault::NotOurs
+            }
+            redb::Error::PreviousIo => RedbFault::PreviousIo,
+            other => RedbFault::Other(other.to_string()),
+        }
+    }
+}
+
 /// Creates the file with mode 0600 when missing, else makes sure it is a regular file of
 /// mode 0600.
-fn prepare_file(path: &Path) -> Result<(), SpoolError> {
-    let io_err = |e| SpoolError::io(path, e);
+pub(crate) fn prepare_file(path: &Path) -> io::Result<()> {
     match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -944,47 +995,54 @@ fn prepare_file(path: &Path) -> Result<(), SpoolError> {
     {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err(e)),
+        Err(e) => return Err(e),
     }
-    let meta = fs::metadata(path).map_err(io_err)?;
+    let meta = fs::metadata(path)?;
     if !meta.is_file() {
-        return Err(SpoolError::Io {
-            path: path.to_path_buf(),
-            source: io::Error::other("not a regular file"),
-        });
+        return Err(io::Error::other("not a regular file"));
     }
     if meta.permissions().mode() & 0o777 != 0o600 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
 }
 
-/// Opens the redb file, checking its integrity (so a damaged file is an error now rather than
-/// a surprise later). redb repairs a file left by a crash on its own; that is logged.
+/// Opens the spool's redb file (see [`open_redb`]).
 fn open_db(path: &Path) -> Result<Database, SpoolError> {
+    open_redb(path, CACHE_BYTES, "webhook spool").map_err(|f| SpoolError::fault(path, f))
+}
+
+/// Opens a redb file with a page cache of `cache_bytes`, checking its integrity (so a damaged
+/// file is an error now rather than a surprise later). redb repairs a file left by a crash on
+/// its own; that is logged, with `what` the file is ("webhook spool", "archive").
+pub(crate) fn open_redb(
+    path: &Path,
+    cache_bytes: usize,
+    what: &'static str,
+) -> Result<Database, RedbFault> {
     let logged = Arc::new(AtomicBool::new(false));
     let shown = path.display().to_string();
     let mut builder = Database::builder();
     builder
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .set_check_integrity_on_open(true)
         .set_repair_callback(move |session| {
             if !logged.swap(true, Ordering::Relaxed) {
-                warn!(path = %shown, progress = session.progress(), "webhook spool was not closed cleanly; recovering it");
+                warn!(path = %shown, progress = session.progress(), "{what} was not closed cleanly; recovering it");
             }
         });
     // redb reports damaged files as errors; the guard keeps a panic on a file damaged in a way
     // it does not foresee from taking the daemon down (it becomes a "corrupt" error instead).
     match catch_unwind(AssertUnwindSafe(|| builder.create(path))) {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(match SpoolError::redb(path, e) {
+        Ok(Err(e)) => Err(match RedbFault::of(e.into()) {
             // A file that is not a redb database at all.
-            SpoolError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidData => {
-                SpoolError::corrupt(path, format!("not a webhook spool ({source})"))
+            RedbFault::Io(source) if source.kind() == io::ErrorKind::InvalidData => {
+                RedbFault::Corrupt(format!("not a {what} ({source})"))
             }
             other => other,
         }),
-        Err(_) => Err(SpoolError::corrupt(path, "the database could not be read")),
+        Err(_) => Err(RedbFault::Corrupt("the database could not be read".into())),
     }
 }
 
