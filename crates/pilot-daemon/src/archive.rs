@@ -41,9 +41,9 @@ fn query(selection: &Selection, default_limit: Option<usize>) -> Result<Query, B
     }
     let mut events = Vec::new();
     for p in &selection.events {
-        let pattern: Pattern = p
-            .parse()
-            .map_err(|e: pilot_core::pattern::PatternError| err(ErrorCode::InvalidArgument, &e.to_string()))?;
+        let pattern: Pattern = p.parse().map_err(|e: pilot_core::pattern::PatternError| {
+            err(ErrorCode::InvalidArgument, &e.to_string())
+        })?;
         events.push(pattern);
     }
     if let (Some(since), Some(until)) = (selection.since_ms, selection.until_ms) {
@@ -112,7 +112,10 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(err(ErrorCode::Internal, &e.to_string())),
-        Err(e) => Err(err(ErrorCode::Internal, &format!("the archive call crashed: {e}"))),
+        Err(e) => Err(err(
+            ErrorCode::Internal,
+            &format!("the archive call crashed: {e}"),
+        )),
     }
 }
 
@@ -199,10 +202,9 @@ pub async fn replay(
         // Read before queueing: the baseline `--wait` counts this replay's outcomes from.
         let stats = target.plugin.stats();
         let (source, dest) = (name.clone(), target_name.clone());
-        let selected = blocking(move || {
-            archive.queue_replay(&source, shelves, &query, &dest, dry_run)
-        })
-        .await?;
+        let selected =
+            blocking(move || archive.queue_replay(&source, shelves, &query, &dest, dry_run))
+                .await?;
         if !dry_run && !selected.is_empty() {
             target.plugin.wake_replays();
         }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use pilot_core::Bus;
 use pilot_ipc::protocol::{
-    Accounting, BusStatus, EndpointStatus, InfoReply, SpoolStatus, ArchiveStatus, ReplayStatus, WebhookOptionsInfo,
-    WebhookStatus,
+    Accounting, ArchiveStatus, BusStatus, EndpointStatus, InfoReply, ReplayStatus, SpoolStatus,
+    WebhookOptionsInfo, WebhookStatus,
 };
 use pilot_webhook::WebhookPlugin;
 use tokio::time::Instant;

@@ -185,6 +185,9 @@ fn type_of(req: &Request) -> &'static str {
         Request::RemoveWebhook { .. } => "remove_webhook",
         Request::PauseWebhook { .. } => "pause_webhook",
         Request::ResumeWebhook { .. } => "resume_webhook",
+        Request::DeadLetters { .. } => "dead_letters",
+        Request::PurgeDeadLetters { .. } => "purge_dead_letters",
+        Request::Replay { .. } => "replay",
     }
 }
 

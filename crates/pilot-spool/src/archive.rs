@@ -448,7 +448,7 @@ impl View<'_> {
         query.since_ms.is_none_or(|since| self.event_ms >= since)
             && query.until_ms.is_none_or(|until| self.event_ms < until)
             && query.reason.as_ref().is_none_or(|r| self.reason == r)
-            && query.events.as_ref().is_none_or(|p| p.matches(self.event))
+            && (query.events.is_empty() || query.events.iter().any(|p| p.matches(self.event)))
     }
 
     fn event(&self, event_id: u64) -> ArchivedEvent {
@@ -1670,7 +1670,7 @@ mod tests {
         assert_eq!(list(reason("failed")), [1, 3, 5]);
         assert_eq!(list(reason("fail")), [] as [u64; 0]);
         let events = |p: &str| Query {
-            events: Some(p.parse().unwrap()),
+            events: vec![p.parse().unwrap()],
             ..all()
         };
         assert_eq!(list(events("handshake.*")), [1, 2, 4]);
@@ -1694,13 +1694,17 @@ mod tests {
         );
         assert_eq!(
             list(Query {
-                events: Some("handshake.*".parse().unwrap()),
+                events: vec![
+                    "handshake.*".parse().unwrap(),
+                    "relay.message".parse().unwrap()
+                ],
                 reason: Some("failed".into()),
                 since_ms: Some(50),
                 until_ms: Some(1_000),
                 limit: None,
             }),
-            [1]
+            [1, 3, 5],
+            "any of several patterns"
         );
 
         // Purge removes what list selects, and counts it.

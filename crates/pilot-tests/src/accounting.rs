@@ -71,6 +71,14 @@ pub fn check(webhook: &Value) -> Result<(), String> {
     if a["balanced"] != true {
         return Err(format!("the daemon says its accounting is off: {webhook}"));
     }
+    let dead_lettered = a["dead_lettered"].as_u64().unwrap_or(0);
+    if dead_lettered > failed + dropped + skipped {
+        return Err(format!(
+            "more events dead-lettered ({dead_lettered}) than given up on (failed + dropped + \
+             skipped = {}): {webhook}",
+            failed + dropped + skipped
+        ));
+    }
     let raw = (
         queued + dropped_full + recovered,
         raw_delivered,

@@ -91,20 +91,11 @@ impl Reason {
 }
 
 /// The bounds of an endpoint's two shelves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Bounds {
     pub(crate) dead: ArchiveLimits,
     /// `None`: delivered events are not retained.
     pub(crate) retained: Option<ArchiveLimits>,
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        Bounds {
-            dead: ArchiveLimits::default(),
-            retained: None,
-        }
-    }
 }
 
 impl Bounds {

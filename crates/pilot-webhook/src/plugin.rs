@@ -556,10 +556,7 @@ impl WebhookPlugin {
                     return Ok(kept);
                 };
                 after = Some(last.event_id);
-                let items: Vec<Item> = records
-                    .into_iter()
-                    .map(|r| Spooled::of(r).item)
-                    .collect();
+                let items: Vec<Item> = records.into_iter().map(|r| Spooled::of(r).item).collect();
                 let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
                 let entries = crate::keeper::entries(
                     &items,

@@ -5,8 +5,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use pilot_ipc::protocol::{
-    DeadLetterInfo, DeadLettersReply, InfoReply, PurgeReply, ReplayReply, ReplayStatus,
-    Selection,
+    DeadLetterInfo, DeadLettersReply, InfoReply, PurgeReply, ReplayReply, ReplayStatus, Selection,
 };
 use pilot_ipc::{Client, Request};
 use serde::Serialize;
@@ -38,9 +37,8 @@ pub fn parse_time(flag: &str, t: &str, now: jiff::Timestamp) -> Result<u64, CliE
 
 fn selection(select: &SelectArgs) -> Result<Selection, CliError> {
     let now = jiff::Timestamp::now();
-    let time = |flag: &str, t: &Option<String>| {
-        t.as_deref().map(|t| parse_time(flag, t, now)).transpose()
-    };
+    let time =
+        |flag: &str, t: &Option<String>| t.as_deref().map(|t| parse_time(flag, t, now)).transpose();
     Ok(Selection {
         since_ms: time("--since", &select.since)?,
         until_ms: time("--until", &select.until)?,
@@ -156,7 +154,11 @@ pub async fn replay(ctx: &Context, args: &ReplayArgs) -> Result<Output, CliError
     } else {
         format!(" to {:?}", reply.to)
     };
-    let noun = if reply.selected == 1 { "event" } else { "events" };
+    let noun = if reply.selected == 1 {
+        "event"
+    } else {
+        "events"
+    };
     if reply.dry_run {
         let text = format!(
             "would replay {} {noun} of {:?}{to}{range}; nothing changed (--dry-run)",

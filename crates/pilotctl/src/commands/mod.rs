@@ -44,7 +44,9 @@ pub async fn run(ctx: &Context, command: &Command) -> Result<Output, CliError> {
             secret::rotate_cmd(ctx, *grace, &webhook.name).await
         }
         Command::Webhook(WebhookCommand::Deliveries(args)) => deliveries::run(ctx, args).await,
-        Command::Webhook(WebhookCommand::DeadLetters(args)) => archive::dead_letters(ctx, args).await,
+        Command::Webhook(WebhookCommand::DeadLetters(args)) => {
+            archive::dead_letters(ctx, args).await
+        }
         Command::Webhook(WebhookCommand::Replay(args)) => archive::replay(ctx, args).await,
         Command::Webhook(WebhookCommand::Test(w)) => tools::test(ctx, &w.name).await,
         Command::Webhook(WebhookCommand::Render(args)) => render::run(args),
