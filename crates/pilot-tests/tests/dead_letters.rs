@@ -140,3 +140,248 @@ fn an_outage_longer_than_the_retries_is_replayed_exactly_in_order_with_the_origi
     assert_eq!(w["replay"]["delivered"], 10, "{w}");
     accounting::assert_balanced(&info);
 }
+
+/// `data.i` of every request named `event` since request `from`, in arrival order.
+fn numbers_since(rx: &Receiver, from: usize, event: &str) -> Vec<u64> {
+    rx.received()[from..]
+        .iter()
+        .filter(|r| r.event() == event)
+        .map(|r| number(&r.json()))
+        .collect()
+}
+
+#[test]
+fn queue_full_drops_of_an_in_memory_endpoint_are_dead_letters_and_replay() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Delay(Duration::from_millis(100), 204));
+    env.start(&["--webhook", &rx.url(), "--queue-size", "4"]);
+    env.burst("app.burst", 60, 0);
+    let mut w = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            w = endpoint(&env.info(), "default");
+            w["accounting"]["pending"] == 0 && w["dropped_queue_full"].as_u64() > Some(0)
+        }),
+        "{w}"
+    );
+    let dropped = w["dropped_queue_full"].as_u64().unwrap();
+    assert!(
+        wait_until(WAIT, || endpoint(&env.info(), "default")["accounting"]
+            ["dead_lettered"]
+            == dropped),
+        "{}",
+        env.info()
+    );
+    let listed = dead_letters(&env, &["--reason", "queue_full", "--limit", "1000"]);
+    assert_eq!(
+        listed.len() as u64,
+        dropped,
+        "every queue-full drop is kept"
+    );
+    let delivered_first: Vec<u64> = numbers_since(&rx, 0, "app.burst");
+    let kept: Vec<u64> = listed
+        .iter()
+        .map(|d| d["payload"]["data"]["i"].as_u64().unwrap())
+        .collect();
+    let mut all: Vec<u64> = delivered_first.iter().chain(&kept).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..60).collect::<Vec<_>>(),
+        "delivered + kept = every event, once"
+    );
+
+    rx.set_default(Reply::Status(204));
+    let before = rx.count();
+    let run = env.ctl_json(&[
+        "webhook",
+        "replay",
+        "--name",
+        "default",
+        "--since",
+        "10m",
+        "--events",
+        "app.*",
+        "--dead-letters-only",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.data()["selected"].as_u64(), Some(dropped));
+    assert_eq!(
+        numbers_since(&rx, before, "app.burst"),
+        kept,
+        "in event-id order"
+    );
+    accounting::assert_balanced(&env.info());
+}
+
+#[test]
+fn replay_to_another_endpoint_re_signs_and_dry_run_changes_nothing() {
+    let env = Env::new();
+    let (down, other) = (
+        Receiver::with_default(Reply::Status(400)),
+        Receiver::start(),
+    );
+    env.start(&[]);
+    let add = |args: &[&str]| {
+        let mut all = vec!["webhook", "add"];
+        all.extend_from_slice(args);
+        let run = env.ctl_json(&all);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.data()["secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = add(&["first", &down.url(), "--generate-secret"]);
+    let second = add(&[
+        "second",
+        &other.url(),
+        "--events",
+        "app.*",
+        "--generate-secret",
+    ]);
+    for i in 0..6u64 {
+        env.emit(
+            if i % 2 == 0 { "app.x" } else { "misc.y" },
+            Some(&format!("{{\"i\":{i}}}")),
+        );
+    }
+    // A 400 is not retried: each event fails at once.
+    assert!(wait_until(WAIT, || dead_letters(
+        &env,
+        &["--name", "first"]
+    )
+    .len()
+        == 6));
+    let other_before = other.count();
+
+    let archive = env.pilot_home.join("archive.redb");
+    let bytes = std::fs::read(&archive).unwrap();
+    let run = env.ctl_json(&[
+        "webhook",
+        "replay",
+        "--name",
+        "first",
+        "--to",
+        "second",
+        "--since",
+        "1h",
+        "--dry-run",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.data()["selected"], 6);
+    assert_eq!(run.data()["dry_run"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(other.count(), other_before, "nothing sent");
+    assert_eq!(
+        std::fs::read(&archive).unwrap(),
+        bytes,
+        "the archive is untouched"
+    );
+
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "first", "--to", "second", "--since", "1h", "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // The second endpoint's filters of today apply: only app.* goes out.
+    assert_eq!(numbers_since(&other, other_before, "app.x"), [0, 2, 4]);
+    assert_eq!(other.count(), other_before + 3);
+    for r in &other.received()[other_before..] {
+        assert!(
+            sig::standard_ok(r, &second),
+            "signed with the target's secret"
+        );
+        assert!(!sig::standard_ok(r, &first));
+    }
+    let d = run.data();
+    assert_eq!(
+        (d["delivered"].as_u64(), d["filtered"].as_u64()),
+        (Some(3), Some(3)),
+        "{d}"
+    );
+    // The first endpoint's dead letters stay: they were never delivered to it.
+    assert_eq!(dead_letters(&env, &["--name", "first"]).len(), 6);
+    let purged = env.ctl_json(&[
+        "webhook",
+        "dead-letters",
+        "purge",
+        "--name",
+        "first",
+        "--events",
+        "misc.*",
+    ]);
+    assert_eq!(purged.data()["purged"], 3, "{purged:?}");
+    assert_eq!(dead_letters(&env, &["--name", "first"]).len(), 3);
+}
+
+#[test]
+fn a_replay_survives_kill_9_in_the_middle() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Status(503));
+    let set = env.ctl_json(&["set-webhook", &rx.url(), "--generate-secret"]);
+    assert_eq!(set.code, 0, "{set:?}");
+    env.start(&FAST);
+    let (first, last) = env.burst("app.lost", 200, 0);
+    assert!(
+        wait_until(WAIT, || {
+            dead_letters(&env, &["--limit", "1000", "--events", "app.*"]).len() == 200
+        }),
+        "{}",
+        env.info()
+    );
+    // Back, but slow: the replay is under way when the daemon is killed.
+    rx.set_default(Reply::Delay(Duration::from_millis(10), 204));
+    let before = rx.count();
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "default", "--since", "1h", "--events", "app.*",
+    ]);
+    assert_eq!(run.data()["selected"], 200, "{run:?}");
+    assert!(wait_until(WAIT, || rx.count() >= before + 50));
+    env.kill_9();
+    let at_kill = rx.count();
+    assert!(at_kill < before + 200, "killed in the middle");
+    env.start(&FAST);
+    assert!(
+        wait_until(WAIT, || endpoint(&env.info(), "default")["replay"]
+            ["pending"]
+            == 0
+            && rx.received()[before..]
+                .iter()
+                .filter(|r| r.event() == "app.lost")
+                .map(|r| number(&r.json()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == 200),
+        "{}",
+        env.info()
+    );
+    let got: Vec<(u64, String)> = rx.received()[before..]
+        .iter()
+        .filter(|r| r.event() == "app.lost")
+        .map(|r| {
+            (
+                number(&r.json()),
+                r.header("webhook-id").unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    for (i, id) in &got {
+        let prev = seen.insert(*i, id.clone());
+        if let Some(prev) = prev {
+            assert_eq!(&prev, id, "a duplicate carries the same webhook-id");
+        }
+    }
+    assert_eq!(seen.len(), 200, "no event lost");
+    let duplicates = got.len() - 200;
+    assert!(
+        duplicates <= 64,
+        "duplicates only from the group in flight: {duplicates}"
+    );
+    assert_eq!(last - first + 1, 200);
+    assert!(
+        dead_letters(&env, &["--events", "app.*"]).is_empty(),
+        "all delivered"
+    );
+}
