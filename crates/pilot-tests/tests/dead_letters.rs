@@ -385,3 +385,57 @@ fn a_replay_survives_kill_9_in_the_middle() {
         "all delivered"
     );
 }
+
+#[test]
+fn a_durable_endpoint_keeps_its_failures_and_a_forced_remove_keeps_its_backlog() {
+    let env = Env::new();
+    let (bad, hung) = (
+        Receiver::with_default(Reply::Status(422)),
+        Receiver::with_default(Reply::Status(503)),
+    );
+    env.start(&["--backoff", "5s"]);
+    for (name, rx) in [("strict", &bad), ("stuck", &hung)] {
+        let run = env.ctl_json(&["webhook", "add", name, &rx.url(), "--durable"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    for i in 0..5u64 {
+        env.emit("app.d", Some(&format!("{{\"i\":{i}}}")));
+    }
+    // A 422 is not retried: removed from the spool, kept as a dead letter first.
+    assert!(wait_until(WAIT, || {
+        dead_letters(&env, &["--name", "strict", "--events", "app.*"]).len() == 5
+    }));
+    let w = endpoint(&env.info(), "strict");
+    assert_eq!(w["spool"]["depth"], 0, "{w}");
+    assert_eq!(
+        w["accounting"]["dead_lettered"], w["accounting"]["failed"],
+        "{w}"
+    );
+    let kept = dead_letters(&env, &["--name", "strict", "--events", "app.*"]);
+    assert!(kept.iter().all(
+        |d| d["reason"] == "failed" && d["webhook_id"].as_str().unwrap().starts_with("msg_0_")
+    ));
+
+    // The stuck endpoint holds its backlog in the spool; removed with --force, it is kept.
+    assert!(wait_until(WAIT, || hung.count() >= 1));
+    let run = env.ctl_json(&["webhook", "remove", "stuck", "--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let kept = dead_letters(&env, &["--name", "stuck", "--events", "app.*"]);
+    let numbers: Vec<u64> = kept
+        .iter()
+        .map(|d| d["payload"]["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [0, 1, 2, 3, 4], "{kept:?}");
+    assert!(kept.iter().all(|d| d["reason"] == "removed"));
+    // Replayed to another endpoint after its own is gone.
+    let rx = Receiver::start();
+    let run = env.ctl_json(&["webhook", "add", "new", &rx.url()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let before = rx.count();
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "stuck", "--to", "new", "--since", "1h", "--events",
+        "app.*", "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(numbers_since(&rx, before, "app.d"), [0, 1, 2, 3, 4]);
+}
