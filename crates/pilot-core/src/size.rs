@@ -8,6 +8,23 @@ pub struct SizeError {
     pub reason: &'static str,
 }
 
+/// `bytes` for people: `512 B`, `3.1 KiB`, `64 MiB`, `1.5 GiB` (1024-based, one decimal when
+/// it is not whole).
+pub fn format(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{} {}", value as u64, UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Parses bytes, or a number with `KiB`, `MiB`, `GiB` (1024-based; `K`, `M`, `G` too) or `KB`,
 /// `MB`, `GB` (1000-based).
 pub fn parse(input: &str) -> Result<u64, SizeError> {
@@ -45,5 +62,13 @@ mod tests {
         assert!(parse("1TiB").is_err());
         assert!(parse("-1").is_err());
         assert!(parse("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(format(512), "512 B");
+        assert_eq!(format(64 * 1024 * 1024), "64 MiB");
+        assert_eq!(format(3174), "3.1 KiB");
+        assert_eq!(format(3 << 30), "3 GiB");
     }
 }

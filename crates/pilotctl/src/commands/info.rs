@@ -177,6 +177,34 @@ pub fn webhook_text(w: &WebhookStatus) -> String {
     if let Some(a) = &w.accounting {
         rows.push(("accounting", accounting_text(a)));
     }
+    if let Some(d) = &w.dead_letters {
+        rows.push(("dead letters", shelf_text(d)));
+    }
+    if let Some(r) = &w.retained {
+        rows.push(("retained", shelf_text(r)));
+    }
+    let r = &w.replay;
+    if r.pending + r.delivered + r.failed + r.filtered > 0 {
+        rows.push((
+            "replays",
+            format!(
+                "{} pending, {} delivered, {} failed again, {} filtered",
+                r.pending, r.delivered, r.failed, r.filtered
+            ),
+        ));
+    }
+    if w.archive_write_errors > 0 {
+        rows.push((
+            "archive",
+            paint(
+                style::BAD,
+                &format!(
+                    "{} writes failed (their events are not kept)",
+                    w.archive_write_errors
+                ),
+            ),
+        ));
+    }
     if let Some(e) = &w.last_error {
         let at = w
             .last_error_at
@@ -202,6 +230,19 @@ pub fn webhook_text(w: &WebhookStatus) -> String {
     format!("webhook\n{}", aligned(&rows, 2))
 }
 
+/// `12 events, 3.1 KiB of 64 MiB, kept 7d; 0 dropped (size), 0 dropped (age)`.
+fn shelf_text(s: &pilot_ipc::protocol::ArchiveStatus) -> String {
+    format!(
+        "{} events, {} of {}, kept {}; {} dropped (size), {} dropped (age)",
+        s.count,
+        pilot_core::size::format(s.bytes),
+        pilot_core::size::format(s.max_bytes),
+        s.retention,
+        s.evicted_size,
+        s.evicted_age
+    )
+}
+
 /// `emitted N = delivered + failed + dropped + skipped + filtered + pending (balanced)`.
 fn accounting_text(a: &Accounting) -> String {
     let settled = [
@@ -222,9 +263,17 @@ fn accounting_text(a: &Accounting) -> String {
             i128::from(settled) - i128::from(a.emitted)
         )
     };
+    let kept = if a.dead_lettered > 0 {
+        format!(
+            "; {} of the failed, dropped and skipped kept as dead letters",
+            a.dead_lettered
+        )
+    } else {
+        String::new()
+    };
     format!(
         "emitted {} = delivered {} + failed {} + dropped {} + skipped {} + filtered {} + \
-         pending {} ({verdict})",
+         pending {} ({verdict}){kept}",
         a.emitted, a.delivered, a.failed, a.dropped, a.skipped, a.filtered, a.pending
     )
 }
