@@ -225,7 +225,7 @@ pub struct SettingsArgs {
     /// 64MiB, at least 1KiB), dropping the oldest.
     #[arg(long, value_name = "SIZE", value_parser = archive_size)]
     pub dead_letter_max_bytes: Option<u64>,
-    /// `30d`: drop dead letters older than this (default 7 days).
+    /// `720h`: drop dead letters older than this (default 168h, 7 days).
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     pub dead_letter_retention: Option<Duration>,
     /// `24h`: keep delivered events' payloads this long, for replay (off by default).
@@ -370,7 +370,7 @@ pub struct ClearArgs {
     /// backoff).
     #[arg(long, conflicts_with_all = ["max_spool_bytes", "discard_after", "max_backoff"])]
     pub no_spool_limits: bool,
-    /// The default dead-letter limits again (64MiB, 7 days).
+    /// The default dead-letter limits again (64MiB, 168h).
     #[arg(long, conflicts_with_all = ["dead_letter_max_bytes", "dead_letter_retention"])]
     pub no_dead_letter_limits: bool,
     /// Stop keeping delivered events (removes --retain and --retain-max-bytes).
@@ -762,7 +762,7 @@ mod tests {
             "--dead-letter-max-bytes",
             "1MiB",
             "--dead-letter-retention",
-            "3d",
+            "72h",
             "--retain",
             "2h",
             "--retain-max-bytes",
