@@ -328,9 +328,8 @@ impl ConfigFile {
         let key = "webhook_settings";
         let settings: crate::WebhookSettings = match self.get(key) {
             None | Some(Value::Null) => Default::default(),
-            Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| self.invalid(key, e.to_string()))?
-            }
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| self.invalid(key, crate::webhook_settings::read_error(v, &e)))?,
         };
         let policy = settings.url_policy(self.url_policy()?);
         let url = policy

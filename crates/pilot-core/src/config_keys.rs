@@ -134,8 +134,8 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
             if !value.is_object() {
                 return Err("expected an object, like {\"events\":[\"handshake.*\"]}".into());
             }
-            let settings: WebhookSettings =
-                serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+            let settings: WebhookSettings = serde_json::from_value(value.clone())
+                .map_err(|e| crate::webhook_settings::read_error(value, &e))?;
             settings.validate().map_err(|e| e.to_string())?;
         }
         "webhooks" => crate::endpoint::check_all(value)?,
@@ -191,6 +191,8 @@ mod tests {
         );
         assert!(bad("webhook_settings", json!({"events": ["a*"]})).contains("a*"));
         bad("webhook_settings", json!({"batch_max": 0}));
+        assert!(bad("webhook_settings", json!({"retain": "soon"})).starts_with("retain: "));
+        assert!(bad("webhook_settings", json!({"retain_max_bytes": 4096})).contains("--retain"));
         bad("webhook_settings", json!([1]));
         ok(
             "webhooks",

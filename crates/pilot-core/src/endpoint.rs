@@ -103,8 +103,13 @@ pub fn from_config(config: &ConfigFile) -> Result<BTreeMap<String, EndpointConfi
 pub fn default_settings(config: &ConfigFile) -> Result<WebhookSettings, ConfigError> {
     let settings = match config.get(SETTINGS_KEY) {
         None | Some(Value::Null) => WebhookSettings::default(),
-        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone())
-            .map_err(|e| invalid(config, SETTINGS_KEY, e.to_string()))?,
+        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).map_err(|e| {
+            invalid(
+                config,
+                SETTINGS_KEY,
+                crate::webhook_settings::read_error(v, &e),
+            )
+        })?,
         Some(_) => return Err(invalid(config, SETTINGS_KEY, "expected an object")),
     };
     settings
@@ -148,7 +153,8 @@ pub fn check_entry(name: &str, value: &Value) -> Result<EndpointConfig, String> 
     if !value.is_object() {
         return Err(r#"expected an object like {"url": "http://localhost:8080/events"}"#.into());
     }
-    let entry: EndpointConfig = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let entry: EndpointConfig = serde_json::from_value(value.clone())
+        .map_err(|e| crate::webhook_settings::read_error(value, &e))?;
     let url = crate::webhook_url::validate(&entry.url).map_err(|e| e.to_string())?;
     crate::webhook_settings::validate_target(&url, &entry.settings).map_err(|e| e.to_string())?;
     Ok(entry)
@@ -346,6 +352,69 @@ mod tests {
         assert!(c.get(WEBHOOKS_KEY).is_none());
         assert!(remove(&mut c, DEFAULT));
         assert!(c.webhook().is_none());
+    }
+
+    #[test]
+    fn dead_letter_and_retention_keys_persist_and_bad_values_name_the_key() {
+        let mut c = config(json!({"registry": "x"}));
+        let settings = WebhookSettings {
+            dead_letter_max_bytes: Some(1 << 20),
+            dead_letter_retention: Some(std::time::Duration::from_secs(86400)),
+            retain: Some(std::time::Duration::from_secs(7200)),
+            retain_max_bytes: Some(8 << 20),
+            ..Default::default()
+        };
+        let entry = EndpointConfig {
+            url: "http://localhost:9000/s".into(),
+            settings: settings.clone(),
+        };
+        put(&mut c, "siem", &entry);
+        put(&mut c, DEFAULT, &entry);
+        let text = c.to_json().unwrap();
+        let back = ConfigFile::parse("/tmp/config.json", &text).unwrap();
+        let all = from_config(&back).unwrap();
+        assert_eq!(all["siem"], entry);
+        assert_eq!(all[DEFAULT], entry);
+        assert_eq!(
+            back.get(WEBHOOKS_KEY).unwrap()["siem"],
+            json!({
+                "url": "http://localhost:9000/s",
+                "dead_letter_max_bytes": 1048576,
+                "dead_letter_retention": "24h",
+                "retain": "2h",
+                "retain_max_bytes": 8388608
+            })
+        );
+
+        for (bad, want) in [
+            (
+                json!({"webhooks": {"a": {"url": "http://x/", "retain": "soon"}}}),
+                r#"key "webhooks.a": retain: invalid duration "soon""#,
+            ),
+            (
+                json!({"webhooks": {"a": {"url": "http://x/", "dead_letter_max_bytes": "1MiB"}}}),
+                r#"key "webhooks.a": dead_letter_max_bytes: invalid type"#,
+            ),
+            (
+                json!({"webhooks": {"a": {"url": "http://x/", "retain": "0s"}}}),
+                "retain must be longer than 0",
+            ),
+            (
+                json!({"webhooks": {"a": {"url": "http://x/", "retain_max_bytes": 4096}}}),
+                "--retain-max-bytes needs --retain",
+            ),
+            (
+                json!({"webhook": "http://x/", "webhook_settings": {"dead_letter_retention": 5}}),
+                r#"key "webhook_settings": dead_letter_retention: invalid type"#,
+            ),
+            (
+                json!({"webhook": "http://x/", "webhook_settings": {"dead_letter_max_bytes": 10}}),
+                "dead_letter_max_bytes must be at least 1KiB",
+            ),
+        ] {
+            let e = from_config(&config(bad.clone())).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

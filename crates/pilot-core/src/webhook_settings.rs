@@ -82,6 +82,22 @@ pub struct WebhookSettings {
     /// Durable mode: the longest wait between retries of one event.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub max_backoff: Option<Duration>,
+    /// Dead letters (the events this endpoint gave up on, kept for replay; in memory mode too):
+    /// their size limit in bytes, oldest dropped past it (default
+    /// [`DEFAULT_DEAD_LETTER_MAX_BYTES`], at least [`MIN_ARCHIVE_BYTES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_max_bytes: Option<u64>,
+    /// Dead letters older than this are dropped (default [`DEFAULT_DEAD_LETTER_RETENTION`]).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub dead_letter_retention: Option<Duration>,
+    /// Keep the payloads of delivered events this long, for replay (off when unset; in memory
+    /// mode too).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub retain: Option<Duration>,
+    /// With `retain`: the retained payloads' size limit in bytes, oldest dropped past it
+    /// (default [`DEFAULT_RETAIN_MAX_BYTES`], at least [`MIN_ARCHIVE_BYTES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_max_bytes: Option<u64>,
     /// The HTTP proxy for this webhook (`http://[user:password@]host:port`), or `none` for no
     /// proxy; unset: the daemon's environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +158,19 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The dead letters' size limit when `dead_letter_max_bytes` is unset: 64 MiB.
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How long dead letters are kept when `dead_letter_retention` is unset: 7 days.
+pub const DEFAULT_DEAD_LETTER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The retained payloads' size limit when `retain` is set and `retain_max_bytes` is not: 64 MiB.
+pub const DEFAULT_RETAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The smallest `dead_letter_max_bytes` and `retain_max_bytes`: 1 KiB (a smaller bound would
+/// hold no event; the way to keep nothing is to leave `retain` off).
+pub const MIN_ARCHIVE_BYTES: u64 = 1024;
+
 /// Headers pilot sets itself (framing, body type, signatures), lowercase: an extra header may
 /// not replace them. Every `webhook-*` header is pilot's too (Standard Webhooks).
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -182,6 +211,15 @@ pub enum SettingsError {
     TwoAuths,
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error("{what} must be longer than 0")]
+    ZeroDuration { what: &'static str },
+    #[error("{what} must be at least 1KiB (1024 bytes), not {given} bytes")]
+    TooFewBytes { what: &'static str, given: u64 },
+    #[error(
+        "--retain-max-bytes needs --retain DURATION: retention of delivered events is off \
+         without it (in config.json, `retain_max_bytes` needs `retain`)"
+    )]
+    RetainMaxWithoutRetain,
     #[error(
         "give both a client certificate and its key (--client-cert and --client-key), or neither"
     )]
@@ -292,6 +330,7 @@ impl WebhookSettings {
                 what: "concurrency",
             });
         }
+        self.validate_archive()?;
         let template = self.subject_template()?;
         if let Some(name) = &self.create_stream {
             crate::subject::check_stream_name(name).map_err(SettingsError::Stream)?;
@@ -309,6 +348,55 @@ impl WebhookSettings {
             return Err(SettingsError::CertWithoutKey);
         }
         self.validate_template()
+    }
+
+    /// Checks the dead-letter and retention settings: sizes of at least [`MIN_ARCHIVE_BYTES`],
+    /// durations longer than 0, `retain_max_bytes` only with `retain`. They do not depend on
+    /// `durable` (in memory endpoints keep dead letters too).
+    fn validate_archive(&self) -> Result<(), SettingsError> {
+        let sizes = [
+            ("dead_letter_max_bytes", self.dead_letter_max_bytes),
+            ("retain_max_bytes", self.retain_max_bytes),
+        ];
+        for (what, n) in sizes {
+            if let Some(given) = n.filter(|&n| n < MIN_ARCHIVE_BYTES) {
+                return Err(SettingsError::TooFewBytes { what, given });
+            }
+        }
+        let durations = [
+            ("dead_letter_retention", self.dead_letter_retention),
+            ("retain", self.retain),
+        ];
+        for (what, d) in durations {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(SettingsError::ZeroDuration { what });
+            }
+        }
+        if self.retain_max_bytes.is_some() && self.retain.is_none() {
+            return Err(SettingsError::RetainMaxWithoutRetain);
+        }
+        Ok(())
+    }
+
+    /// The dead letters' size limit: `dead_letter_max_bytes`, or
+    /// [`DEFAULT_DEAD_LETTER_MAX_BYTES`].
+    pub fn dead_letter_max_bytes_or_default(&self) -> u64 {
+        self.dead_letter_max_bytes
+            .unwrap_or(DEFAULT_DEAD_LETTER_MAX_BYTES)
+    }
+
+    /// How long dead letters are kept: `dead_letter_retention`, or
+    /// [`DEFAULT_DEAD_LETTER_RETENTION`].
+    pub fn dead_letter_retention_or_default(&self) -> Duration {
+        self.dead_letter_retention
+            .unwrap_or(DEFAULT_DEAD_LETTER_RETENTION)
+    }
+
+    /// The retained payloads' size limit: `None` while retention is off (`retain` unset), else
+    /// `retain_max_bytes` or [`DEFAULT_RETAIN_MAX_BYTES`].
+    pub fn retain_max_bytes_or_default(&self) -> Option<u64> {
+        self.retain
+            .map(|_| self.retain_max_bytes.unwrap_or(DEFAULT_RETAIN_MAX_BYTES))
     }
 
     /// Checks the template setting's form (that the preset exists, the file reads and the
@@ -509,6 +597,23 @@ impl WebhookSettings {
     }
 }
 
+/// serde's error reading the settings object `value`, with the first field that does not read
+/// in front (`retain: invalid duration "soon" ...`): serde's message does not name it.
+pub fn read_error(value: &serde_json::Value, e: &serde_json::Error) -> String {
+    let field = value.as_object().and_then(|map| {
+        map.iter().find_map(|(key, v)| {
+            let alone = serde_json::Value::Object([(key.clone(), v.clone())].into_iter().collect());
+            serde_json::from_value::<WebhookSettings>(alone)
+                .is_err()
+                .then_some(key)
+        })
+    });
+    match field {
+        Some(key) => format!("{key}: {e}"),
+        None => e.to_string(),
+    }
+}
+
 /// Checks `settings` with the URL they go with: [`WebhookSettings::validate`], and that
 /// `Authorization` is not given both by the URL's `user:password` and by a header or an auth
 /// file.
@@ -655,6 +760,10 @@ mod tests {
         bad(|s| s.discard_after = Some(Duration::ZERO));
         bad(|s| s.max_backoff = Some(Duration::ZERO));
         bad(|s| s.disable_after = Some(Duration::ZERO));
+        bad(|s| s.dead_letter_max_bytes = Some(0));
+        bad(|s| s.dead_letter_retention = Some(Duration::ZERO));
+        bad(|s| s.retain = Some(Duration::ZERO));
+        bad(|s| s.retain_max_bytes = Some(1 << 20));
         bad(|s| {
             s.bearer_token_file = Some("/a".into());
             s.basic_auth_file = Some("/b".into());
@@ -818,6 +927,106 @@ mod tests {
         );
         let shown = var("routing_key", "R0", Some("pagerduty")).redacted();
         assert_eq!(shown.template_vars["routing_key"], "***");
+    }
+
+    #[test]
+    fn dead_letter_and_retention_settings_default_and_round_trip() {
+        let none = WebhookSettings::default();
+        assert_eq!(none.dead_letter_max_bytes_or_default(), 64 * 1024 * 1024);
+        assert_eq!(
+            none.dead_letter_retention_or_default(),
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(none.retain_max_bytes_or_default(), None, "retention is off");
+        let retained = WebhookSettings {
+            retain: Some(Duration::from_secs(7200)),
+            ..Default::default()
+        };
+        assert_eq!(
+            retained.retain_max_bytes_or_default(),
+            Some(DEFAULT_RETAIN_MAX_BYTES)
+        );
+
+        // Not durable: they apply to in-memory endpoints too.
+        let s = WebhookSettings {
+            dead_letter_max_bytes: Some(1 << 20),
+            dead_letter_retention: Some(Duration::from_secs(3 * 86400)),
+            retain: Some(Duration::from_secs(7200)),
+            retain_max_bytes: Some(MIN_ARCHIVE_BYTES),
+            ..Default::default()
+        };
+        assert!(s.validate().is_ok());
+        assert_eq!(s.dead_letter_max_bytes_or_default(), 1 << 20);
+        assert_eq!(
+            s.dead_letter_retention_or_default(),
+            Duration::from_secs(3 * 86400)
+        );
+        assert_eq!(s.retain_max_bytes_or_default(), Some(1024));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "dead_letter_max_bytes": 1048576,
+                "dead_letter_retention": "72h",
+                "retain": "2h",
+                "retain_max_bytes": 1024
+            })
+        );
+        let back: WebhookSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.redacted(), s, "nothing to mask");
+        assert_ne!(
+            back,
+            WebhookSettings {
+                retain: None,
+                retain_max_bytes: None,
+                ..s.clone()
+            }
+        );
+    }
+
+    #[test]
+    fn dead_letter_and_retention_settings_refuse_zero_tiny_and_a_size_without_retain() {
+        let err = |f: fn(&mut WebhookSettings)| {
+            let mut s = WebhookSettings::default();
+            f(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        let e = err(|s| s.dead_letter_max_bytes = Some(0));
+        assert_eq!(
+            e,
+            "dead_letter_max_bytes must be at least 1KiB (1024 bytes), not 0 bytes"
+        );
+        let e = err(|s| s.dead_letter_max_bytes = Some(MIN_ARCHIVE_BYTES - 1));
+        assert!(e.contains("at least 1KiB"), "{e}");
+        let e = err(|s| s.dead_letter_retention = Some(Duration::ZERO));
+        assert_eq!(e, "dead_letter_retention must be longer than 0");
+        let e = err(|s| s.retain = Some(Duration::ZERO));
+        assert_eq!(e, "retain must be longer than 0");
+        let e = err(|s| {
+            s.retain = Some(Duration::from_secs(60));
+            s.retain_max_bytes = Some(512);
+        });
+        assert!(
+            e.starts_with("retain_max_bytes must be at least 1KiB"),
+            "{e}"
+        );
+        let e = err(|s| s.retain_max_bytes = Some(1 << 20));
+        assert!(e.contains("--retain-max-bytes needs --retain"), "{e}");
+    }
+
+    #[test]
+    fn a_settings_object_that_does_not_read_names_the_field() {
+        let read = |v: serde_json::Value| {
+            let e = serde_json::from_value::<WebhookSettings>(v.clone()).unwrap_err();
+            read_error(&v, &e)
+        };
+        let e = read(serde_json::json!({"events": ["a.*"], "retain": "soon"}));
+        assert!(e.starts_with("retain: invalid duration \"soon\""), "{e}");
+        let e = read(serde_json::json!({"dead_letter_max_bytes": "1MiB"}));
+        assert!(e.starts_with("dead_letter_max_bytes: invalid type"), "{e}");
+        let e = read(serde_json::json!({"retain_max_bytes": -1}));
+        assert!(e.starts_with("retain_max_bytes: "), "{e}");
     }
 
     #[test]

@@ -54,6 +54,18 @@ pub fn size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses a dead-letter or retention size flag (`64MiB`): at least
+/// [`pilot_core::webhook_settings::MIN_ARCHIVE_BYTES`] (1KiB).
+pub fn archive_size(s: &str) -> Result<u64, String> {
+    use pilot_core::webhook_settings::MIN_ARCHIVE_BYTES;
+    match pilot_core::size::parse(s).map_err(|e| e.to_string())? {
+        n if n < MIN_ARCHIVE_BYTES => {
+            Err(format!("must be at least 1KiB ({MIN_ARCHIVE_BYTES} bytes)"))
+        }
+        n => Ok(n),
+    }
+}
+
 /// Parses a positive count (`--batch-max`, `--concurrency`).
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -209,6 +221,19 @@ pub struct SettingsArgs {
     /// Durable mode: the longest wait between retries of one event.
     #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
     pub max_backoff: Option<Duration>,
+    /// `256MiB`: keep at most this much of the events given up on (dead letters; default
+    /// 64MiB, at least 1KiB), dropping the oldest.
+    #[arg(long, value_name = "SIZE", value_parser = archive_size)]
+    pub dead_letter_max_bytes: Option<u64>,
+    /// `720h`: drop dead letters older than this (default 168h, 7 days).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub dead_letter_retention: Option<Duration>,
+    /// `24h`: keep delivered events' payloads this long, for replay (off by default).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub retain: Option<Duration>,
+    /// `1GiB`: with --retain, keep at most this much (default 64MiB, at least 1KiB).
+    #[arg(long, value_name = "SIZE", value_parser = archive_size)]
+    pub retain_max_bytes: Option<u64>,
     /// An extra request header `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -345,6 +370,12 @@ pub struct ClearArgs {
     /// backoff).
     #[arg(long, conflicts_with_all = ["max_spool_bytes", "discard_after", "max_backoff"])]
     pub no_spool_limits: bool,
+    /// The default dead-letter limits again (64MiB, 168h).
+    #[arg(long, conflicts_with_all = ["dead_letter_max_bytes", "dead_letter_retention"])]
+    pub no_dead_letter_limits: bool,
+    /// Stop keeping delivered events (removes --retain and --retain-max-bytes).
+    #[arg(long, conflicts_with_all = ["retain", "retain_max_bytes"])]
+    pub no_retain: bool,
     /// Send pilot's own JSON body again (removes the template and its variables).
     #[arg(long, conflicts_with_all = ["template", "template_vars"])]
     pub no_template: bool,
@@ -394,6 +425,10 @@ impl SettingsArgs {
         base.max_spool_bytes = self.max_spool_bytes.or(base.max_spool_bytes);
         base.discard_after = self.discard_after.or(base.discard_after);
         base.max_backoff = self.max_backoff.or(base.max_backoff);
+        base.dead_letter_max_bytes = self.dead_letter_max_bytes.or(base.dead_letter_max_bytes);
+        base.dead_letter_retention = self.dead_letter_retention.or(base.dead_letter_retention);
+        base.retain = self.retain.or(base.retain);
+        base.retain_max_bytes = self.retain_max_bytes.or(base.retain_max_bytes);
         base.batch_max = self.batch_max.or(base.batch_max);
         base.batch_wait = self.batch_wait.or(base.batch_wait);
         base.concurrency = self.concurrency.or(base.concurrency);
@@ -453,6 +488,18 @@ impl SettingsArgs {
         }
         if let Some(v) = self.max_backoff {
             push("--max-backoff", dur(v));
+        }
+        if let Some(v) = self.dead_letter_max_bytes {
+            push("--dead-letter-max-bytes", v.to_string().into());
+        }
+        if let Some(v) = self.dead_letter_retention {
+            push("--dead-letter-retention", dur(v));
+        }
+        if let Some(v) = self.retain {
+            push("--retain", dur(v));
+        }
+        if let Some(v) = self.retain_max_bytes {
+            push("--retain-max-bytes", v.to_string().into());
         }
         for h in &self.headers {
             push("--header", h.into());
@@ -592,6 +639,14 @@ impl ClearArgs {
             base.discard_after = None;
             base.max_backoff = None;
         }
+        if self.no_dead_letter_limits {
+            base.dead_letter_max_bytes = None;
+            base.dead_letter_retention = None;
+        }
+        if self.no_retain {
+            base.retain = None;
+            base.retain_max_bytes = None;
+        }
         if self.no_template {
             base.template = None;
             base.template_vars.clear();
@@ -699,6 +754,93 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dead_letter_and_retention_flags_merge_clear_and_round_trip() {
+        let cmd = parse(&[
+            "--dead-letter-max-bytes",
+            "1MiB",
+            "--dead-letter-retention",
+            "72h",
+            "--retain",
+            "2h",
+            "--retain-max-bytes",
+            "512KiB",
+        ])
+        .unwrap();
+        let got = cmd.set.apply(WebhookSettings::default());
+        assert_eq!(got.dead_letter_max_bytes, Some(1 << 20));
+        assert_eq!(
+            got.dead_letter_retention,
+            Some(Duration::from_secs(3 * 86400))
+        );
+        assert_eq!(got.retain, Some(Duration::from_secs(7200)));
+        assert_eq!(got.retain_max_bytes, Some(512 << 10));
+        assert!(!got.durable, "not durable-only");
+        assert!(got.validate().is_ok());
+        let again =
+            Cmd::try_parse_from(std::iter::once(OsString::from("x")).chain(cmd.set.to_args()))
+                .unwrap();
+        assert_eq!(again.set, cmd.set);
+
+        // `update` changes only what is given.
+        let updated = parse(&["--retain-max-bytes", "2MiB"])
+            .unwrap()
+            .set
+            .apply(got.clone());
+        assert_eq!(updated.retain_max_bytes, Some(2 << 20));
+        assert_eq!(updated.retain, got.retain);
+        assert_eq!(updated.dead_letter_max_bytes, got.dead_letter_max_bytes);
+
+        let cleared = parse(&["--no-retain"]).unwrap().clear.apply(got.clone());
+        assert_eq!((cleared.retain, cleared.retain_max_bytes), (None, None));
+        assert_eq!(cleared.dead_letter_max_bytes, Some(1 << 20), "kept");
+        assert!(cleared.validate().is_ok());
+        let cleared = parse(&["--no-dead-letter-limits"])
+            .unwrap()
+            .clear
+            .apply(got.clone());
+        assert_eq!(
+            (cleared.dead_letter_max_bytes, cleared.dead_letter_retention),
+            (None, None)
+        );
+        assert_eq!(cleared.dead_letter_max_bytes_or_default(), 64 << 20);
+        assert_eq!(cleared.retain, got.retain, "kept");
+
+        assert!(parse(&["--no-retain", "--retain", "1h"]).is_err());
+        assert!(parse(&["--no-retain", "--retain-max-bytes", "1MiB"]).is_err());
+        assert!(parse(&["--no-dead-letter-limits", "--dead-letter-retention", "1h"]).is_err());
+
+        // A size without retention, after the merge, is refused by the settings' check.
+        let alone = parse(&["--retain-max-bytes", "1MiB"])
+            .unwrap()
+            .set
+            .apply(WebhookSettings::default());
+        let e = alone.validate().unwrap_err().to_string();
+        assert!(e.contains("--retain-max-bytes needs --retain"), "{e}");
+    }
+
+    #[test]
+    fn dead_letter_and_retention_flags_refuse_zero_and_tiny_values() {
+        for bad in [
+            &["--retain", "0s"][..],
+            &["--dead-letter-retention", "0s"],
+            &["--dead-letter-max-bytes", "0"],
+            &["--dead-letter-max-bytes", "1023"],
+            &["--retain-max-bytes", "1000B"],
+            &["--retain", "soon"],
+            &["--dead-letter-max-bytes", "lots"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let e = parse(&["--dead-letter-max-bytes", "512"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be at least 1KiB (1024 bytes)"), "{e}");
+        let e = parse(&["--retain", "0s"]).unwrap_err().to_string();
+        assert!(e.contains("must be longer than 0"), "{e}");
+        assert!(parse(&["--dead-letter-max-bytes", "1KiB"]).is_ok());
     }
 
     #[test]

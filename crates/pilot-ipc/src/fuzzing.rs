@@ -304,6 +304,10 @@ struct AnySettings {
     max_spool_bytes: Option<u64>,
     discard_after: Option<Duration>,
     max_backoff: Option<Duration>,
+    dead_letter_max_bytes: Option<u64>,
+    dead_letter_retention: Option<Duration>,
+    retain: Option<Duration>,
+    retain_max_bytes: Option<u64>,
 }
 
 impl From<AnyValue> for Value {
@@ -336,6 +340,10 @@ impl From<AnySettings> for WebhookSettings {
             max_spool_bytes: s.max_spool_bytes,
             discard_after: s.discard_after,
             max_backoff: s.max_backoff,
+            dead_letter_max_bytes: s.dead_letter_max_bytes,
+            dead_letter_retention: s.dead_letter_retention,
+            retain: s.retain,
+            retain_max_bytes: s.retain_max_bytes,
             ..WebhookSettings::default()
         }
     }

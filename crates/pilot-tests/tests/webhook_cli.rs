@@ -190,6 +190,8 @@ fn a_malformed_settings_object_stops_the_daemon_start_naming_the_file() {
     for bad in [
         r#"{"webhook_settings": {"events": ["a*"]}}"#,
         r#"{"webhook_settings": {"batch_wait": 5}}"#,
+        r#"{"webhook_settings": {"retain": "soon"}}"#,
+        r#"{"webhook_settings": {"retain_max_bytes": 4096}}"#,
         r#"{"webhook_settings": "durable"}"#,
     ] {
         env.write_config(bad);
@@ -406,4 +408,125 @@ fn settings_are_checked_by_one_validation_before_anything_is_saved() {
         assert_eq!(env.read_config(), config);
         assert!(env.pid().is_none());
     }
+}
+
+/// The dead-letter and retention settings of a named, in-memory webhook: `webhook add` saves
+/// them, `webhook show` (text and `--json`) shows them from the running daemon, a restart keeps
+/// them, `update` changes only what it is given and `--no-retain` removes retention; a bad value
+/// is refused with a clear message and leaves config.json byte for byte as it was.
+#[test]
+fn dead_letter_and_retention_settings_are_saved_shown_and_kept_across_a_restart() {
+    let env = Env::new();
+    let rx = pilot_tests::Receiver::start();
+    let url = rx.url();
+    env.start(&[]);
+    let d = env
+        .ctl_json(&[
+            "webhook",
+            "add",
+            "siem",
+            &url,
+            "--retain",
+            "2h",
+            "--dead-letter-max-bytes",
+            "1MiB",
+        ])
+        .data();
+    assert_eq!(d["applied"], true, "{d}");
+    let want = json!({"dead_letter_max_bytes": 1048576, "retain": "2h"});
+    assert_eq!(d["settings"], want);
+
+    let shown = |env: &Env| env.ctl_json(&["webhook", "show", "siem"]).data();
+    let s = shown(&env);
+    assert_eq!(s["settings"], want, "{s}");
+    assert_eq!(s["status"]["settings"], want, "the daemon runs them: {s}");
+    assert_eq!(
+        env.config()["webhooks"]["siem"],
+        json!({"url": url, "dead_letter_max_bytes": 1048576, "retain": "2h"})
+    );
+    let text = pilot_tests::squeeze(&env.ctl(&["webhook", "show", "siem"]).stdout);
+    assert!(text.contains("mode: memory"), "{text}");
+    assert!(text.contains("dead letter max bytes: 1048576"), "{text}");
+    assert!(text.contains("retain: 2h"), "{text}");
+
+    env.stop();
+    env.start(&[]);
+    let s = shown(&env);
+    assert_eq!(s["status"]["settings"], want, "kept across a restart: {s}");
+
+    // Bad values: refused, nothing written, the running webhook kept.
+    let before = env.read_config();
+    let bad: &[(&[&str], &str)] = &[
+        (
+            &["webhook", "add", "other", &url, "--retain", "0s"],
+            "must be longer than 0",
+        ),
+        (
+            &["webhook", "update", "siem", "--retain", "0s"],
+            "must be longer than 0",
+        ),
+        (
+            &[
+                "webhook",
+                "update",
+                "siem",
+                "--dead-letter-max-bytes",
+                "100",
+            ],
+            "at least 1KiB",
+        ),
+        (
+            &[
+                "webhook",
+                "add",
+                "other",
+                &url,
+                "--retain-max-bytes",
+                "1MiB",
+            ],
+            "--retain-max-bytes needs --retain",
+        ),
+        (
+            &[
+                "webhook",
+                "update",
+                "siem",
+                "--no-retain",
+                "--retain-max-bytes",
+                "1MiB",
+            ],
+            "--retain-max-bytes",
+        ),
+    ];
+    for (args, why) in bad {
+        let run = env.ctl_json(args);
+        assert_eq!(run.error_code(), "invalid_argument", "{args:?}: {run:?}");
+        assert!(run.stderr.contains(why), "{args:?}: {run:?}");
+        let text = env.ctl(args);
+        assert_eq!(text.code, 1, "{args:?}: {text:?}");
+        assert!(text.stderr.contains(why), "{args:?}: {text:?}");
+        assert_eq!(env.read_config(), before, "{args:?} changed config.json");
+    }
+    assert_eq!(shown(&env)["status"]["settings"], want);
+
+    // `update` changes only what it is given; `--no-retain` removes retention and its size.
+    let d = env
+        .ctl_json(&["webhook", "update", "siem", "--retain-max-bytes", "2MiB"])
+        .data();
+    assert_eq!(d["applied"], true, "{d}");
+    assert_eq!(
+        shown(&env)["status"]["settings"],
+        json!({"dead_letter_max_bytes": 1048576, "retain": "2h", "retain_max_bytes": 2097152})
+    );
+    env.ctl_json(&["webhook", "update", "siem", "--no-retain"])
+        .data();
+    assert_eq!(
+        shown(&env)["status"]["settings"],
+        json!({"dead_letter_max_bytes": 1048576})
+    );
+    assert_eq!(
+        env.config()["webhooks"]["siem"],
+        json!({"url": url, "dead_letter_max_bytes": 1048576})
+    );
+    env.stop();
 }

@@ -780,6 +780,44 @@ mod tests {
     }
 
     #[test]
+    fn webhook_add_and_update_take_the_dead_letter_and_retention_flags() {
+        let Command::Webhook(WebhookCommand::Add(a)) = parse(&[
+            "webhook",
+            "add",
+            "siem",
+            "http://x/",
+            "--retain",
+            "2h",
+            "--dead-letter-max-bytes",
+            "1MiB",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.settings.retain, Some(Duration::from_secs(7200)));
+        assert_eq!(a.settings.dead_letter_max_bytes, Some(1 << 20));
+        let Command::Webhook(WebhookCommand::Update(u)) = parse(&[
+            "webhook",
+            "update",
+            "siem",
+            "--retain-max-bytes",
+            "2MiB",
+            "--no-dead-letter-limits",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(u.settings.retain_max_bytes, Some(2 << 20));
+        assert!(u.clear.no_dead_letter_limits && !u.clear.no_retain);
+        assert!(parse(&["webhook", "update", "siem", "--no-retain", "--retain", "1h"]).is_err());
+        assert!(parse(&["webhook", "add", "siem", "http://x/", "--retain", "0s"]).is_err());
+    }
+
+    #[test]
     fn sizes() {
         use pilot_flags::size;
         assert_eq!(size("1024"), Ok(1024));

@@ -277,6 +277,18 @@ pub fn settings_rows(s: &WebhookSettings) -> Vec<(&'static str, String)> {
     if let Some(d) = s.max_backoff {
         rows.push(("max backoff", dur(d)));
     }
+    if let Some(n) = s.dead_letter_max_bytes {
+        rows.push(("dead letter max bytes", n.to_string()));
+    }
+    if let Some(d) = s.dead_letter_retention {
+        rows.push(("dead letter retention", dur(d)));
+    }
+    if let Some(d) = s.retain {
+        rows.push(("retain", dur(d)));
+    }
+    if let Some(n) = s.retain_max_bytes {
+        rows.push(("retain max bytes", n.to_string()));
+    }
     for h in &s.headers {
         rows.push(("header", h.clone()));
     }
@@ -385,5 +397,26 @@ mod tests {
              batch max: 10\nsigning secret (shown once; `pilotctl webhook secret show` prints it \
              again):\nwhsec_abc\napplied to running daemon"
         );
+    }
+
+    #[test]
+    fn dead_letter_and_retention_settings_have_rows() {
+        let s = WebhookSettings {
+            dead_letter_max_bytes: Some(1 << 20),
+            dead_letter_retention: Some(std::time::Duration::from_secs(86400)),
+            retain: Some(std::time::Duration::from_secs(7200)),
+            retain_max_bytes: Some(4096),
+            ..Default::default()
+        };
+        assert_eq!(
+            settings_rows(&s),
+            [
+                ("dead letter max bytes", "1048576".to_string()),
+                ("dead letter retention", "24h".to_string()),
+                ("retain", "2h".to_string()),
+                ("retain max bytes", "4096".to_string()),
+            ]
+        );
+        assert!(settings_rows(&WebhookSettings::default()).is_empty());
     }
 }
