@@ -439,3 +439,82 @@ fn a_durable_endpoint_keeps_its_failures_and_a_forced_remove_keeps_its_backlog()
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(numbers_since(&rx, before, "app.d"), [0, 1, 2, 3, 4]);
 }
+
+#[test]
+fn retention_bounds_drop_the_oldest_and_count_them_and_retained_events_replay() {
+    let env = Env::new();
+    let (ok, bad) = (
+        Receiver::start(),
+        Receiver::with_default(Reply::Status(400)),
+    );
+    env.start(&[]);
+    let run = env.ctl_json(&[
+        "webhook",
+        "add",
+        "kept",
+        &ok.url(),
+        "--retain",
+        "1h",
+        "--retain-max-bytes",
+        "4KiB",
+        "--events",
+        "app.*",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = env.ctl_json(&[
+        "webhook",
+        "add",
+        "short",
+        &bad.url(),
+        "--dead-letter-retention",
+        "1s",
+        "--dead-letter-max-bytes",
+        "2KiB",
+        "--events",
+        "app.*",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.burst("app.r", 40, 100);
+    assert!(wait_until(WAIT, || ok.count() == 40));
+
+    // Size: 40 entries of ~250 bytes do not fit in 4 KiB: the oldest went, counted.
+    let mut w = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            w = endpoint(&env.info(), "kept");
+            w["retained"]["count"].as_u64().unwrap_or(0)
+                + w["retained"]["evicted_size"].as_u64().unwrap_or(0)
+                == 40
+        }),
+        "{w}"
+    );
+    let retained = w["retained"]["count"].as_u64().unwrap();
+    assert!(retained > 0 && retained < 40, "{w}");
+    assert!(w["retained"]["bytes"].as_u64().unwrap() <= 4096, "{w}");
+
+    // The retained ones replay: the newest `retained` events, in order.
+    let before = ok.count();
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "kept", "--since", "1h", "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.data()["selected"].as_u64(), Some(retained));
+    let expected: Vec<u64> = (40 - retained..40).collect();
+    assert_eq!(numbers_since(&ok, before, "app.r"), expected);
+
+    // Age: dead letters older than 1 s are dropped and counted; size counted too.
+    assert!(
+        wait_until(WAIT, || {
+            w = endpoint(&env.info(), "short");
+            let d = &w["dead_letters"];
+            d["count"] == 0
+                && d["evicted_age"].as_u64().unwrap_or(0) > 0
+                && d["evicted_size"].as_u64().unwrap_or(0) > 0
+                && d["evicted_age"].as_u64().unwrap() + d["evicted_size"].as_u64().unwrap() == 40
+        }),
+        "{w}"
+    );
+    assert!(dead_letters(&env, &["--name", "short"]).is_empty());
+    let text = env.ctl(&["info"]);
+    assert!(text.stdout.contains("dead letters"), "{}", text.stdout);
+}

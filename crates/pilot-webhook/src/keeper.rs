@@ -101,8 +101,18 @@ pub(crate) struct Bounds {
 impl Bounds {
     /// The bounds `settings` ask for.
     pub(crate) fn of(settings: &WebhookSettings) -> Bounds {
-        let _ = settings;
-        Bounds::default()
+        Bounds {
+            dead: ArchiveLimits {
+                max_bytes: settings.dead_letter_max_bytes_or_default(),
+                max_age: settings.dead_letter_retention_or_default(),
+            },
+            retained: settings.retain.map(|max_age| ArchiveLimits {
+                max_bytes: settings
+                    .retain_max_bytes_or_default()
+                    .unwrap_or(ArchiveLimits::DEFAULT_MAX_BYTES),
+                max_age,
+            }),
+        }
     }
 
     /// How often the age bounds are applied: a quarter of the shortest retention.
@@ -124,6 +134,8 @@ impl Bounds {
 enum Msg {
     Put(Shelf, Vec<ArchivedEvent>),
     Flush(oneshot::Sender<()>),
+    /// The bounds changed: apply them now and time the age bounds from them.
+    Bounds,
 }
 
 /// One endpoint's keeper (see the module docs).
@@ -197,7 +209,16 @@ impl Keeper {
 
     /// Applies the bounds `settings` ask for from now on.
     pub(crate) fn configure(&self, settings: &WebhookSettings) {
-        *self.bounds.write().unwrap_or_else(|p| p.into_inner()) = Bounds::of(settings);
+        let bounds = Bounds::of(settings);
+        let old = std::mem::replace(
+            &mut *self.bounds.write().unwrap_or_else(|p| p.into_inner()),
+            bounds,
+        );
+        if old != bounds {
+            if let Some(tx) = &self.tx {
+                let _ = tx.try_send(Msg::Bounds);
+            }
+        }
     }
 
     pub(crate) fn bounds(&self) -> Bounds {
@@ -343,11 +364,13 @@ impl Writer {
                     let mut retained = Vec::new();
                     let mut flushes = Vec::new();
                     let mut next = Some(msg);
+                    let mut rebound = false;
                     while let Some(msg) = next.take() {
                         match msg {
                             Msg::Put(Shelf::Dead, e) => dead.extend(e),
                             Msg::Put(Shelf::Retained, e) => retained.extend(e),
                             Msg::Flush(done) => flushes.push(done),
+                            Msg::Bounds => rebound = true,
                         }
                         if dead.len() + retained.len() < GROUP {
                             next = rx.try_recv().ok();
@@ -363,6 +386,10 @@ impl Writer {
                     self.write(Shelf::Retained, retained).await;
                     for done in flushes {
                         let _ = done.send(());
+                    }
+                    if rebound {
+                        self.expire().await;
+                        expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
                     }
                 }
                 event = overflow.recv(), if overflow_open => {
