@@ -2,8 +2,8 @@
 //! counters, copied into the metrics plugin's plain [`Snapshot`] on every scrape.
 
 use pilot_metrics::{
-    BusSnapshot, CircuitState, Histogram, Snapshot, SpoolSnapshot, SubscriberSnapshot,
-    WebhookSnapshot,
+    BusSnapshot, CircuitState, Histogram, ShelfSnapshot, Snapshot, SpoolSnapshot,
+    SubscriberSnapshot, WebhookSnapshot,
 };
 use pilot_webhook::{LatencyHistogram, Stats};
 
@@ -71,9 +71,25 @@ fn webhook(s: Stats) -> WebhookSnapshot {
             dropped_full: sp.dropped_full,
             expired: sp.expired,
         }),
+        dead_lettered: s.accounting.dead_lettered,
+        dead_letters: shelf(s.dead_letters),
+        retained: shelf(s.retained),
+        replay_pending: s.replay.pending,
+        replay_delivered: s.replay.delivered,
+        replay_failed: s.replay.failed,
         latency_success: histogram(s.latency.success),
         latency_failure: histogram(s.latency.failure),
     }
+}
+
+fn shelf(s: Option<pilot_webhook::ShelfInfo>) -> ShelfSnapshot {
+    s.map(|s| ShelfSnapshot {
+        count: s.count,
+        bytes: s.bytes,
+        evicted_size: s.evicted_size,
+        evicted_age: s.evicted_age,
+    })
+    .unwrap_or_default()
 }
 
 fn histogram(h: LatencyHistogram) -> Histogram {

@@ -139,7 +139,7 @@ fn bus(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
 }
 
 /// One endpoint's counters and gauges (the numbers `info` shows, then the queue and spool now).
-fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64); 18] {
+fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64); 30] {
     let spool = w.spool.clone().unwrap_or_default();
     [
         (
@@ -249,6 +249,78 @@ fn values(w: &WebhookSnapshot) -> [(&'static str, &'static str, MetricType, u64)
             "Spooled records dropped because they were older than discard_after (part of dropped).",
             MetricType::Counter,
             spool.expired,
+        ),
+        (
+            "pilot_webhook_dead_lettered",
+            "Events given up on (failed, dropped, skipped) and handed to the dead-letter archive.",
+            MetricType::Counter,
+            w.dead_lettered,
+        ),
+        (
+            "pilot_webhook_dead_letters",
+            "Dead letters the archive holds for the endpoint.",
+            MetricType::Gauge,
+            w.dead_letters.count,
+        ),
+        (
+            "pilot_webhook_dead_letter_bytes",
+            "Stored bytes of the endpoint's dead letters.",
+            MetricType::Gauge,
+            w.dead_letters.bytes,
+        ),
+        (
+            "pilot_webhook_dead_letters_evicted_size",
+            "Dead letters dropped, oldest first, past --dead-letter-max-bytes.",
+            MetricType::Counter,
+            w.dead_letters.evicted_size,
+        ),
+        (
+            "pilot_webhook_dead_letters_evicted_age",
+            "Dead letters dropped because they were older than --dead-letter-retention.",
+            MetricType::Counter,
+            w.dead_letters.evicted_age,
+        ),
+        (
+            "pilot_webhook_retained",
+            "Delivered events the archive retains for replay (--retain).",
+            MetricType::Gauge,
+            w.retained.count,
+        ),
+        (
+            "pilot_webhook_retained_bytes",
+            "Stored bytes of the retained deliveries.",
+            MetricType::Gauge,
+            w.retained.bytes,
+        ),
+        (
+            "pilot_webhook_retained_evicted_size",
+            "Retained deliveries dropped, oldest first, past --retain-max-bytes.",
+            MetricType::Counter,
+            w.retained.evicted_size,
+        ),
+        (
+            "pilot_webhook_retained_evicted_age",
+            "Retained deliveries dropped because they were older than --retain.",
+            MetricType::Counter,
+            w.retained.evicted_age,
+        ),
+        (
+            "pilot_webhook_replay_pending",
+            "Replays queued for the endpoint, not settled yet.",
+            MetricType::Gauge,
+            w.replay_pending,
+        ),
+        (
+            "pilot_webhook_replay_delivered",
+            "Replayed events delivered.",
+            MetricType::Counter,
+            w.replay_delivered,
+        ),
+        (
+            "pilot_webhook_replay_failed",
+            "Replayed events that failed again (dead-lettered again).",
+            MetricType::Counter,
+            w.replay_failed,
         ),
     ]
 }

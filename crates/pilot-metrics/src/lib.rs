@@ -30,6 +30,6 @@ mod snapshot;
 pub use encode::{Metrics, CONTENT_TYPE};
 pub use server::{MetricsError, MetricsServer};
 pub use snapshot::{
-    BusSnapshot, CircuitState, Histogram, Snapshot, Source, SpoolSnapshot, SubscriberSnapshot,
-    WebhookSnapshot,
+    BusSnapshot, CircuitState, Histogram, ShelfSnapshot, Snapshot, Source, SpoolSnapshot,
+    SubscriberSnapshot, WebhookSnapshot,
 };

@@ -71,6 +71,15 @@ pub struct WebhookSnapshot {
     pub rate_wait: Duration,
     /// The durable spool, while one is open.
     pub spool: Option<SpoolSnapshot>,
+    /// Events given up on and handed to the dead-letter archive.
+    pub dead_lettered: u64,
+    /// The endpoint's dead letters and retained deliveries in the archive now.
+    pub dead_letters: ShelfSnapshot,
+    pub retained: ShelfSnapshot,
+    /// Replays queued now, and delivered / failed again since the daemon started.
+    pub replay_pending: u64,
+    pub replay_delivered: u64,
+    pub replay_failed: u64,
     /// Durations of the HTTP attempts answered with a 2xx.
     pub latency_success: Histogram,
     /// Durations of the other HTTP attempts (any other status, timeouts, connection errors).
@@ -98,6 +107,16 @@ impl CircuitState {
             Self::HalfOpen => "half_open",
         }
     }
+}
+
+/// One shelf of an endpoint's archive (dead letters, retained deliveries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShelfSnapshot {
+    pub count: u64,
+    pub bytes: u64,
+    /// Entries dropped, oldest first, for size and for age.
+    pub evicted_size: u64,
+    pub evicted_age: u64,
 }
 
 /// The durable spool.

@@ -10,7 +10,7 @@ use pilot_core::config::ConfigLock;
 use pilot_core::endpoint::{self, EndpointConfig, DEFAULT};
 use pilot_core::{ConfigFile, WebhookSettings};
 use pilot_ipc::protocol::{
-    Accounting, EndpointReply, EndpointStatus, InfoReply, PauseReply, RemoveReply,
+    Accounting, ArchiveStatus, EndpointReply, EndpointStatus, InfoReply, PauseReply, RemoveReply,
 };
 use pilot_ipc::{Client, ClientError, Request};
 use serde::Serialize;
@@ -381,6 +381,10 @@ struct ListedWebhook {
     /// The rate limit (`10/s`), if any, and how long a send would wait now.
     rate_limit: Option<String>,
     rate_wait_ms: Option<u64>,
+    /// Dead letters and retained deliveries in the archive (`null` while no daemon runs, and
+    /// `retained` while the webhook does not retain).
+    dead_letters: Option<ArchiveStatus>,
+    retained: Option<ArchiveStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -418,6 +422,8 @@ fn listed(name: &str, entry: &EndpointConfig, live: Option<&EndpointStatus>) -> 
             last_status: l.status.last_error.clone(),
             rate_limit: s.rate_limit.map(|r| r.to_string()),
             rate_wait_ms: Some(l.status.rate_wait_ms),
+            dead_letters: l.status.dead_letters.clone(),
+            retained: l.status.retained.clone(),
         },
         None => ListedWebhook {
             name: name.to_string(),
@@ -433,6 +439,8 @@ fn listed(name: &str, entry: &EndpointConfig, live: Option<&EndpointStatus>) -> 
             last_status: None,
             rate_limit: s.rate_limit.map(|r| r.to_string()),
             rate_wait_ms: None,
+            dead_letters: None,
+            retained: None,
         },
     }
 }
@@ -487,6 +495,7 @@ fn list_text(running: bool, rows: &[ListedWebhook]) -> String {
         ("DELIVERED", Align::Right),
         ("FAILED", Align::Right),
         ("PENDING", Align::Right),
+        ("DEAD", Align::Right),
         ("LAST ERROR", Align::Left),
     ]);
     let num = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
@@ -514,6 +523,7 @@ fn list_text(running: bool, rows: &[ListedWebhook]) -> String {
             num(r.delivered),
             num(r.failed),
             num(r.pending),
+            num(r.dead_letters.as_ref().map(|d| d.count)),
             r.last_status
                 .as_deref()
                 .map(crate::output::one_line)
