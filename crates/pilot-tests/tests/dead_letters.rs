@@ -518,3 +518,53 @@ fn retention_bounds_drop_the_oldest_and_count_them_and_retained_events_replay() 
     let text = env.ctl(&["info"]);
     assert!(text.stdout.contains("dead letters"), "{}", text.stdout);
 }
+
+#[test]
+fn bad_selections_are_refused_and_change_nothing() {
+    let env = Env::new();
+    let rx = Receiver::start();
+    env.start(&["--webhook", &rx.url()]);
+    let archive = env.pilot_home.join("archive.redb");
+    let bytes = std::fs::read(&archive).unwrap();
+    let refused = |args: &[&str], says: &str| {
+        let run = env.ctl_json(args);
+        assert_ne!(run.code, 0, "{args:?} should fail: {run:?}");
+        assert_eq!(run.error_code(), "invalid_argument", "{run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    };
+    refused(
+        &["webhook", "dead-letters", "--reason", "bored"],
+        "one of: failed",
+    );
+    refused(
+        &["webhook", "dead-letters", "--since", "yesterday"],
+        "RFC 3339",
+    );
+    refused(
+        &["webhook", "dead-letters", "--events", "Bad Pattern"],
+        "pattern",
+    );
+    refused(
+        &["webhook", "dead-letters", "--since", "1h", "--until", "2h"],
+        "--since must be before --until",
+    );
+    refused(
+        &["webhook", "dead-letters", "purge", "--reason", "x"],
+        "unknown reason",
+    );
+    refused(
+        &["webhook", "replay", "--name", "Bad Name", "--since", "1h"],
+        "name",
+    );
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "default", "--to", "nobody", "--since", "1h",
+    ]);
+    assert_eq!(run.error_code(), "not_found", "{run:?}");
+    refused(&["webhook", "replay", "--name", "default"], "needs --since");
+    assert_eq!(
+        std::fs::read(&archive).unwrap(),
+        bytes,
+        "the archive is untouched"
+    );
+    assert_eq!(rx.count(), 1, "only daemon.started was sent");
+}

@@ -478,3 +478,101 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn reasons_round_trip_through_their_names() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Reason::parse("bored"), None);
+    }
+
+    #[test]
+    fn bounds_follow_the_settings() {
+        let b = Bounds::of(&WebhookSettings::default());
+        assert_eq!(b.dead, ArchiveLimits::default());
+        assert_eq!(b.retained, None, "retention is opt-in");
+        let s = WebhookSettings {
+            dead_letter_max_bytes: Some(4096),
+            dead_letter_retention: Some(Duration::from_secs(60)),
+            retain: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let b = Bounds::of(&s);
+        assert_eq!(
+            (b.dead.max_bytes, b.dead.max_age),
+            (4096, Duration::from_secs(60))
+        );
+        let r = b.retained.unwrap();
+        assert_eq!(r.max_age, Duration::from_secs(3600));
+        assert_eq!(
+            r.max_bytes,
+            pilot_core::webhook_settings::DEFAULT_RETAIN_MAX_BYTES
+        );
+        assert_eq!(
+            b.expire_every(),
+            Duration::from_secs(15),
+            "a quarter of the shortest"
+        );
+    }
+
+    fn item(id: u64) -> Item {
+        Item {
+            event_id: id,
+            event: "app.x".into(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            severity: None,
+            at_ms: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_handed_over_is_written_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Arc::new(Archive::open(&dir.path().join("a.redb")).unwrap());
+        let counters = Arc::new(Counters::default());
+        let keeper = Keeper::start(
+            "x",
+            Some(archive.clone()),
+            counters.clone(),
+            "00ff",
+            &Handle::current(),
+        );
+        let id = |i: &Item| format!("msg_{}", i.event_id);
+        keeper.dead(
+            &[item(1), item(2)],
+            &id,
+            Reason::Failed,
+            Some("HTTP 503"),
+            3,
+        );
+        keeper.delivered(&[item(3)], &id); // not retained: retention is off
+        keeper.flush().await;
+        assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 2);
+        let kept = archive
+            .list(Shelf::Dead, "x", &pilot_spool::Query::default())
+            .unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            (
+                kept[0].webhook_id.as_str(),
+                kept[0].reason.as_str(),
+                kept[0].attempts
+            ),
+            ("msg_1", "failed", 3)
+        );
+        assert_eq!(kept[1].error.as_deref(), Some("HTTP 503"));
+        assert_eq!(archive.stats(Shelf::Retained, "x").count, 0);
+
+        // Without an archive: nothing kept, nothing counted as kept.
+        let none = Keeper::start("y", None, counters.clone(), "00ff", &Handle::current());
+        none.dead(&[item(4)], &id, Reason::Failed, None, 1);
+        none.flush().await;
+        assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 2);
+    }
+}

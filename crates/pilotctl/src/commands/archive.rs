@@ -132,6 +132,12 @@ struct Replayed {
 /// `webhook replay --name N [--since T] [--until T] [--events P] [--to NAME]
 /// [--dead-letters-only] [--dry-run] [--wait]`.
 pub async fn replay(ctx: &Context, args: &ReplayArgs) -> Result<Output, CliError> {
+    if args.select.since.is_none() {
+        return Err(CliError::invalid_argument(
+            "replay needs --since T: the oldest event to send again (RFC 3339, or a duration \
+             ago like 2h)",
+        ));
+    }
     let selection = selection(&args.select)?;
     let socket = ctx.socket()?;
     let mut client = Client::connect(&socket).await?;
