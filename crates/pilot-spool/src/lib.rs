@@ -743,6 +743,17 @@ impl Spool {
     /// clock step a few may outlive their deadline until the ones before them expire). Returns
     /// how many were removed. Writes nothing when none is due.
     pub fn expire(&self, now_ms: u64) -> Result<u64, SpoolError> {
+        self.expire_keeping(now_ms, &|_| {})
+    }
+
+    /// [`Spool::expire`], handing the expired records to `keep` first, in the same write (so
+    /// a crash after `keep` leaves them spooled, to be expired and kept again, never lost).
+    /// `keep` may run more than once for the same records when the write is retried.
+    pub fn expire_keeping(
+        &self,
+        now_ms: u64,
+        keep: &(dyn Fn(&[SpoolRecord]) + Sync),
+    ) -> Result<u64, SpoolError> {
         let max_age = u64::try_from(self.limits().discard_after.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms.saturating_sub(max_age);
         let due = |value: &[u8]| header_accepted_at(value).is_some_and(|at| at < cutoff);
@@ -756,6 +767,17 @@ impl Spool {
         }
         self.write_freeing(|tx, meta| {
             let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(|e| self.err(e))? {
+                let (key, value) = entry.map_err(|e| self.err(e))?;
+                if !due(value.value()) {
+                    break;
+                }
+                if let Ok(r) = decode(key.value(), value.value()) {
+                    records.push(r);
+                }
+            }
+            keep(&records);
             let mut removed = 0;
             loop {
                 let next_due = match table.first().map_err(|e| self.err(e))? {

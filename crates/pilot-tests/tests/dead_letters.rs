@@ -568,3 +568,45 @@ fn bad_selections_are_refused_and_change_nothing() {
     );
     assert_eq!(rx.count(), 1, "only daemon.started was sent");
 }
+
+#[test]
+fn durable_events_that_expire_in_the_spool_are_dead_letters() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Status(503));
+    env.start(&["--backoff", "50ms"]);
+    let run = env.ctl_json(&[
+        "webhook",
+        "add",
+        "slow",
+        &rx.url(),
+        "--durable",
+        "--discard-after",
+        "500ms",
+        "--max-backoff",
+        "100ms",
+        "--events",
+        "app.*",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for i in 0..5u64 {
+        env.emit("app.e", Some(&format!("{{\"i\":{i}}}")));
+    }
+    let mut kept = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            kept = dead_letters(&env, &["--name", "slow", "--reason", "expired"]);
+            kept.len() == 5
+        }),
+        "{}",
+        env.info()
+    );
+    let w = endpoint(&env.info(), "slow");
+    assert_eq!(w["spool"]["depth"], 0, "{w}");
+    assert!(w["accounting"]["dead_lettered"].as_u64() >= Some(5), "{w}");
+    accounting::check(&w).unwrap();
+    let ids: Vec<&str> = kept
+        .iter()
+        .map(|d| d["webhook_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| id.starts_with("msg_0_")), "{ids:?}");
+}

@@ -460,15 +460,36 @@ impl DurableWorker {
     async fn expire(&self) -> u64 {
         let spool = self.store.spool.clone();
         let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
-        match blocking(move || spool.expire(now_ms)).await {
-            Ok(0) => 0,
-            Ok(n) => {
+        let shared = self.shared.clone();
+        let expired = blocking(move || {
+            // Kept as dead letters in the same write that removes them from the spool.
+            let kept = std::sync::atomic::AtomicU64::new(0);
+            let node = shared.bus.node_id();
+            let n = spool.expire_keeping(now_ms, &|records| {
+                let items: Vec<Item> = records
+                    .iter()
+                    .cloned()
+                    .map(|r| Spooled::of(r).item)
+                    .collect();
+                let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
+                let dead = entries(&items, &id, Reason::Expired.as_str(), None, 0);
+                let written = shared.keeper.put_now(Shelf::Dead, &dead);
+                kept.store(written, std::sync::atomic::Ordering::Relaxed);
+            })?;
+            Ok((n, kept.into_inner()))
+        })
+        .await;
+        match expired {
+            Ok((0, _)) => 0,
+            Ok((n, kept)) => {
                 {
                     let c = &self.shared.counters;
                     let _moving = c.moving();
                     add(&c.expired, n);
                     add(&c.spool_removed, n);
                 }
+                // After `expired`, so never ahead of it.
+                add(&self.shared.counters.dead_lettered, kept.min(n));
                 warn!(
                     expired = n,
                     discard_after = %pilot_core::duration::format(self.store.spool.limits().discard_after),

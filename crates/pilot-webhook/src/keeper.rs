@@ -53,13 +53,15 @@ pub enum Reason {
     Aborted,
     /// In the spool when the endpoint was removed with `--force`.
     Removed,
+    /// In the spool longer than `discard_after`.
+    Expired,
     /// Replayed and failed again.
     ReplayFailed,
 }
 
 impl Reason {
     /// Every reason, as the CLI accepts them.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Failed,
         Reason::CircuitOpen,
         Reason::QueueFull,
@@ -67,6 +69,7 @@ impl Reason {
         Reason::Stopped,
         Reason::Aborted,
         Reason::Removed,
+        Reason::Expired,
         Reason::ReplayFailed,
     ];
 
@@ -80,6 +83,7 @@ impl Reason {
             Reason::Stopped => "stopped",
             Reason::Aborted => "aborted",
             Reason::Removed => "removed",
+            Reason::Expired => "expired",
             Reason::ReplayFailed => "replay_failed",
         }
     }
