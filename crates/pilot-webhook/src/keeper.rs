@@ -149,6 +149,8 @@ pub(crate) struct Keeper {
     tx: Option<mpsc::Sender<Msg>>,
     overflow: Option<mpsc::Sender<Arc<Event>>>,
     bounds: Arc<RwLock<Bounds>>,
+    /// Whether delivered events are retained (read on every delivery: no lock).
+    retaining: std::sync::atomic::AtomicBool,
     write_errors: Arc<AtomicU64>,
     counters: Arc<Counters>,
 }
@@ -180,6 +182,7 @@ impl Keeper {
             tx: None,
             overflow: None,
             bounds: bounds.clone(),
+            retaining: std::sync::atomic::AtomicBool::new(false),
             write_errors: write_errors.clone(),
             counters: counters.clone(),
         };
@@ -214,6 +217,8 @@ impl Keeper {
     /// Applies the bounds `settings` ask for from now on.
     pub(crate) fn configure(&self, settings: &WebhookSettings) {
         let bounds = Bounds::of(settings);
+        self.retaining
+            .store(bounds.retained.is_some(), Ordering::Relaxed);
         let old = std::mem::replace(
             &mut *self.bounds.write().unwrap_or_else(|p| p.into_inner()),
             bounds,
@@ -256,7 +261,7 @@ impl Keeper {
 
     /// Hands delivered `items` over for retention, when the endpoint retains.
     pub(crate) fn delivered(&self, items: &[Item], webhook_id: &dyn Fn(&Item) -> String) {
-        if items.is_empty() || self.bounds().retained.is_none() {
+        if items.is_empty() || !self.retaining.load(Ordering::Relaxed) {
             return;
         }
         let entries = entries(items, webhook_id, "delivered", None, 0);
@@ -269,7 +274,7 @@ impl Keeper {
         items: &[Item],
         webhook_id: &dyn Fn(&Item) -> String,
     ) -> Vec<ArchivedEvent> {
-        if self.tx.is_none() || self.bounds().retained.is_none() {
+        if self.tx.is_none() || !self.retaining.load(Ordering::Relaxed) {
             return Vec::new();
         }
         entries(items, webhook_id, "delivered", None, 0)
