@@ -610,3 +610,30 @@ fn durable_events_that_expire_in_the_spool_are_dead_letters() {
         .collect();
     assert!(ids.iter().all(|id| id.starts_with("msg_0_")), "{ids:?}");
 }
+
+#[test]
+fn a_replay_that_fails_again_exits_non_zero_and_is_a_dead_letter_again() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Status(503));
+    env.start(&FAST);
+    let run = env.ctl_json(&["webhook", "add", "down", &rx.url(), "--events", "app.*"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for i in 0..3u64 {
+        env.emit("app.f", Some(&format!("{{\"i\":{i}}}")));
+    }
+    assert!(wait_until(WAIT, || dead_letters(&env, &["--name", "down"])
+        .len()
+        == 3));
+    let run = env.ctl_json(&[
+        "webhook", "replay", "--name", "down", "--since", "1h", "--wait",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.error_code(), "replay_failed", "{run:?}");
+    assert!(run.stderr.contains("3 failed again"), "{}", run.stderr);
+    let again = dead_letters(&env, &["--name", "down", "--reason", "replay_failed"]);
+    assert_eq!(again.len(), 3, "replaced, not added: {again:?}");
+    assert_eq!(dead_letters(&env, &["--name", "down"]).len(), 3);
+    let w = endpoint(&env.info(), "down");
+    assert_eq!(w["replay"]["failed"], 3, "{w}");
+    assert_eq!(w["replay"]["pending"], 0, "{w}");
+}
