@@ -53,7 +53,9 @@ use crate::error::{chain, redact, DeliveryError};
 use crate::h1::{self, Conn, H1Error, Stream};
 use crate::options::WebhookOptions;
 use crate::retry::{honours_retry_after, parse_retry_after};
-use crate::tls::{insecure_tls_config, root_store, tls_config};
+use crate::tls::{insecure_tls_config, system_tls_config};
+#[cfg(test)]
+use crate::tls::{root_store, tls_config};
 
 /// At most this much of a response body is read (then the response is dropped).
 pub(crate) const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -224,9 +226,9 @@ impl ProxyChoice {
 /// How long an unused kept-alive connection stays open.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The normal TLS configuration: the system's CA roots.
+/// The normal TLS configuration: the system's CA roots (loaded on the first handshake).
 fn tls_config_default() -> rustls::ClientConfig {
-    tls_config(root_store())
+    system_tls_config()
 }
 
 /// The HTTP client: how to connect (resolver, SSRF guard, TLS), the timeout and the
