@@ -30,6 +30,21 @@ use crate::cli::{Args, LogFormat};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, mimalloc.h; the bindings
+/// have no name for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS this long after it was freed (mimalloc 3 waits a second,
+/// and purges only on later allocator calls: a daemon that goes quiet right after a burst kept
+/// its queue's peak, 14 to 19 MiB after 100k events instead of 11).
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// Sets mimalloc's options (before the runtime's threads start).
+fn tune_allocator() {
+    // SAFETY: sets one integer option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+}
+
 /// How long the daemon waits, before it exits, for its last log lines to be written.
 const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -86,6 +101,7 @@ fn is_journal(journal_stream: Option<&str>, fd: impl std::os::fd::AsFd) -> bool 
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let args = Args::parse();
     let fail = |msg: String| {
         print_error(&msg);
@@ -120,6 +136,18 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_purge_delay_option_is_mimallocs() {
+        // SAFETY: reads one integer option.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // mimalloc 3's default for this option, and no other's.
+            assert!(matches!(get(), 1000 | super::PURGE_DELAY_MS), "{}", get());
+        }
+        super::tune_allocator();
+        assert_eq!(get(), super::PURGE_DELAY_MS);
+    }
+
     #[test]
     fn the_journal_is_recognised_by_device_and_inode() {
         let file = tempfile::tempfile().unwrap();

@@ -1,15 +1,16 @@
-//! The HTTP(S) client: HTTP/1.1 over hyper's connection API with keep-alive, over rustls, with
-//! a resolver that applies the SSRF policy at connect time.
+//! The HTTP(S) client: HTTP/1.1 with keep-alive ([`crate::h1`]: each exchange driven in the
+//! sending task itself), over rustls, with a resolver that applies the SSRF policy at connect
+//! time.
 //!
-//! Connections are kept per [`Target`] (one per configured URL) in a small pool of hyper
-//! `SendRequest` handles: a request takes the most recently used idle connection (or opens
-//! one), and gives it back once its response has been read to the end; so a webhook with
-//! `concurrency` N keeps up to N connections, and one in flight at a time reuses one. Idle
-//! connections close after [`IDLE_TIMEOUT`]. A request that a kept-alive connection could not
-//! carry because the server had just closed it goes out on another one. This does what
-//! hyper-util's pooled `Client` did here, without its per-request costs (hashing the pool key
-//! three times, formatting `Host`, boxing, copying the connection info into every response),
-//! about a fifth of the instructions of an ordered delivery in callgrind.
+//! Connections are kept per [`Target`] (one per configured URL) in a small pool: a request
+//! takes the most recently used idle connection (or opens one), and gives it back once its
+//! response has been read to the end; so a webhook with `concurrency` N keeps up to N
+//! connections, each used by one request at a time, and one in flight at a time reuses one.
+//! Idle connections close after [`IDLE_TIMEOUT`]. A kept-alive connection that the server has
+//! closed (seen when it is taken), or that fails before the request is written, is dropped and
+//! the request goes out on another one. There is no connection task: the request is written,
+//! and its response read, by the task that awaits the answer (no channel, no wakeup of
+//! another task per request).
 //!
 //! hyper connects to literal IP hosts without asking the resolver, so [`Target::checked`] checks
 //! those itself; hostnames go through [`GuardedResolver`], which refuses cloud-metadata names and
@@ -36,11 +37,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper::client::conn::http1;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -52,9 +50,12 @@ use tower_service::Service as _;
 use tracing::{debug, warn};
 
 use crate::error::{chain, redact, DeliveryError};
+use crate::h1::{self, Conn, H1Error, Stream};
 use crate::options::WebhookOptions;
 use crate::retry::{honours_retry_after, parse_retry_after};
-use crate::tls::{insecure_tls_config, root_store, tls_config};
+use crate::tls::{insecure_tls_config, system_tls_config};
+#[cfg(test)]
+use crate::tls::{root_store, tls_config};
 
 /// At most this much of a response body is read (then the response is dropped).
 pub(crate) const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -222,25 +223,12 @@ impl ProxyChoice {
     }
 }
 
-/// One kept-alive HTTP/1.1 connection: hyper's handle to send on it (its connection task runs
-/// on its own).
-type Sender = http1::SendRequest<Full<Bytes>>;
-
-/// hyper's HTTP/1 settings: requests are written flattened (head and body copied into one
-/// buffer, one `write`), not as a vectored write of the two: event bodies are small, and the
-/// copy costs less than the queue of buffers.
-fn h1_builder() -> http1::Builder {
-    let mut h1 = http1::Builder::new();
-    h1.writev(false);
-    h1
-}
-
 /// How long an unused kept-alive connection stays open.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The normal TLS configuration: the system's CA roots.
+/// The normal TLS configuration: the system's CA roots (loaded on the first handshake).
 fn tls_config_default() -> rustls::ClientConfig {
-    tls_config(root_store())
+    system_tls_config()
 }
 
 /// The HTTP client: how to connect (resolver, SSRF guard, TLS), the timeout and the
@@ -251,7 +239,6 @@ pub(crate) struct HttpClient {
     /// The TLS configuration, for connections through a proxy.
     tls: rustls::ClientConfig,
     proxy: ProxyChoice,
-    h1: http1::Builder,
     lookup: LookupFn,
     user_agent: HeaderValue,
     timeout: Duration,
@@ -314,7 +301,6 @@ impl HttpClient {
             connector,
             tls,
             proxy: ProxyChoice::Direct,
-            h1: h1_builder(),
             lookup,
             user_agent,
             timeout,
@@ -385,41 +371,39 @@ impl HttpClient {
 
     /// POSTs `body` to `target` with `headers` (from [`HttpClient::request_headers`], plus
     /// this attempt's signatures), on a kept-alive connection when there is one: `Ok` with the
-    /// status on a 2xx, else why not. The connection goes back to the target's pool once the
-    /// response (and its body) is read in full.
+    /// status on a 2xx, else why not. The exchange runs in the caller's task (see
+    /// [`crate::h1`]); the connection goes back to the target's pool once the response (and
+    /// its body) is read in full.
     pub(crate) async fn post(
         &self,
         target: &Target,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<StatusCode, DeliveryError> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = target.origin.clone();
-        *request.headers_mut() = headers;
         // One deadline for the whole exchange: connecting, sending, the response head and
         // (up to MAX_RESPONSE_BODY of) its body; a server that trickles any of them is cut off.
         let deadline = Instant::now()
             .checked_add(self.timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
-        let (response, sender) =
-            match tokio::time::timeout_at(deadline, self.exchange(target, request)).await {
+        let (head, mut conn) =
+            match tokio::time::timeout_at(deadline, self.exchange(target, &headers, &body)).await {
                 Err(_elapsed) => return Err(DeliveryError::timeout(&target.shown, self.timeout)),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(done)) => done,
             };
-        let status = response.status();
+        let status = head.status;
         let retry_after = if honours_retry_after(status) {
-            response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
+            head.retry_after
+                .as_deref()
                 .and_then(|v| parse_retry_after(v, SystemTime::now()))
         } else {
             None
         };
-        if discard_body(response.into_body(), deadline).await {
-            target.pool.put(sender);
+        let kept = tokio::time::timeout_at(deadline, conn.discard_body(MAX_RESPONSE_BODY as u64))
+            .await
+            .unwrap_or(false);
+        if kept {
+            target.pool.put(conn);
         }
         if status.is_success() {
             Ok(status)
@@ -432,49 +416,42 @@ impl HttpClient {
         }
     }
 
-    /// Sends `request` on an idle connection to `target` (the most recently used first), or
-    /// on a new one: the response and the connection. A kept-alive connection that the server
-    /// closed before the request went out is skipped and the request goes on another one (as
-    /// hyper-util's pooled client does); on a new connection any failure is the answer.
+    /// Sends the request on an idle connection to `target` (the most recently used first), or
+    /// on a new one: the response's head and the connection. A kept-alive connection that the
+    /// server closed, or that fails before the request is written, is dropped and the request
+    /// goes on another one (as hyper-util's pooled client did); on a new connection any
+    /// failure is the answer.
     async fn exchange(
         &self,
         target: &Target,
-        mut request: Request<Full<Bytes>>,
-    ) -> Result<(Response<Incoming>, Sender), DeliveryError> {
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(h1::Head, Conn), DeliveryError> {
         loop {
-            let (mut sender, reused) = match target.pool.take() {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match target.pool.take() {
+                Some(conn) => (conn, true),
                 // Boxed: connecting is rare, and its future (TLS stream, handshake) would
                 // otherwise more than double the size of every request's future.
                 None => (Box::pin(self.connect(target)).await?, false),
             };
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(DeliveryError::Connect {
-                    url: target.shown.clone(),
-                    detail: chain(&e, false),
-                });
+            let request_failed = |e: &H1Error| DeliveryError::Request {
+                url: target.shown.clone(),
+                detail: chain(e, false),
+            };
+            match conn.send(&target.origin, headers, body).await {
+                Ok(()) => {}
+                Err(_) if reused => continue,
+                Err(e) => return Err(request_failed(&e)),
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, sender)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => {
-                        return Err(DeliveryError::Request {
-                            url: target.shown.clone(),
-                            detail: chain(e.error(), false),
-                        })
-                    }
-                },
-            }
+            return match conn.head().await {
+                Ok(head) => Ok((head, conn)),
+                Err(e) => Err(request_failed(&e)),
+            };
         }
     }
 
-    /// A new connection to `target` (resolved through the SSRF guard, TLS for https), its
-    /// connection task spawned.
-    async fn connect(&self, target: &Target) -> Result<Sender, DeliveryError> {
+    /// A new connection to `target` (resolved through the SSRF guard, TLS for https).
+    async fn connect(&self, target: &Target) -> Result<Conn, DeliveryError> {
         let io = match self.proxy.for_target(&target.uri) {
             None => {
                 let mut connector = self.connector.clone();
@@ -488,20 +465,7 @@ impl HttpClient {
             }
             Some((proxy, auth)) => self.tunnel(target, proxy, auth).await?,
         };
-        let (sender, connection) =
-            self.h1
-                .handshake(io)
-                .await
-                .map_err(|e| DeliveryError::Connect {
-                    url: target.shown.clone(),
-                    detail: chain(&e, false),
-                })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(error = %e, "webhook connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(Stream::from(io)))
     }
 }
 
@@ -564,33 +528,6 @@ fn with_port(uri: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
-/// Reads and throws away at most [`MAX_RESPONSE_BODY`] bytes of a body, until `deadline` (no
-/// timer for a body known to be empty, like a 204's). Whether it was read to its end (then the
-/// connection can carry the next request); else the connection is dropped, so a huge or
-/// endless body is never buffered nor read past the limit.
-async fn discard_body(mut body: Incoming, deadline: Instant) -> bool {
-    if body.is_end_stream() {
-        return true;
-    }
-    let read = async {
-        let mut seen = 0usize;
-        while seen < MAX_RESPONSE_BODY {
-            match body.frame().await {
-                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
-                Some(Err(_)) => return false,
-                None => return true,
-            }
-            if body.is_end_stream() {
-                return true;
-            }
-        }
-        false
-    };
-    tokio::time::timeout_at(deadline, read)
-        .await
-        .unwrap_or(false)
-}
-
 /// Turns a connect error into a [`DeliveryError`], finding a blocked address among its causes.
 fn connect_error(err: &(dyn std::error::Error + 'static), shown: &str) -> DeliveryError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -621,7 +558,7 @@ pub(crate) struct Pool {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -639,24 +576,23 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used connection still open.
-    fn take(&self) -> Option<Sender> {
+    /// The most recently used connection still open (a connection is dropped, so closed,
+    /// once it has been idle for [`IDLE_TIMEOUT`], or when the server closed it).
+    fn take(&self) -> Option<Conn> {
         let mut idle = self.lock();
-        while let Some(i) = idle.pop() {
-            if !i.sender.is_closed() {
-                return Some(i.sender);
+        let now = Instant::now();
+        while let Some(mut i) = idle.pop() {
+            if now.duration_since(i.since) < IDLE_TIMEOUT && !i.conn.is_closed() {
+                return Some(i.conn);
             }
         }
         None
     }
 
     /// Keeps a connection for the next request.
-    fn put(self: &Arc<Self>, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(self: &Arc<Self>, conn: Conn) {
         self.lock().push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
         if !self.reaping.swap(true, Ordering::AcqRel) {
@@ -679,7 +615,7 @@ async fn reap(pool: Weak<Pool>) {
         let Some(pool) = pool.upgrade() else { return };
         let mut idle = pool.lock();
         let now = Instant::now();
-        idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
+        idle.retain_mut(|i| now.duration_since(i.since) < IDLE_TIMEOUT && !i.conn.is_closed());
         if idle.is_empty() {
             pool.reaping.store(false, Ordering::Release);
             return;

@@ -50,6 +50,7 @@ pub mod durable;
 mod error;
 mod files;
 mod filter;
+mod h1;
 mod health;
 mod keeper;
 mod log;
