@@ -5,8 +5,8 @@
 //!
 //! Beside the equation, `dead_lettered` says how many of the events given up on (`failed +
 //! dropped + skipped`) were handed to the dead-letter archive: never more than those, and equal
-//! to them whenever every give-up could be kept (an archive inbox that overflowed, or an event
-//! dropped by a full spool, is counted in the first and not in the second).
+//! to them whenever every give-up could be kept (an event that met a full archive inbox, or an
+//! archive that could not be written, is counted in the first and not in the second).
 
 use serde::{Deserialize, Serialize};
 

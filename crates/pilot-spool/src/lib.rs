@@ -146,6 +146,8 @@ pub struct AppendOutcome {
     /// Records removed to stay within `max_bytes`: the oldest stored ones, and the oldest of
     /// the batch itself when even an empty spool could not hold all of it.
     pub dropped_for_space: u64,
+    /// Of those, how many the [`Spool::on_evict`] hook kept.
+    pub kept: u64,
 }
 
 /// A snapshot of the spool's counters (read without touching the disk).
@@ -353,7 +355,13 @@ pub struct Spool {
     write_error: Mutex<Option<String>>,
     /// Space kept to remove delivered records on a full disk.
     reserve: Reserve,
+    /// Given the records about to be dropped for space, before the write that drops them;
+    /// says how many it kept (see [`Spool::on_evict`]).
+    on_evict: std::sync::OnceLock<EvictHook>,
 }
+
+/// What [`Spool::on_evict`] is given.
+pub type EvictHook = Box<dyn Fn(&[SpoolRecord]) -> u64 + Send + Sync>;
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -383,6 +391,7 @@ impl Spool {
             commits: AtomicU64::new(0),
             write_error: Mutex::new(None),
             reserve: Reserve::beside(path),
+            on_evict: std::sync::OnceLock::new(),
         };
         match spool.init() {
             Ok(()) => {}
@@ -498,6 +507,13 @@ impl Spool {
         SpoolError::redb(&self.path, e)
     }
 
+    /// Sets (once) what is done with records dropped for space: `hook` gets them before the
+    /// write that drops them (a crash in between leaves them spooled) and says how many it
+    /// kept (see [`AppendOutcome::kept`]). Later calls are ignored.
+    pub fn on_evict(&self, hook: EvictHook) {
+        let _ = self.on_evict.set(hook);
+    }
+
     /// The spool file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -577,10 +593,17 @@ impl Spool {
             let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut incoming: u64 = values.iter().map(|v| v.len() as u64).sum();
             let mut dropped = 0;
+            let hook = self.on_evict.get();
+            let mut evicted = Vec::new();
             while meta.bytes.saturating_add(incoming) > max && meta.depth > 0 {
-                let Some((_, value)) = table.pop_first().map_err(|e| self.err(e))? else {
+                let Some((key, value)) = table.pop_first().map_err(|e| self.err(e))? else {
                     break;
                 };
+                if hook.is_some() {
+                    if let Ok(r) = decode(key.value(), value.value()) {
+                        evicted.push(r);
+                    }
+                }
                 meta.bytes = meta.bytes.saturating_sub(value.value().len() as u64);
                 meta.depth -= 1;
                 dropped += 1;
@@ -588,9 +611,16 @@ impl Spool {
             let mut skip = 0;
             while meta.bytes.saturating_add(incoming) > max && skip < values.len() {
                 incoming -= values[skip].len() as u64;
+                if hook.is_some() {
+                    evicted.push(records[skip].clone());
+                }
                 skip += 1;
                 dropped += 1;
             }
+            let kept = match hook {
+                Some(hook) if !evicted.is_empty() => hook(&evicted).min(dropped),
+                _ => 0,
+            };
             for (r, v) in records.iter().zip(&values).skip(skip) {
                 table
                     .insert(r.event_id, v.as_slice())
@@ -604,6 +634,7 @@ impl Spool {
             Ok(AppendOutcome {
                 appended,
                 dropped_for_space: dropped,
+                kept,
             })
         })
     }

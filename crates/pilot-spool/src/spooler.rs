@@ -67,6 +67,9 @@ pub struct SpoolerCounters {
     pub appended: AtomicU64,
     /// Stored records dropped to make room (the part of `dropped_full` that was on disk).
     pub evicted: AtomicU64,
+    /// The part of `dropped_full` the spool's eviction hook kept (as dead letters); added
+    /// after `dropped_full`, so never ahead of it.
+    pub kept_full: AtomicU64,
     /// Events in the spooler's hands: received from the subscription and not settled yet (the
     /// batch's length, a measurement; 0 once the task is gone).
     pub holding: AtomicU64,
@@ -137,6 +140,8 @@ pub struct SpoolerReport {
     pub spooled: u64,
     /// Records the spool dropped to stay within `max_bytes` during these appends.
     pub dropped_for_space: u64,
+    /// Of those, the ones its eviction hook kept.
+    pub kept_for_space: u64,
     /// Events reported lost: dropped by a full subscription buffer, refused by the spool
     /// (ids not above its high-water mark), or still unwritten when the spooler stopped.
     pub lost: u64,
@@ -277,7 +282,11 @@ pub async fn run_spooler_counted(
         }
         let records: Arc<[SpoolRecord]> = fresh.iter().map(|e| record(e, id)).collect();
         if !records.is_empty() {
-            let (dropped_before, spooled_before) = (report.dropped_for_space, report.spooled);
+            let (dropped_before, spooled_before, kept_before) = (
+                report.dropped_for_space,
+                report.spooled,
+                report.kept_for_space,
+            );
             let written = persist(&spool, &records, &sink, &stop, stopping, &mut report).await;
             let n = records.len() as u64;
             {
@@ -291,6 +300,8 @@ pub async fn run_spooler_counted(
                     counters.dropped_full.fetch_add(dropped, Ordering::Relaxed);
                     counters.appended.fetch_add(appended, Ordering::Relaxed);
                     counters.evicted.fetch_add(evicted, Ordering::Relaxed);
+                    let kept = report.kept_for_space - kept_before;
+                    counters.kept_full.fetch_add(kept, Ordering::Relaxed);
                 } else {
                     counters.refused.fetch_add(n, Ordering::Relaxed);
                 }
@@ -411,6 +422,7 @@ async fn persist(
                 report.batches += 1;
                 report.spooled += outcome.appended;
                 report.dropped_for_space += outcome.dropped_for_space;
+                report.kept_for_space += outcome.kept;
                 if outcome.dropped_for_space > 0 {
                     warn!(
                         dropped = outcome.dropped_for_space,

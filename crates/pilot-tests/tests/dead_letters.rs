@@ -637,3 +637,56 @@ fn a_replay_that_fails_again_exits_non_zero_and_is_a_dead_letter_again() {
     assert_eq!(w["replay"]["failed"], 3, "{w}");
     assert_eq!(w["replay"]["pending"], 0, "{w}");
 }
+
+#[test]
+fn what_a_full_durable_spool_drops_is_kept_as_dead_letters() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Status(503));
+    env.start(&["--backoff", "1s"]);
+    let run = env.ctl_json(&[
+        "webhook",
+        "add",
+        "full",
+        &rx.url(),
+        "--durable",
+        "--max-spool-bytes",
+        "4KiB",
+        "--events",
+        "app.*",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.burst("app.s", 60, 100);
+    let mut w = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            w = endpoint(&env.info(), "full");
+            w["spool"]["dropped_full"].as_u64() > Some(0)
+                && w["accounting"]["pending"].as_u64() < Some(60)
+        }),
+        "{w}"
+    );
+    let dropped = w["spool"]["dropped_full"].as_u64().unwrap();
+    let kept = dead_letters(
+        &env,
+        &[
+            "--name",
+            "full",
+            "--reason",
+            "spool_full",
+            "--limit",
+            "1000",
+        ],
+    );
+    assert_eq!(kept.len() as u64, dropped, "{w}");
+    assert!(
+        w["accounting"]["dead_lettered"].as_u64() >= Some(dropped),
+        "{w}"
+    );
+    accounting::check(&w).unwrap();
+    // The oldest were dropped: the kept ones are the first events, in order.
+    let numbers: Vec<u64> = kept
+        .iter()
+        .map(|d| d["payload"]["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..dropped).collect::<Vec<_>>());
+}

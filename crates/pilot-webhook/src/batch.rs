@@ -139,6 +139,25 @@ impl Item {
         }
     }
 
+    /// The item of a spooled record (its name read from its payload, which the spooler wrote:
+    /// it always has one).
+    pub(crate) fn of_record(record: pilot_spool::SpoolRecord) -> Self {
+        #[derive(serde::Deserialize)]
+        struct EventName {
+            event: String,
+        }
+        let event = serde_json::from_slice::<EventName>(&record.payload)
+            .map(|n| n.event)
+            .unwrap_or_default();
+        Self {
+            event_id: record.event_id,
+            event: event.into(),
+            payload: record.payload,
+            severity: None,
+            at_ms: record.accepted_at_ms,
+        }
+    }
+
     /// The event back from its payload (with its severity when known).
     fn event(&self) -> Result<Event, String> {
         let mut event: Event = serde_json::from_slice(&self.payload)

@@ -76,7 +76,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,27 +111,13 @@ pub(crate) struct Spooled {
     pub(crate) attempts: u32,
 }
 
-#[derive(Deserialize)]
-struct EventName {
-    event: String,
-}
-
 impl Spooled {
     pub(crate) fn of(record: SpoolRecord) -> Self {
-        // The payload is the event's own JSON, written by the spooler: it always has a name.
-        let event = serde_json::from_slice::<EventName>(&record.payload)
-            .map(|n| n.event)
-            .unwrap_or_default();
+        let (webhook_id, attempts) = (record.webhook_id.clone(), record.attempts);
         Self {
-            item: Item {
-                event_id: record.event_id,
-                event: event.into(),
-                payload: record.payload,
-                severity: None,
-                at_ms: record.accepted_at_ms,
-            },
-            webhook_id: record.webhook_id,
-            attempts: record.attempts,
+            item: Item::of_record(record),
+            webhook_id,
+            attempts,
         }
     }
 }

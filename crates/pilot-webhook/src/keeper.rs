@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pilot_core::{Event, WebhookSettings};
-use pilot_spool::{Archive, ArchiveLimits, ArchivedEvent, Shelf};
+use pilot_spool::{Archive, ArchiveLimits, ArchivedEvent, Shelf, SpoolRecord};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -55,13 +55,15 @@ pub enum Reason {
     Removed,
     /// In the spool longer than `discard_after`.
     Expired,
+    /// Dropped, oldest first, by a durable spool past `--max-spool-bytes`.
+    SpoolFull,
     /// Replayed and failed again.
     ReplayFailed,
 }
 
 impl Reason {
     /// Every reason, as the CLI accepts them.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Failed,
         Reason::CircuitOpen,
         Reason::QueueFull,
@@ -70,6 +72,7 @@ impl Reason {
         Reason::Aborted,
         Reason::Removed,
         Reason::Expired,
+        Reason::SpoolFull,
         Reason::ReplayFailed,
     ];
 
@@ -84,6 +87,7 @@ impl Reason {
             Reason::Aborted => "aborted",
             Reason::Removed => "removed",
             Reason::Expired => "expired",
+            Reason::SpoolFull => "spool_full",
             Reason::ReplayFailed => "replay_failed",
         }
     }
@@ -140,6 +144,44 @@ enum Msg {
     Flush(oneshot::Sender<()>),
     /// The bounds changed: apply them now and time the age bounds from them.
     Bounds,
+}
+
+/// Writes entries to one endpoint's shelves now, within its bounds (a blocking call); shared
+/// with the spool's eviction hook, which has no keeper to hold.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    name: String,
+    archive: Option<Arc<Archive>>,
+    bounds: Arc<RwLock<Bounds>>,
+    write_errors: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Writes `entries` to `shelf`; how many were written. Failures are logged and counted.
+    pub(crate) fn put(&self, shelf: Shelf, entries: &[ArchivedEvent]) -> u64 {
+        let bounds = *self.bounds.read().unwrap_or_else(|p| p.into_inner());
+        let (Some(archive), Some(limits)) = (&self.archive, bounds.of_shelf(shelf)) else {
+            return 0;
+        };
+        if entries.is_empty() {
+            return 0;
+        }
+        match archive.put(shelf, &self.name, entries, limits) {
+            Ok(_) => entries.len() as u64,
+            Err(e) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook = %self.name, events = entries.len(), error = %e, "events could not be archived");
+                0
+            }
+        }
+    }
+
+    /// Keeps spooled `records` as dead letters for `reason` (ids `msg_<node>_<event_id>`).
+    pub(crate) fn put_records(&self, records: &[SpoolRecord], node: u32, reason: Reason) -> u64 {
+        let items: Vec<Item> = records.iter().cloned().map(Item::of_record).collect();
+        let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
+        self.put(Shelf::Dead, &entries(&items, &id, reason.as_str(), None, 0))
+    }
 }
 
 /// One endpoint's keeper (see the module docs).
@@ -284,19 +326,16 @@ impl Keeper {
     /// before it removes from the spool); how many were written. Failures are logged and
     /// counted.
     pub(crate) fn put_now(&self, shelf: Shelf, entries: &[ArchivedEvent]) -> u64 {
-        let (Some(archive), Some(limits)) = (&self.archive, self.bounds().of_shelf(shelf)) else {
-            return 0;
-        };
-        if entries.is_empty() {
-            return 0;
-        }
-        match archive.put(shelf, &self.name, entries, limits) {
-            Ok(_) => entries.len() as u64,
-            Err(e) => {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(webhook = %self.name, events = entries.len(), error = %e, "events could not be archived");
-                0
-            }
+        self.sink().put(shelf, entries)
+    }
+
+    /// What writes to the archive now, for holders that cannot hold the keeper.
+    pub(crate) fn sink(&self) -> Sink {
+        Sink {
+            name: self.name.clone(),
+            archive: self.archive.clone(),
+            bounds: self.bounds.clone(),
+            write_errors: self.write_errors.clone(),
         }
     }
 

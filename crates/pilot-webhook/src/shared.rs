@@ -63,6 +63,12 @@ impl Shared {
             return self.store.get().cloned().unwrap_or(store);
         }
         let spool = &store.spool;
+        // What the spool drops for space is kept as dead letters, before the write that drops it.
+        let sink = self.keeper.sink();
+        let node = self.bus.node_id();
+        spool.on_evict(Box::new(move |records| {
+            sink.put_records(records, node, crate::keeper::Reason::SpoolFull)
+        }));
         let stats = spool.stats();
         {
             let _moving = self.counters.moving();

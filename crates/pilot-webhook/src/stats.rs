@@ -432,7 +432,7 @@ impl Counters {
         // read once and counts on both sides).
         let exclusive = self.spooler.exclusive();
         // Read first: it never runs ahead of the give-ups read after it.
-        let dead_lettered = load(&self.dead_lettered);
+        let dead_lettered = load(&self.dead_lettered) + load(&self.spooler.kept_full);
         let delivered = load(&self.delivered);
         let failed = load(&self.failed);
         let circuit_skips = load(&self.circuit_skips);

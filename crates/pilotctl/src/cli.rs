@@ -330,7 +330,7 @@ pub struct DeadLetterFilter {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Only those given up for this reason: failed, circuit_open, queue_full, paused,
-    /// stopped, aborted, removed, expired, replay_failed.
+    /// stopped, aborted, removed, expired, spool_full, replay_failed.
     #[arg(long, value_name = "REASON")]
     pub reason: Option<String>,
     /// At most this many, oldest first (a list shows 100 unless told).
