@@ -1181,7 +1181,7 @@ mod tests {
                 .unwrap();
             assert_eq!(status, StatusCode::OK);
             assert_eq!(accepted.load(Ordering::SeqCst), i);
-            // Give the connection task time to see the server close.
+            // Give the close time to arrive (seen when the connection is taken next).
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
