@@ -690,3 +690,42 @@ fn what_a_full_durable_spool_drops_is_kept_as_dead_letters() {
         .collect();
     assert_eq!(numbers, (0..dropped).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_cleared_endpoint_keeps_what_was_in_flight_and_what_was_queued() {
+    let env = Env::new();
+    let rx = Receiver::with_default(Reply::Hang);
+    env.start(&["--webhook", &rx.url()]);
+    // daemon.started is in flight (the receiver never answers); these wait in the queue.
+    assert!(wait_until(WAIT, || rx.count() == 1));
+    for i in 0..3u64 {
+        env.emit("app.q", Some(&format!("{{\"i\":{i}}}")));
+    }
+    assert_eq!(env.ctl(&["clear-webhook"]).code, 0);
+    let mut kept = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            kept = dead_letters(&env, &[]);
+            kept.len() == 4
+        }),
+        "{kept:?}"
+    );
+    let reasons: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|d| (d["event"].as_str().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("daemon.started", "aborted"),
+            ("app.q", "stopped"),
+            ("app.q", "stopped"),
+            ("app.q", "stopped")
+        ]
+    );
+    let w = accounting::assert_balanced(&env.info());
+    assert_eq!(
+        w["accounting"]["dead_lettered"], w["accounting"]["dropped"],
+        "{w}"
+    );
+}

@@ -49,7 +49,8 @@ pub enum Reason {
     Paused,
     /// Still queued when the endpoint stopped (cleared, removed, shut down, disabled).
     Stopped,
-    /// In flight when delivery was aborted (a drain past its bound).
+    /// In flight, or in a batch being filled, when delivery was aborted (a clear, a drain
+    /// past its bound).
     Aborted,
     /// In the spool when the endpoint was removed with `--force`.
     Removed,

@@ -144,8 +144,8 @@ impl Handover {
 #[derive(Debug)]
 struct Done {
     outcome: Outcome,
-    /// What the unit carried.
-    delivery: Delivery,
+    /// What the unit carried (always there: taken from its [`Unsettled`]).
+    delivery: Option<Delivery>,
     /// Whether it was the circuit's probe.
     probe: bool,
 }
@@ -348,9 +348,12 @@ impl Ctx {
     /// Counts a completed unit (and takes it off `running_events`, and `probing` when it was
     /// the probe); the reason when it got a 410 Gone.
     fn settle(&self, done: Done, running_events: &mut u64, probing: &mut bool) -> Option<String> {
-        let events = done.delivery.len() as u64;
-        *running_events = running_events.saturating_sub(events);
         *probing &= !done.probe;
+        let Some(delivery) = &done.delivery else {
+            return None;
+        };
+        let events = delivery.len() as u64;
+        *running_events = running_events.saturating_sub(events);
         let counters = &self.shared.counters;
         // A bounded delivery always ends with a verdict (`Held` and `Stopped` are durable
         // mode's); a unit is cancelled by dropping it.
@@ -363,8 +366,8 @@ impl Ctx {
             add(counter, events);
             sub_counter(&counters.in_flight, events);
         }
-        let items = &done.delivery.items;
-        let id = |item: &Item| self.webhook_id(&done.delivery, item);
+        let items = &delivery.items;
+        let id = |item: &Item| self.webhook_id(delivery, item);
         match done.outcome {
             Outcome::Delivered => {
                 self.shared.keeper.delivered(items, &id);
@@ -453,17 +456,27 @@ impl Ctx {
         Some((delivery, decision))
     }
 
-    /// One unit: up to `max_attempts` attempts, then its outcome for the circuit.
+    /// One unit: up to `max_attempts` attempts, then its outcome for the circuit. A unit
+    /// dropped before it settles (an abort) keeps its events as dead letters (`aborted`); the
+    /// worker counted them dropped before it drops the units.
     async fn unit(&self, delivery: Delivery, decision: Decision) -> Done {
         let probe = decision == Decision::Probe;
         let policy = Policy::Bounded { probe };
-        let outcome = self
-            .sender
-            .deliver(&delivery, policy, &mut Sleep::default())
-            .await;
+        let mut unsettled = Unsettled {
+            ctx: self,
+            delivery: Some(delivery),
+        };
+        let outcome = match &unsettled.delivery {
+            Some(delivery) => {
+                self.sender
+                    .deliver(delivery, policy, &mut Sleep::default())
+                    .await
+            }
+            None => Outcome::Stopped,
+        };
         Done {
             outcome,
-            delivery,
+            delivery: unsettled.delivery.take(),
             probe,
         }
     }
@@ -493,6 +506,25 @@ impl Ctx {
         warn!(webhook = %name, url = %shown, %reason, "webhook disabled; it stays off until `pilotctl webhook resume` or the webhook is set again");
         disabled.set(reason.clone(), jiff::Timestamp::now());
         publish_disabled(&self.shared.bus, name, shown, reason);
+    }
+}
+
+/// A unit's delivery until it settles: dropped before that (an abort cancels the unit), it
+/// keeps the events as dead letters.
+struct Unsettled<'a> {
+    ctx: &'a Ctx,
+    delivery: Option<Delivery>,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if let Some(delivery) = self.delivery.take() {
+            let id = |item: &Item| self.ctx.webhook_id(&delivery, item);
+            self.ctx
+                .shared
+                .keeper
+                .dead(&delivery.items, &id, Reason::Aborted, None, 0);
+        }
     }
 }
 
