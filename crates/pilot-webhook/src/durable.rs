@@ -445,20 +445,13 @@ impl DurableWorker {
     async fn expire(&self) -> u64 {
         let spool = self.store.spool.clone();
         let now_ms = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
-        let shared = self.shared.clone();
+        let sink = self.shared.keeper.sink();
+        let node = self.shared.bus.node_id();
         let expired = blocking(move || {
             // Kept as dead letters in the same write that removes them from the spool.
             let kept = std::sync::atomic::AtomicU64::new(0);
-            let node = shared.bus.node_id();
             let n = spool.expire_keeping(now_ms, &|records| {
-                let items: Vec<Item> = records
-                    .iter()
-                    .cloned()
-                    .map(|r| Spooled::of(r).item)
-                    .collect();
-                let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
-                let dead = entries(&items, &id, Reason::Expired.as_str(), None, 0);
-                let written = shared.keeper.put_now(Shelf::Dead, &dead);
+                let written = sink.put_records(records, node, Reason::Expired);
                 kept.store(written, std::sync::atomic::Ordering::Relaxed);
             })?;
             Ok((n, kept.into_inner()))

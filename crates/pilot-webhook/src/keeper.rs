@@ -158,10 +158,34 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
+    /// The bounds in force.
+    fn bounds(&self) -> Bounds {
+        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts and logs a failed archive call.
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        warn!(webhook = %self.name, error = %error, "archive {what} failed");
+    }
+
+    /// Drops the entries older than each shelf's retention (counted by the archive).
+    fn expire(&self) {
+        let Some(archive) = &self.archive else { return };
+        let bounds = self.bounds();
+        for shelf in [Shelf::Dead, Shelf::Retained] {
+            let Some(limits) = bounds.of_shelf(shelf) else {
+                continue;
+            };
+            if let Err(e) = archive.expire(shelf, &self.name, limits.max_age, now_ms()) {
+                self.failed("expiry", &e);
+            }
+        }
+    }
+
     /// Writes `entries` to `shelf`; how many were written. Failures are logged and counted.
     pub(crate) fn put(&self, shelf: Shelf, entries: &[ArchivedEvent]) -> u64 {
-        let bounds = *self.bounds.read().unwrap_or_else(|p| p.into_inner());
-        let (Some(archive), Some(limits)) = (&self.archive, bounds.of_shelf(shelf)) else {
+        let (Some(archive), Some(limits)) = (&self.archive, self.bounds().of_shelf(shelf)) else {
             return 0;
         };
         if entries.is_empty() {
@@ -170,8 +194,7 @@ impl Sink {
         match archive.put(shelf, &self.name, entries, limits) {
             Ok(_) => entries.len() as u64,
             Err(e) => {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(webhook = %self.name, events = entries.len(), error = %e, "events could not be archived");
+                self.failed("write", &e);
                 0
             }
         }
@@ -187,22 +210,19 @@ impl Sink {
 
 /// One endpoint's keeper (see the module docs).
 pub(crate) struct Keeper {
-    name: String,
-    archive: Option<Arc<Archive>>,
+    sink: Sink,
     tx: Option<mpsc::Sender<Msg>>,
     overflow: Option<mpsc::Sender<Arc<Event>>>,
-    bounds: Arc<RwLock<Bounds>>,
     /// Whether delivered events are retained (read on every delivery: no lock).
     retaining: std::sync::atomic::AtomicBool,
-    write_errors: Arc<AtomicU64>,
     counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Keeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keeper")
-            .field("name", &self.name)
-            .field("archive", &self.archive)
+            .field("name", &self.sink.name)
+            .field("archive", &self.sink.archive)
             .finish_non_exhaustive()
     }
 }
@@ -217,26 +237,24 @@ impl Keeper {
         instance: &str,
         runtime: &Handle,
     ) -> Keeper {
-        let bounds = Arc::new(RwLock::new(Bounds::default()));
-        let write_errors = Arc::new(AtomicU64::new(0));
-        let mut keeper = Keeper {
+        let sink = Sink {
             name: name.to_string(),
-            archive: archive.clone(),
+            archive,
+            bounds: Arc::new(RwLock::new(Bounds::default())),
+            write_errors: Arc::new(AtomicU64::new(0)),
+        };
+        let mut keeper = Keeper {
+            sink: sink.clone(),
             tx: None,
             overflow: None,
-            bounds: bounds.clone(),
             retaining: std::sync::atomic::AtomicBool::new(false),
-            write_errors: write_errors.clone(),
             counters: counters.clone(),
         };
-        if let Some(archive) = archive {
+        if sink.archive.is_some() {
             let (tx, rx) = mpsc::channel(INBOX);
             let (otx, orx) = mpsc::channel(OVERFLOW);
             let writer = Writer {
-                name: name.to_string(),
-                archive,
-                bounds,
-                write_errors,
+                sink,
                 counters,
                 instance: instance.to_string(),
             };
@@ -254,7 +272,7 @@ impl Keeper {
 
     /// The archive, if the endpoint has one.
     pub(crate) fn archive(&self) -> Option<&Arc<Archive>> {
-        self.archive.as_ref()
+        self.sink.archive.as_ref()
     }
 
     /// Applies the bounds `settings` ask for from now on.
@@ -263,7 +281,7 @@ impl Keeper {
         self.retaining
             .store(bounds.retained.is_some(), Ordering::Relaxed);
         let old = std::mem::replace(
-            &mut *self.bounds.write().unwrap_or_else(|p| p.into_inner()),
+            &mut *self.sink.bounds.write().unwrap_or_else(|p| p.into_inner()),
             bounds,
         );
         if old != bounds {
@@ -274,12 +292,12 @@ impl Keeper {
     }
 
     pub(crate) fn bounds(&self) -> Bounds {
-        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
+        self.sink.bounds()
     }
 
     /// Archive writes that failed (their entries are lost).
     pub(crate) fn write_errors(&self) -> u64 {
-        self.write_errors.load(Ordering::Relaxed)
+        self.sink.write_errors.load(Ordering::Relaxed)
     }
 
     /// Hands `items` over as dead letters, after the caller counted them as failed, dropped
@@ -327,17 +345,12 @@ impl Keeper {
     /// before it removes from the spool); how many were written. Failures are logged and
     /// counted.
     pub(crate) fn put_now(&self, shelf: Shelf, entries: &[ArchivedEvent]) -> u64 {
-        self.sink().put(shelf, entries)
+        self.sink.put(shelf, entries)
     }
 
     /// What writes to the archive now, for holders that cannot hold the keeper.
     pub(crate) fn sink(&self) -> Sink {
-        Sink {
-            name: self.name.clone(),
-            archive: self.archive.clone(),
-            bounds: self.bounds.clone(),
-            write_errors: self.write_errors.clone(),
-        }
+        self.sink.clone()
     }
 
     fn send(&self, shelf: Shelf, entries: Vec<ArchivedEvent>) -> bool {
@@ -345,7 +358,7 @@ impl Keeper {
         match tx.try_send(Msg::Put(shelf, entries)) {
             Ok(()) => true,
             Err(_) => {
-                warn!(webhook = %self.name, "dead-letter archive inbox full; events not kept");
+                warn!(webhook = %self.sink.name, "dead-letter archive inbox full; events not kept");
                 false
             }
         }
@@ -393,17 +406,14 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The writer task of one endpoint's keeper.
 struct Writer {
-    name: String,
-    archive: Arc<Archive>,
-    bounds: Arc<RwLock<Bounds>>,
-    write_errors: Arc<AtomicU64>,
+    sink: Sink,
     counters: Arc<Counters>,
     instance: String,
 }
 
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Msg>, mut overflow: mpsc::Receiver<Arc<Event>>) {
-        let mut expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
+        let mut expire_at = tokio::time::Instant::now() + self.sink.bounds().expire_every();
         let mut overflow_open = true;
         loop {
             tokio::select! {
@@ -438,7 +448,7 @@ impl Writer {
                     }
                     if rebound {
                         self.expire().await;
-                        expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
+                        expire_at = tokio::time::Instant::now() + self.sink.bounds().expire_every();
                     }
                 }
                 event = overflow.recv(), if overflow_open => {
@@ -455,14 +465,10 @@ impl Writer {
                 }
                 () = tokio::time::sleep_until(expire_at) => {
                     self.expire().await;
-                    expire_at = tokio::time::Instant::now() + self.bounds().expire_every();
+                    expire_at = tokio::time::Instant::now() + self.sink.bounds().expire_every();
                 }
             }
         }
-    }
-
-    fn bounds(&self) -> Bounds {
-        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The dead letter of an event the queue had no room for (counted as dead-lettered now:
@@ -487,43 +493,16 @@ impl Writer {
         if entries.is_empty() {
             return;
         }
-        let Some(limits) = self.bounds().of_shelf(shelf) else {
-            return;
-        };
-        let archive = self.archive.clone();
-        let name = self.name.clone();
-        let n = entries.len();
-        let result =
-            tokio::task::spawn_blocking(move || archive.put(shelf, &name, &entries, limits)).await;
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(webhook = %self.name, events = n, error = %e, "events could not be archived");
-            }
-            Err(e) => {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(webhook = %self.name, events = n, error = %e, "the archive write did not finish");
-            }
+        let sink = self.sink.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sink.put(shelf, &entries)).await {
+            self.sink.failed("write", &e);
         }
     }
 
     async fn expire(&self) {
-        let bounds = self.bounds();
-        for shelf in [Shelf::Dead, Shelf::Retained] {
-            let Some(limits) = bounds.of_shelf(shelf) else {
-                continue;
-            };
-            let archive = self.archive.clone();
-            let name = self.name.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                archive.expire(shelf, &name, limits.max_age, now_ms())
-            })
-            .await;
-            if let Ok(Err(e)) = result {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(webhook = %self.name, error = %e, "archive expiry failed");
-            }
+        let sink = self.sink.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sink.expire()).await {
+            self.sink.failed("expiry", &e);
         }
     }
 }

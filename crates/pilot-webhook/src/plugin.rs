@@ -545,9 +545,9 @@ impl WebhookPlugin {
         let Some(store) = self.shared.store().cloned() else {
             return 0;
         };
-        let shared = self.shared.clone();
+        let sink = self.shared.keeper.sink();
+        let node = self.shared.bus.node_id();
         let result = store::blocking(move || {
-            let node = shared.bus.node_id();
             let mut kept = 0;
             let mut after = None;
             loop {
@@ -556,16 +556,7 @@ impl WebhookPlugin {
                     return Ok(kept);
                 };
                 after = Some(last.event_id);
-                let items: Vec<Item> = records.into_iter().map(|r| Spooled::of(r).item).collect();
-                let id = |item: &Item| format!("msg_{node}_{}", item.event_id);
-                let entries = crate::keeper::entries(
-                    &items,
-                    &id,
-                    crate::keeper::Reason::Removed.as_str(),
-                    None,
-                    0,
-                );
-                kept += shared.keeper.put_now(pilot_spool::Shelf::Dead, &entries);
+                kept += sink.put_records(&records, node, crate::keeper::Reason::Removed);
             }
         })
         .await;

@@ -49,38 +49,51 @@ fn builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifie
 /// [`root_store`], which is loaded on the first handshake ([`SystemRoots`]): a daemon with
 /// only `http://` webhooks never reads or holds the CA bundle.
 pub(crate) fn system_tls_config() -> rustls::ClientConfig {
-    let provider = provider();
     builder()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(SystemRoots {
-            provider,
-            verifier: OnceLock::new(),
-        }))
+        .with_custom_certificate_verifier(verifier(false))
         .with_no_client_auth()
 }
 
-/// The verifier `with_root_certificates(root_store())` makes (rustls's WebPKI verifier),
-/// built when the first certificate is to be checked.
-#[derive(Debug)]
-struct SystemRoots {
-    provider: Arc<CryptoProvider>,
-    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
-}
-
-impl SystemRoots {
-    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
-        self.verifier
-            .get_or_init(|| {
-                WebPkiServerVerifier::builder_with_provider(root_store(), self.provider.clone())
-                    .build()
-                    .map_err(|e| rustls::Error::General(e.to_string()))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+/// The server-certificate check of a configuration: the system's roots, or none at all for
+/// `insecure_tls`. Either way the handshake signatures are checked ([`Checked`]).
+fn verifier(insecure: bool) -> Arc<dyn ServerCertVerifier> {
+    let provider = provider();
+    if insecure {
+        Arc::new(Checked {
+            provider,
+            certificate: DangerousAcceptAnyCertificate,
+        })
+    } else {
+        Arc::new(Checked {
+            provider,
+            certificate: SystemRoots(OnceLock::new()),
+        })
     }
 }
 
-impl ServerCertVerifier for SystemRoots {
+/// How a server's certificate is judged (the rest of [`ServerCertVerifier`] is [`Checked`]'s).
+trait CertificateCheck: std::fmt::Debug + Send + Sync {
+    fn verify(
+        &self,
+        provider: &Arc<CryptoProvider>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error>;
+}
+
+/// A verifier: `certificate` judges the server's certificate; the handshake signatures are
+/// checked with the provider's algorithms, as rustls's own verifier does.
+#[derive(Debug)]
+struct Checked<C> {
+    provider: Arc<CryptoProvider>,
+    certificate: C,
+}
+
+impl<C: CertificateCheck> ServerCertVerifier for Checked<C> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -89,7 +102,8 @@ impl ServerCertVerifier for SystemRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(
+        self.certificate.verify(
+            &self.provider,
             end_entity,
             intermediates,
             server_name,
@@ -133,6 +147,34 @@ impl ServerCertVerifier for SystemRoots {
     }
 }
 
+/// The check `with_root_certificates(root_store())` makes (rustls's WebPKI verifier), built
+/// when the first certificate is to be checked.
+#[derive(Debug)]
+struct SystemRoots(OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>);
+
+impl CertificateCheck for SystemRoots {
+    fn verify(
+        &self,
+        provider: &Arc<CryptoProvider>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verifier = self
+            .0
+            .get_or_init(|| {
+                WebPkiServerVerifier::builder_with_provider(root_store(), provider.clone())
+                    .build()
+                    .map_err(|e| rustls::Error::General(e.to_string()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+}
+
 /// A TLS client configuration trusting `roots` (tests: their own CA).
 #[cfg(test)]
 pub(crate) fn tls_config(roots: Arc<rustls::RootCertStore>) -> rustls::ClientConfig {
@@ -169,19 +211,11 @@ pub(crate) fn with_client_identity(
     insecure: bool,
     identity: ClientIdentity,
 ) -> Result<rustls::ClientConfig, String> {
-    let built = if insecure {
-        builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCertificate {
-                provider: provider(),
-            }))
-            .with_client_auth_cert(identity.certs, identity.key)
-    } else {
-        builder()
-            .with_root_certificates(root_store())
-            .with_client_auth_cert(identity.certs, identity.key)
-    };
-    built.map_err(|e| format!("the certificate and key do not make a client identity: {e}"))
+    builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(insecure))
+        .with_client_auth_cert(identity.certs, identity.key)
+        .map_err(|e| format!("the certificate and key do not make a client identity: {e}"))
 }
 
 /// A TLS client configuration that accepts ANY server certificate (`insecure_tls`): the
@@ -189,9 +223,7 @@ pub(crate) fn with_client_identity(
 pub(crate) fn insecure_tls_config() -> rustls::ClientConfig {
     builder()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCertificate {
-            provider: provider(),
-        }))
+        .with_custom_certificate_verifier(verifier(true))
         .with_no_client_auth()
 }
 
@@ -199,13 +231,12 @@ pub(crate) fn insecure_tls_config() -> rustls::ClientConfig {
 /// handshake signatures are still checked (the server holds the key of the certificate it
 /// shows), which stops nothing but a broken server. For `insecure_tls` only.
 #[derive(Debug)]
-pub(crate) struct DangerousAcceptAnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
+struct DangerousAcceptAnyCertificate;
 
-impl ServerCertVerifier for DangerousAcceptAnyCertificate {
-    fn verify_server_cert(
+impl CertificateCheck for DangerousAcceptAnyCertificate {
+    fn verify(
         &self,
+        _provider: &Arc<CryptoProvider>,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
@@ -213,39 +244,5 @@ impl ServerCertVerifier for DangerousAcceptAnyCertificate {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
